@@ -1,0 +1,334 @@
+//! The API key as a secret value, its local format rules, and its keyed fingerprint.
+
+use std::fmt;
+use std::sync::LazyLock;
+
+use zeroize::Zeroize;
+
+/// A process-wide random key for [`Fingerprint`]s.
+///
+/// Fingerprints only need to be stable within one process (the cache and the logs of one
+/// instance), so a fresh random key per process means a fingerprint seen in a log cannot be used
+/// to test guesses of the key offline.
+static FINGERPRINT_KEY: LazyLock<[u8; 32]> = LazyLock::new(|| {
+    let mut key = [0u8; 32];
+    rand::fill(&mut key);
+    key
+});
+
+/// An API key presented by a client.
+///
+/// The secret is never printed: `Debug` and `Display` show the [`Fingerprint`] only, and the
+/// bytes are zeroed when the value is dropped. Use [`ApiKey::expose_secret`] where the plain key
+/// must go over the wire (the validator's upstream call), and nowhere else.
+///
+/// ```
+/// use axum_api_key::ApiKey;
+///
+/// let key = ApiKey::new("sk".repeat(40));
+/// assert!(!format!("{key:?}").contains("sksk"));
+/// assert_eq!(key.fingerprint(), ApiKey::new("sk".repeat(40)).fingerprint());
+/// ```
+pub struct ApiKey {
+    secret: String,
+    fingerprint: Fingerprint,
+}
+
+impl ApiKey {
+    /// Wraps a key without checking its format (see [`KeyFormat::check`] for the checks the
+    /// layer applies before this).
+    pub fn new(secret: impl Into<String>) -> Self {
+        let secret = secret.into();
+        let fingerprint = Fingerprint::of(&secret);
+        Self {
+            secret,
+            fingerprint,
+        }
+    }
+
+    /// The plain key. Send it to the validator's upstream and nowhere else.
+    pub fn expose_secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The keyed fingerprint of this key: the cache key and the value to log.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The last four characters, as Scalekit reports them in `token_suffix`.
+    ///
+    /// Safe to log: four characters of a key of 61 or more Base62 characters leave well over 300
+    /// bits unknown.
+    pub fn suffix(&self) -> &str {
+        let start = self
+            .secret
+            .char_indices()
+            .rev()
+            .nth(3)
+            .map_or(0, |(index, _)| index);
+        &self.secret[start..]
+    }
+}
+
+impl Clone for ApiKey {
+    fn clone(&self) -> Self {
+        Self {
+            secret: self.secret.clone(),
+            fingerprint: self.fingerprint,
+        }
+    }
+}
+
+impl Drop for ApiKey {
+    fn drop(&mut self) {
+        self.secret.zeroize();
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[api key {}]", self.fingerprint)
+    }
+}
+
+/// A keyed BLAKE3 hash of an API key (256 bits, key chosen at random per process).
+///
+/// Equal keys give equal fingerprints within one process; without the process key nobody can
+/// link a fingerprint to a key, so fingerprints are safe in logs, metrics and cache keys. `Debug`
+/// and `Display` print the first 8 bytes in hex, enough to correlate log lines.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of `secret` under this process's fingerprint key.
+    pub fn of(secret: &str) -> Self {
+        Self(*blake3::keyed_hash(&FINGERPRINT_KEY, secret.as_bytes()).as_bytes())
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A 64-bit prefix, already uniformly distributed: used to hash fingerprints cheaply.
+    #[allow(dead_code)] // used by the cache's hasher
+    pub(crate) fn prefix_u64(&self) -> u64 {
+        let mut prefix = [0u8; 8];
+        prefix.copy_from_slice(&self.0[..8]);
+        u64::from_le_bytes(prefix)
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in &self.0[..8] {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+/// Which values may be API keys, checked locally before any validator is asked.
+///
+/// Every mode rejects Scalekit token ids (`apit_...`: Scalekit's validate call accepts them as if
+/// they were keys), JWT-shaped values (any `.`) and values longer than the configured cap.
+///
+/// ```
+/// use axum_api_key::{KeyFormat, KeyRejection};
+///
+/// let strict = KeyFormat::strict();
+/// assert!(strict.check(&"a1B2".repeat(20)).is_ok());
+/// assert_eq!(strict.check("apit_123456789012345"), Err(KeyRejection::TokenId));
+/// assert_eq!(strict.check("eyJhbGciOi.eyJzdWIi.c2ln"), Err(KeyRejection::JwtShaped));
+/// assert_eq!(strict.check("short"), Err(KeyRejection::BadLength));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyFormat {
+    alphabet: Alphabet,
+    min_len: usize,
+    max_len: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Alphabet {
+    /// `[0-9A-Za-z]`: Base62, as Scalekit's Branca keys are.
+    Base62,
+    /// `[0-9A-Za-z_-]`: room for a prefix such as `sk_live_`.
+    Base62WithSeparators,
+}
+
+/// Why a value was refused by [`KeyFormat::check`]. Logged, never shown to the client: every
+/// reason gets the same `invalid_token` answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyRejection {
+    /// A Scalekit token id (`apit_...`), not a key.
+    TokenId,
+    /// Contains `.`: a JWT (for example a Scalekit access token), not an API key.
+    JwtShaped,
+    /// Shorter or longer than the format allows.
+    BadLength,
+    /// A character outside the format's alphabet.
+    BadCharacter,
+}
+
+impl KeyRejection {
+    /// A short, stable name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TokenId => "token_id",
+            Self::JwtShaped => "jwt_shaped",
+            Self::BadLength => "bad_length",
+            Self::BadCharacter => "bad_character",
+        }
+    }
+}
+
+impl fmt::Display for KeyRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The default upper bound on a key's length: a guard against oversized headers, not a
+/// Scalekit figure.
+pub const DEFAULT_MAX_KEY_LEN: usize = 512;
+
+/// The shortest Branca token in Base62 (45 bytes).
+const SCALEKIT_MIN_KEY_LEN: usize = 61;
+
+impl KeyFormat {
+    /// Scalekit's key shape: Base62, 61 to 512 characters.
+    pub const fn strict() -> Self {
+        Self {
+            alphabet: Alphabet::Base62,
+            min_len: SCALEKIT_MIN_KEY_LEN,
+            max_len: DEFAULT_MAX_KEY_LEN,
+        }
+    }
+
+    /// For validators that are not Scalekit: `[0-9A-Za-z_-]`, 16 to 512 characters.
+    pub const fn lenient() -> Self {
+        Self {
+            alphabet: Alphabet::Base62WithSeparators,
+            min_len: 16,
+            max_len: DEFAULT_MAX_KEY_LEN,
+        }
+    }
+
+    /// Sets the accepted length range (in bytes; every accepted character is one byte).
+    ///
+    /// `min` is raised to 1 if it is 0, and `max` to `min` if it is smaller.
+    pub const fn with_length(mut self, min: usize, max: usize) -> Self {
+        self.min_len = if min == 0 { 1 } else { min };
+        self.max_len = if max < self.min_len {
+            self.min_len
+        } else {
+            max
+        };
+        self
+    }
+
+    /// The longest key accepted.
+    pub const fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Checks `value` against the format.
+    pub fn check(&self, value: &str) -> Result<(), KeyRejection> {
+        self.check_bytes(value.as_bytes())
+    }
+
+    pub(crate) fn check_bytes(&self, value: &[u8]) -> Result<(), KeyRejection> {
+        // Order matters only for the log line: a token id or a JWT is named as such even when
+        // it would also fail the length or alphabet rule.
+        if value.starts_with(b"apit_") {
+            return Err(KeyRejection::TokenId);
+        }
+        if value.contains(&b'.') {
+            return Err(KeyRejection::JwtShaped);
+        }
+        if value.len() < self.min_len || value.len() > self.max_len {
+            return Err(KeyRejection::BadLength);
+        }
+        let allowed = match self.alphabet {
+            Alphabet::Base62 => u8::is_ascii_alphanumeric as fn(&u8) -> bool,
+            Alphabet::Base62WithSeparators => {
+                |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-'
+            }
+        };
+        if value.iter().all(allowed) {
+            Ok(())
+        } else {
+            Err(KeyRejection::BadCharacter)
+        }
+    }
+}
+
+impl Default for KeyFormat {
+    fn default() -> Self {
+        Self::strict()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_never_show_the_secret() {
+        let key = ApiKey::new("Zq9".repeat(25));
+        assert!(!format!("{key:?}").contains("Zq9"));
+        assert!(!format!("{key}").contains("Zq9"));
+        assert_eq!(key.suffix(), "9Zq9");
+    }
+
+    #[test]
+    fn fingerprints_separate_keys() {
+        assert_ne!(
+            Fingerprint::of("a".repeat(70).as_str()),
+            Fingerprint::of("b".repeat(70).as_str())
+        );
+    }
+
+    #[test]
+    fn lenient_accepts_prefixes_but_still_refuses_ids_and_jwts() {
+        let lenient = KeyFormat::lenient();
+        assert!(lenient.check("sk_live_abcdefghijklmnop").is_ok());
+        assert_eq!(
+            lenient.check("apit_1234567890123456789"),
+            Err(KeyRejection::TokenId)
+        );
+        assert_eq!(
+            lenient.check("aaaaaaaaaa.bbbbbbbbbb.cc"),
+            Err(KeyRejection::JwtShaped)
+        );
+        assert_eq!(
+            KeyFormat::strict()
+                .check("sk_live_abcdefghijklmnop_abcdefghijklmnopabcdefghijklmnopabcdefghijkl"),
+            Err(KeyRejection::BadCharacter)
+        );
+    }
+
+    #[test]
+    fn length_cap_is_configurable() {
+        let format = KeyFormat::strict().with_length(61, 64);
+        assert!(format.check(&"a".repeat(64)).is_ok());
+        assert_eq!(format.check(&"a".repeat(65)), Err(KeyRejection::BadLength));
+    }
+}

@@ -1,0 +1,424 @@
+//! [`InMemoryTokens`]: Scalekit's key lifecycle in-process, for development, tests and demos.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use time::OffsetDateTime;
+
+use crate::admin::{CreateToken, CreatedToken, LimitError, ListTokens, TokenPage, UpdateToken};
+use crate::events::{KeyEvent, KeyEventSource, KeyEvents};
+use crate::{
+    ApiKey, Authenticated, Fingerprint, InvalidReason, TokenInfo, ValidateError, Validator,
+};
+
+/// Length of minted keys: a Branca token with a 12-byte payload is 77 Base62 characters.
+const KEY_LEN: usize = 77;
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// An in-process key store with Scalekit's semantics.
+///
+/// Keys look like Scalekit's (77 Base62 characters, ids `apit_` + 17 digits); the plain key is
+/// returned once, by [`create`](Self::create), and stored only as a keyed hash. Validation
+/// accepts a key or, as Scalekit's does, a token id ([`validate_token`](Self::validate_token));
+/// the [`Validator`] impl is what the layer uses, and sees keys only. Revocation is immediate
+/// and idempotent. Clones share the store.
+///
+/// ```
+/// use axum_api_key::{CreateToken, InMemoryTokens};
+///
+/// let tokens = InMemoryTokens::new();
+/// let created = tokens.create(CreateToken::new("org_demo").claim("env", "prod")).unwrap();
+/// let info = tokens.validate_token(created.key.expose_secret()).unwrap();
+/// assert_eq!(info.organization_id, "org_demo");
+///
+/// tokens.invalidate(&created.token_id);
+/// assert!(tokens.validate_token(created.key.expose_secret()).is_err());
+/// ```
+#[derive(Clone)]
+pub struct InMemoryTokens {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: RwLock<State>,
+    /// The store's own hash key: the stored hashes are useless without it.
+    hash_key: [u8; 32],
+    events: KeyEvents,
+}
+
+#[derive(Default)]
+struct State {
+    records: HashMap<String, Record>,
+    by_hash: HashMap<[u8; 32], String>,
+    next_seq: u64,
+}
+
+struct Record {
+    info: TokenInfo,
+    seq: u64,
+    active: bool,
+}
+
+/// Why a store operation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The request breaks a documented limit.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    /// No active key matches (unknown, revoked or expired).
+    #[error("no active key matches")]
+    NotFound,
+    /// The page token was not issued by this store.
+    #[error("invalid page token")]
+    BadPageToken,
+}
+
+impl Default for InMemoryTokens {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for InMemoryTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InMemoryTokens")
+            .field("keys", &self.read().records.len())
+            .finish()
+    }
+}
+
+impl InMemoryTokens {
+    /// An empty store.
+    pub fn new() -> Self {
+        let mut hash_key = [0u8; 32];
+        rand::fill(&mut hash_key);
+        Self {
+            inner: Arc::new(Inner {
+                state: RwLock::new(State::default()),
+                hash_key,
+                events: KeyEvents::new(),
+            }),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn hash(&self, key: &str) -> [u8; 32] {
+        *blake3::keyed_hash(&self.inner.hash_key, key.as_bytes()).as_bytes()
+    }
+
+    /// Mints a key. The plain key is in the answer and nowhere else.
+    pub fn create(&self, request: CreateToken) -> Result<CreatedToken, StoreError> {
+        request.check()?;
+        let key = random_key();
+        let (token_id, info) = {
+            let mut state = self.write();
+            let token_id = loop {
+                let candidate = random_token_id();
+                if !state.records.contains_key(&candidate) {
+                    break candidate;
+                }
+            };
+            let info = TokenInfo {
+                token_id: token_id.clone(),
+                organization_id: request.organization_id,
+                organization_external_id: None,
+                user_id: request.user_id,
+                user_external_id: None,
+                email: None,
+                custom_claims: request.custom_claims,
+                roles: Vec::new(),
+                expiry: request.expiry,
+                created_at: Some(OffsetDateTime::now_utc()),
+                description: request.description,
+                token_suffix: Some(key.suffix().to_owned()),
+            };
+            let seq = state.next_seq;
+            state.next_seq += 1;
+            state
+                .by_hash
+                .insert(self.hash(key.expose_secret()), token_id.clone());
+            state.records.insert(
+                token_id.clone(),
+                Record {
+                    info: info.clone(),
+                    seq,
+                    active: true,
+                },
+            );
+            (token_id, info)
+        };
+        self.inner.events.publish(&KeyEvent::Created {
+            fingerprint: key.fingerprint(),
+            token_id: token_id.clone(),
+        });
+        Ok(CreatedToken::new(key, token_id, info))
+    }
+
+    /// Validates a key **or a token id**, as Scalekit's validate call does. Layers use the
+    /// [`Validator`] impl, which never sees token ids.
+    pub fn validate_token(&self, token: &str) -> Result<TokenInfo, StoreError> {
+        self.lookup(token).map_err(|_| StoreError::NotFound)
+    }
+
+    fn lookup(&self, token: &str) -> Result<TokenInfo, InvalidReason> {
+        let state = self.read();
+        let record = state
+            .record(token, |key| self.hash(key))
+            .ok_or(InvalidReason::Unknown)?;
+        if !record.active {
+            return Err(InvalidReason::Revoked);
+        }
+        if record.info.is_expired_at(OffsetDateTime::now_utc()) {
+            return Err(InvalidReason::Expired);
+        }
+        Ok(record.info.clone())
+    }
+
+    /// Lists the active (not revoked, not expired) keys of an organization, oldest first.
+    pub fn list(&self, request: &ListTokens) -> Result<TokenPage, StoreError> {
+        request.check()?;
+        let offset: usize = match request.page_token.as_deref() {
+            None | Some("") => 0,
+            Some(token) => token
+                .strip_prefix("o")
+                .and_then(|n| n.parse().ok())
+                .ok_or(StoreError::BadPageToken)?,
+        };
+        let now = OffsetDateTime::now_utc();
+        let state = self.read();
+        let mut matching: Vec<&Record> = state
+            .records
+            .values()
+            .filter(|r| r.active && !r.info.is_expired_at(now))
+            .filter(|r| r.info.organization_id == request.organization_id)
+            .filter(|r| request.user_id.is_none() || r.info.user_id == request.user_id)
+            .collect();
+        matching.sort_by_key(|r| r.seq);
+        let size = request.effective_page_size() as usize;
+        let total = matching.len();
+        let tokens = matching
+            .iter()
+            .skip(offset)
+            .take(size)
+            .map(|r| r.info.clone())
+            .collect();
+        let next = (offset + size < total).then(|| format!("o{}", offset + size));
+        let prev = (offset > 0).then(|| format!("o{}", offset.saturating_sub(size)));
+        Ok(TokenPage::new(
+            tokens,
+            u32::try_from(total).unwrap_or(u32::MAX),
+            next,
+            prev,
+        ))
+    }
+
+    /// Changes the description and/or the claims of an active key (by key or token id).
+    pub fn update(&self, request: UpdateToken) -> Result<TokenInfo, StoreError> {
+        request.check()?;
+        let mut state = self.write();
+        let id = state
+            .id_of(&request.token, |key| self.hash(key))
+            .ok_or(StoreError::NotFound)?;
+        let now = OffsetDateTime::now_utc();
+        let record = state.records.get_mut(&id).ok_or(StoreError::NotFound)?;
+        if !record.active || record.info.is_expired_at(now) {
+            return Err(StoreError::NotFound);
+        }
+        if let Some(description) = request.description {
+            record.info.description = (!description.is_empty()).then_some(description);
+        }
+        if let Some(claims) = request.custom_claims {
+            record.info.custom_claims = claims;
+        }
+        Ok(record.info.clone())
+    }
+
+    /// Revokes a key (by key or token id). Idempotent: an unknown or already revoked key is
+    /// success. Listeners hear of it before this returns.
+    pub fn invalidate(&self, token: &str) {
+        let token_id = {
+            let mut state = self.write();
+            let id = state.id_of(token, |key| self.hash(key));
+            if let Some(record) = id.as_ref().and_then(|id| state.records.get_mut(id)) {
+                record.active = false;
+            }
+            id
+        };
+        let fingerprint = (!token.starts_with("apit_")).then(|| Fingerprint::of(token));
+        if token_id.is_some() || fingerprint.is_some() {
+            self.inner.events.publish(&KeyEvent::Revoked {
+                token_id,
+                fingerprint,
+            });
+        }
+    }
+
+    /// How many keys the store holds, revoked ones included.
+    pub fn len(&self) -> usize {
+        self.read().records.len()
+    }
+
+    /// `true` when the store holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl State {
+    fn id_of(&self, token: &str, hash: impl Fn(&str) -> [u8; 32]) -> Option<String> {
+        if token.starts_with("apit_") {
+            self.records.contains_key(token).then(|| token.to_owned())
+        } else {
+            self.by_hash.get(&hash(token)).cloned()
+        }
+    }
+
+    fn record(&self, token: &str, hash: impl Fn(&str) -> [u8; 32]) -> Option<&Record> {
+        if token.starts_with("apit_") {
+            self.records.get(token)
+        } else {
+            self.by_hash
+                .get(&hash(token))
+                .and_then(|id| self.records.get(id))
+        }
+    }
+}
+
+impl KeyEventSource for InMemoryTokens {
+    fn key_events(&self) -> &KeyEvents {
+        &self.inner.events
+    }
+}
+
+impl Validator for InMemoryTokens {
+    async fn validate(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
+        self.lookup(key.expose_secret())
+            .map(Authenticated::new)
+            .map_err(ValidateError::Invalid)
+    }
+}
+
+fn random_key() -> ApiKey {
+    let mut key = String::with_capacity(KEY_LEN);
+    for _ in 0..KEY_LEN {
+        key.push(char::from(BASE62[rand::random_range(0..BASE62.len())]));
+    }
+    ApiKey::new(key)
+}
+
+fn random_token_id() -> String {
+    // 17 digits with no leading zero, like Scalekit's ids (`org_59615193906282635`).
+    format!(
+        "apit_{}",
+        rand::random_range(10_000_000_000_000_000u64..100_000_000_000_000_000)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::KeyFormat;
+
+    #[test]
+    fn minted_keys_pass_the_strict_format() {
+        let tokens = InMemoryTokens::new();
+        let created = tokens.create(CreateToken::new("org_1")).unwrap();
+        assert_eq!(
+            KeyFormat::strict().check(created.key.expose_secret()),
+            Ok(())
+        );
+        assert!(created.token_id.starts_with("apit_"));
+        assert_eq!(created.token_id.len(), 22);
+    }
+
+    #[test]
+    fn validate_accepts_ids_like_scalekit() {
+        let tokens = InMemoryTokens::new();
+        let created = tokens.create(CreateToken::new("org_1")).unwrap();
+        assert_eq!(
+            tokens.validate_token(&created.token_id).unwrap().token_id,
+            created.token_id
+        );
+    }
+
+    #[test]
+    fn list_pages_and_filters() {
+        let tokens = InMemoryTokens::new();
+        for i in 0..5 {
+            let mut request = CreateToken::new("org_1");
+            if i % 2 == 0 {
+                request = request.user("usr_1");
+            }
+            tokens.create(request).unwrap();
+        }
+        tokens.create(CreateToken::new("org_2")).unwrap();
+        let first = tokens.list(&ListTokens::new("org_1").page_size(2)).unwrap();
+        assert_eq!((first.tokens.len(), first.total_count), (2, 5));
+        let next = first.next_page_token.unwrap();
+        let second = tokens
+            .list(&ListTokens::new("org_1").page_size(2).page_token(next))
+            .unwrap();
+        assert_ne!(first.tokens[0].token_id, second.tokens[0].token_id);
+        assert_eq!(
+            tokens
+                .list(&ListTokens::new("org_1").user("usr_1"))
+                .unwrap()
+                .total_count,
+            3
+        );
+    }
+
+    #[test]
+    fn update_replaces_claims_and_clears_description() {
+        let tokens = InMemoryTokens::new();
+        let created = tokens
+            .create(CreateToken::new("org_1").claim("a", "1").description("d"))
+            .unwrap();
+        let claims = BTreeMap::from([("b".to_owned(), "2".to_owned())]);
+        let info = tokens
+            .update(
+                UpdateToken::new(&created.token_id)
+                    .custom_claims(claims)
+                    .description(""),
+            )
+            .unwrap();
+        assert_eq!(info.claim("a"), None);
+        assert_eq!(info.claim("b"), Some("2"));
+        assert_eq!(info.description, None);
+    }
+
+    #[test]
+    fn invalidate_is_idempotent_and_final() {
+        let tokens = InMemoryTokens::new();
+        let created = tokens.create(CreateToken::new("org_1")).unwrap();
+        tokens.invalidate(created.key.expose_secret());
+        tokens.invalidate(created.key.expose_secret());
+        tokens.invalidate("apit_00000000000000000");
+        assert_eq!(
+            tokens.validate_token(&created.token_id),
+            Err(StoreError::NotFound)
+        );
+        assert!(
+            tokens
+                .update(UpdateToken::new(&created.token_id).description("x"))
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! The pluggable part: anything that can tell whether an [`ApiKey`] is valid.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{ApiKey, Authenticated};
+
+/// Decides whether an API key is valid.
+///
+/// Implemented by [`InMemoryTokens`](crate::InMemoryTokens), the Scalekit client and
+/// `CachedValidator`; by `Arc<V>`; by closures through [`validator_fn`]; and by
+/// [`BoxValidator`] when the concrete type must be erased.
+///
+/// The validator only ever sees keys that passed the layer's local checks
+/// ([`KeyFormat`](crate::KeyFormat)). It must fail closed: return `Ok` only on a positive answer,
+/// [`ValidateError::Invalid`] when the key is known to be bad, and
+/// [`ValidateError::Unavailable`] when it cannot tell (the layer then answers 503, never 200).
+///
+/// ```
+/// use axum_api_key::{ApiKey, Authenticated, TokenInfo, ValidateError, Validator, InvalidReason};
+///
+/// struct OneKey(String);
+///
+/// impl Validator for OneKey {
+///     async fn validate(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
+///         use subtle::ConstantTimeEq;
+///         if key.expose_secret().as_bytes().ct_eq(self.0.as_bytes()).into() {
+///             Ok(TokenInfo::builder("apit_1", "org_1").build().into())
+///         } else {
+///             Err(ValidateError::Invalid(InvalidReason::Unknown))
+///         }
+///     }
+/// }
+/// ```
+pub trait Validator: Send + Sync + 'static {
+    /// Validates `key`.
+    fn validate(
+        &self,
+        key: &ApiKey,
+    ) -> impl Future<Output = Result<Authenticated, ValidateError>> + Send;
+}
+
+impl<V: Validator + ?Sized> Validator for Arc<V> {
+    fn validate(
+        &self,
+        key: &ApiKey,
+    ) -> impl Future<Output = Result<Authenticated, ValidateError>> + Send {
+        (**self).validate(key)
+    }
+}
+
+/// Why a validation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidateError {
+    /// The key is not valid (unknown, revoked, expired...). The layer answers 401
+    /// `invalid_token`, with the same body whatever the reason.
+    #[error("the API key is not valid ({0})")]
+    Invalid(InvalidReason),
+    /// The validator cannot tell now (upstream down, timeout, rate-limited, budget exhausted).
+    /// The layer answers 503 with `Retry-After`.
+    #[error("the API key cannot be validated now: {message}")]
+    Unavailable {
+        /// What went wrong, for logs. Never contains the key.
+        message: Cow<'static, str>,
+        /// How long the client should wait before retrying, if known.
+        retry_after: Option<Duration>,
+    },
+}
+
+impl ValidateError {
+    /// A [`ValidateError::Unavailable`] with no retry hint.
+    pub fn unavailable(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::Unavailable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// `true` for [`ValidateError::Invalid`].
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, Self::Invalid(_))
+    }
+}
+
+/// Why a key is not valid: for logs and metrics only, never for the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidReason {
+    /// The validator does not know the key.
+    Unknown,
+    /// The key was revoked.
+    Revoked,
+    /// The key has expired.
+    Expired,
+    /// The upstream refused the request as malformed or forbidden.
+    Rejected,
+}
+
+impl fmt::Display for InvalidReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unknown => "unknown",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::Rejected => "rejected",
+        })
+    }
+}
+
+/// A [`Validator`] made from an async closure; see [`validator_fn`].
+#[derive(Clone)]
+pub struct FnValidator<F>(F);
+
+/// Makes a [`Validator`] from a closure that takes the key (owned) and returns a future.
+///
+/// ```
+/// use axum_api_key::{validator_fn, ApiKeyLayer, TokenInfo, ValidateError, InvalidReason};
+///
+/// let layer = ApiKeyLayer::new(validator_fn(|key| async move {
+///     if key.suffix() == "Wxyz" {
+///         Ok(TokenInfo::builder("apit_1", "org_1").build())
+///     } else {
+///         Err(ValidateError::Invalid(InvalidReason::Unknown))
+///     }
+/// }));
+/// ```
+pub fn validator_fn<F, Fut, T>(f: F) -> FnValidator<F>
+where
+    F: Fn(ApiKey) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, ValidateError>> + Send,
+    T: Into<Authenticated>,
+{
+    FnValidator(f)
+}
+
+impl<F, Fut, T> Validator for FnValidator<F>
+where
+    F: Fn(ApiKey) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, ValidateError>> + Send,
+    T: Into<Authenticated>,
+{
+    fn validate(
+        &self,
+        key: &ApiKey,
+    ) -> impl Future<Output = Result<Authenticated, ValidateError>> + Send {
+        let fut = (self.0)(key.clone());
+        async move { fut.await.map(Into::into) }
+    }
+}
+
+impl<F> fmt::Debug for FnValidator<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FnValidator")
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe twin of [`Validator`], implemented for every validator.
+pub trait DynValidator: Send + Sync + 'static {
+    /// Validates `key`, boxing the future.
+    fn validate_boxed<'a>(
+        &'a self,
+        key: &'a ApiKey,
+    ) -> BoxFuture<'a, Result<Authenticated, ValidateError>>;
+}
+
+impl<V: Validator> DynValidator for V {
+    fn validate_boxed<'a>(
+        &'a self,
+        key: &'a ApiKey,
+    ) -> BoxFuture<'a, Result<Authenticated, ValidateError>> {
+        Box::pin(self.validate(key))
+    }
+}
+
+/// A type-erased [`Validator`], for choosing one at run time.
+///
+/// ```
+/// use axum_api_key::{BoxValidator, InMemoryTokens};
+///
+/// let validator = BoxValidator::new(InMemoryTokens::new());
+/// ```
+#[derive(Clone)]
+pub struct BoxValidator(Arc<dyn DynValidator>);
+
+impl BoxValidator {
+    /// Erases `validator`'s type.
+    pub fn new(validator: impl Validator) -> Self {
+        Self(Arc::new(validator))
+    }
+}
+
+impl fmt::Debug for BoxValidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BoxValidator")
+    }
+}
+
+impl Validator for BoxValidator {
+    fn validate(
+        &self,
+        key: &ApiKey,
+    ) -> impl Future<Output = Result<Authenticated, ValidateError>> + Send {
+        async move { self.0.validate_boxed(key).await }
+    }
+}
