@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 use axum::response::{IntoResponse, Response};
 use http::header::AUTHORIZATION;
 use http::{Extensions, HeaderMap, Request};
-use tower_layer::Layer;
-use tower_service::Service;
+use tower::Layer;
+use tower::Service;
 
 use crate::bearer::{BearerError, bearer_token};
 use crate::reject::{DEFAULT_RETRY_AFTER, RejectionHook, Renderer};

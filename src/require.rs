@@ -8,8 +8,8 @@ use std::task::{Context, Poll};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::{Either, Ready, ready};
 use http::Request;
-use tower_layer::Layer;
-use tower_service::Service;
+use tower::Layer;
+use tower::Service;
 
 use crate::layer::AuthState;
 use crate::{AuthRejection, RejectionKind, TokenInfo};

@@ -1,0 +1,162 @@
+//! The quickstart: an Axum API protected by API keys.
+//!
+//! ```text
+//! cargo run --example quickstart
+//! ```
+//!
+//! Without `SCALEKIT_ENVIRONMENT_URL` it runs on the embedded key store, mints two demo keys and
+//! prints them. With `SCALEKIT_ENVIRONMENT_URL`, `SCALEKIT_CLIENT_ID` and
+//! `SCALEKIT_CLIENT_SECRET` it validates keys with Scalekit instead.
+//!
+//! Environment: `PORT` (default 3000; `0` picks a free port), `RUST_LOG` (default `info`).
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use axum::{Json, Router, routing::get};
+use axum_api_key::{
+    ApiKeyLayer, BoxValidator, CreateToken, InMemoryTokens, OrgScope, TokenInfo, UserScope,
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+#[derive(Clone, Serialize)]
+struct Resource {
+    id: &'static str,
+    organization_id: &'static str,
+    user_id: Option<&'static str>,
+    name: &'static str,
+}
+
+/// The demo data: two organizations, one record owned by the demo user.
+const RESOURCES: &[Resource] = &[
+    Resource {
+        id: "res_1",
+        organization_id: "org_demo",
+        user_id: None,
+        name: "Shared runbook",
+    },
+    Resource {
+        id: "res_2",
+        organization_id: "org_demo",
+        user_id: Some("usr_demo"),
+        name: "Demo user's notes",
+    },
+    Resource {
+        id: "res_3",
+        organization_id: "org_demo",
+        user_id: Some("usr_other"),
+        name: "Another user's notes",
+    },
+    Resource {
+        id: "res_4",
+        organization_id: "org_other",
+        user_id: None,
+        name: "Someone else's data",
+    },
+];
+
+/// Any valid key: the records of the key's organization, and of its user for user-scoped keys.
+async fn resources(
+    OrgScope {
+        organization_id,
+        user_id,
+        ..
+    }: OrgScope,
+) -> Json<Value> {
+    let records: Vec<&Resource> = RESOURCES
+        .iter()
+        .filter(|r| r.organization_id == organization_id)
+        .filter(|r| user_id.is_none() || r.user_id.is_none() || r.user_id == user_id.as_deref())
+        .collect();
+    Json(json!({ "organization_id": organization_id, "user_id": user_id, "resources": records }))
+}
+
+/// The caller's key facts (never the key itself).
+async fn me(info: TokenInfo) -> Json<TokenInfo> {
+    Json(info)
+}
+
+/// User-scoped keys only: organization keys get 403.
+async fn my_tasks(
+    UserScope {
+        organization_id,
+        user_id,
+        ..
+    }: UserScope,
+) -> Json<Value> {
+    Json(json!({
+        "organization_id": organization_id,
+        "user_id": user_id,
+        "tasks": [{ "id": "task_1", "title": format!("Say hello to {user_id}") }],
+    }))
+}
+
+fn app(validator: BoxValidator) -> Router {
+    let api = Router::new()
+        .route("/api/resources", get(resources))
+        .route("/api/me", get(me))
+        .route("/api/my/tasks", get(my_tasks))
+        .layer(ApiKeyLayer::new(validator).realm("quickstart"));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(api)
+}
+
+/// The embedded store with one organization key and one user key.
+fn demo_store() -> Result<(InMemoryTokens, String, String), Box<dyn std::error::Error>> {
+    let tokens = InMemoryTokens::new();
+    let org = tokens.create(
+        CreateToken::new("org_demo")
+            .claim("environment", "production")
+            .description("quickstart organization key"),
+    )?;
+    let user = tokens.create(
+        CreateToken::new("org_demo")
+            .user("usr_demo")
+            .claim("environment", "production")
+            .description("quickstart user key"),
+    )?;
+    Ok((
+        tokens,
+        org.key.expose_secret().to_owned(),
+        user.key.expose_secret().to_owned(),
+    ))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+
+    let port: u16 = match std::env::var("PORT") {
+        Ok(port) => port
+            .parse()
+            .map_err(|_| format!("PORT must be a port number, got {port:?}"))?,
+        Err(_) => 3000,
+    };
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+    let base = format!("http://{}", listener.local_addr()?);
+
+    let validator = if std::env::var_os("SCALEKIT_ENVIRONMENT_URL").is_some() {
+        return Err("Scalekit mode is not built yet: unset SCALEKIT_ENVIRONMENT_URL to use the embedded key store".into());
+    } else {
+        let (tokens, org_key, user_key) = demo_store()?;
+        println!("org key: {org_key}");
+        println!("user key: {user_key}");
+        println!();
+        println!("Try (with ORG_KEY and USER_KEY set to the keys above):");
+        println!("  curl -s {base}/api/resources -H \"Authorization: Bearer $ORG_KEY\"");
+        println!("  curl -s {base}/api/my/tasks -H \"Authorization: Bearer $USER_KEY\"");
+        println!("  curl -si {base}/api/my/tasks -H \"Authorization: Bearer $ORG_KEY\"   # 403");
+        println!("  curl -si {base}/api/me                                            # 401");
+        BoxValidator::new(tokens)
+    };
+
+    println!("listening on {base}");
+    axum::serve(listener, app(validator)).await?;
+    Ok(())
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command of the README: installs what the tests need beyond the Rust toolchain, then
+# runs every test with every feature.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The Redis tests start their own redis-server on a free loopback port; they need the binary.
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "installing redis-server (Debian package) for the Redis revocation tests" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+cargo test --all-features "$@"
