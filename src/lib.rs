@@ -63,3 +63,8 @@ pub use token_info::{Authenticated, TokenInfo, TokenInfoBuilder};
 pub use validator::{
     BoxValidator, DynValidator, FnValidator, InvalidReason, ValidateError, Validator, validator_fn,
 };
+
+/// Compiles the README's Rust examples as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
