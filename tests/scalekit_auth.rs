@@ -118,6 +118,26 @@ async fn access_tokens_are_refreshed_before_they_expire() {
 }
 
 #[tokio::test]
+async fn a_failed_renewal_keeps_using_the_still_valid_token() {
+    let fake = FakeScalekit::builder()
+        .access_token_lifetime(Duration::from_secs(3))
+        .start()
+        .await
+        .unwrap();
+    let client = fake.client();
+    client.validate_token(&unknown_key()).await.unwrap_err();
+    // Due for renewal after 1.5 s, valid on the server for 3 s.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    fake.set_fault(Op::Token, Some(Fault::html(503)));
+    assert_eq!(
+        client.validate_token(&unknown_key()).await.unwrap_err(),
+        ScalekitError::NotFound
+    );
+    assert_eq!(fake.count(Op::Token), 2); // the renewal was tried
+    assert_eq!(fake.count(Op::Validate), 2);
+}
+
+#[tokio::test]
 async fn one_401_is_cured_by_a_refresh() {
     let fake = FakeScalekit::start().await;
     let created = fake

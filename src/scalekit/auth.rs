@@ -27,6 +27,8 @@ pub(crate) struct AccessToken {
     value: Zeroizing<String>,
     /// Renew from this instant on.
     refresh_at: Instant,
+    /// The server stops accepting it at this instant (as announced).
+    expires_at: Instant,
     /// Increases with every fetched token: tells a 401 on an old token from one on the current.
     generation: u64,
 }
@@ -39,9 +41,11 @@ impl AccessToken {
         // `expires_in - 60 s`, except that short-lived tokens (under two minutes) are renewed
         // at half their lifetime rather than never being considered fresh.
         let margin = EXPIRY_MARGIN.min(lifetime / 2);
+        let now = Instant::now();
         Self {
             value: Zeroizing::new(value),
-            refresh_at: Instant::now() + (lifetime - margin),
+            refresh_at: now + (lifetime - margin),
+            expires_at: now + lifetime,
             generation,
         }
     }
@@ -52,6 +56,11 @@ impl AccessToken {
 
     fn is_fresh(&self, now: Instant) -> bool {
         now < self.refresh_at
+    }
+
+    /// Still accepted by the server, though due for renewal.
+    fn is_usable(&self, now: Instant) -> bool {
+        now < self.expires_at
     }
 }
 
@@ -120,10 +129,17 @@ impl TokenCache {
         if let Some(token) = self.peek().filter(|t| t.is_fresh(Instant::now())) {
             return Ok(token);
         }
-        if let Some(error) = recent_failure(&state, waiting_since) {
-            return Err(error);
-        }
-        self.fetch_locked(&mut state, fetch).await
+        let result = match recent_failure(&state, waiting_since) {
+            Some(error) => Err(error),
+            None => self.fetch_locked(&mut state, fetch).await,
+        };
+        // A failed proactive renewal is no outage while the old token is still within its
+        // announced lifetime: keep using it (the renewal is tried again on later calls).
+        result.or_else(|error| {
+            self.peek()
+                .filter(|t| t.is_usable(Instant::now()))
+                .ok_or(error)
+        })
     }
 
     /// Replaces `stale` (which just earned a 401) with a new token. Returns `None` when no
