@@ -15,6 +15,8 @@ use super::ScalekitError;
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 /// The lifetime assumed when the token endpoint does not say.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// The longest lifetime believed.
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
 /// At most one forced refresh per interval (Java's figure): if Scalekit ever answered 401 for a
 /// bad API key, hostile traffic must not turn every request into an `/oauth/token` round trip.
 pub(crate) const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
@@ -35,8 +37,10 @@ pub(crate) struct AccessToken {
 
 impl AccessToken {
     pub(crate) fn new(value: String, expires_in: Option<u64>, generation: u64) -> Self {
+        // Capped: an absurd `expires_in` must neither overflow `Instant` nor pin a token for
+        // years (Scalekit's are about a day).
         let lifetime = expires_in.map_or(DEFAULT_LIFETIME, |s| {
-            Duration::from_secs(s.min(u64::from(u32::MAX)))
+            Duration::from_secs(s.min(MAX_LIFETIME.as_secs()))
         });
         // `expires_in - 60 s`, except that short-lived tokens (under two minutes) are renewed
         // at half their lifetime rather than never being considered fresh.
@@ -224,6 +228,8 @@ mod tests {
         assert!(long.refresh_at - Instant::now() > Duration::from_secs(86_000));
         let short = AccessToken::new("a".into(), Some(10), 1);
         assert!(short.is_fresh(Instant::now()));
+        let absurd = AccessToken::new("a".into(), Some(u64::MAX), 1);
+        assert!(absurd.expires_at - Instant::now() <= MAX_LIFETIME);
         let default = AccessToken::new("a".into(), None, 1);
         assert!(default.refresh_at - Instant::now() > Duration::from_secs(3000));
         assert_eq!(format!("{default:?}"), "AccessToken { generation: 1, .. }");
