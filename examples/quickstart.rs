@@ -14,7 +14,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use axum::{Json, Router, routing::get};
 use axum_api_key::{
-    ApiKeyLayer, BoxValidator, CreateToken, InMemoryTokens, OrgScope, TokenInfo, UserScope,
+    ApiKeyLayer, BoxValidator, CreateToken, InMemoryTokens, OrgScope, ScalekitClient, TokenInfo,
+    UserScope,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -141,8 +142,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
     let base = format!("http://{}", listener.local_addr()?);
 
-    let validator = if std::env::var_os("SCALEKIT_ENVIRONMENT_URL").is_some() {
-        return Err("Scalekit mode is not built yet: unset SCALEKIT_ENVIRONMENT_URL to use the embedded key store".into());
+    let validator = if let Some(client) = ScalekitClient::from_env_opt()? {
+        println!("validating API keys with Scalekit at {}", client.base_url());
+        println!("mint a key with: cargo run --example keys -- create --org <org_id>");
+        BoxValidator::new(client)
     } else {
         let (tokens, org_key, user_key) = demo_store()?;
         println!("org key: {org_key}");

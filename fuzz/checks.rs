@@ -13,12 +13,27 @@ pub fn check_authorization_value(value: &[u8]) {
             assert!(!token.is_empty() && token.len() <= 512);
             for format in [KeyFormat::strict(), KeyFormat::lenient()] {
                 if format.check(token).is_ok() {
-                    assert!(!token.starts_with("apit_"), "a token id passed the pre-checks");
-                    assert!(!token.contains('.'), "a JWT-shaped value passed the pre-checks");
-                    assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+                    assert!(
+                        !token.starts_with("apit_"),
+                        "a token id passed the pre-checks"
+                    );
+                    assert!(
+                        !token.contains('.'),
+                        "a JWT-shaped value passed the pre-checks"
+                    );
+                    assert!(
+                        token
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    );
                 }
             }
         }
-        Err(BearerError::Missing | BearerError::Multiple | BearerError::Empty | BearerError::Malformed) => {}
+        Err(
+            BearerError::Missing
+            | BearerError::Multiple
+            | BearerError::Empty
+            | BearerError::Malformed,
+        ) => {}
     }
 }

@@ -48,6 +48,10 @@ mod layer;
 mod memory;
 mod reject;
 mod require;
+#[cfg(feature = "scalekit")]
+pub mod scalekit;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod token_info;
 mod validator;
 
@@ -59,6 +63,8 @@ pub use layer::{ApiKeyLayer, ApiKeyService, DEFAULT_REALM, ResponseFuture};
 pub use memory::{InMemoryTokens, StoreError};
 pub use reject::{AuthRejection, RejectionKind};
 pub use require::{Require, RequireLayer};
+#[cfg(feature = "scalekit")]
+pub use scalekit::{ScalekitClient, ScalekitClientBuilder, ScalekitError};
 pub use token_info::{Authenticated, TokenInfo, TokenInfoBuilder};
 pub use validator::{
     BoxValidator, DynValidator, FnValidator, InvalidReason, ValidateError, Validator, validator_fn,

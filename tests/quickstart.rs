@@ -189,3 +189,73 @@ async fn quickstart_serves_the_documented_routes() {
     );
     assert!(key_lines[0].starts_with("org key: ") && key_lines[1].starts_with("user key: "));
 }
+
+/// The quickstart in Scalekit mode, validating against the fake Scalekit on loopback.
+#[cfg(feature = "test-util")]
+#[tokio::test]
+async fn quickstart_validates_with_scalekit_when_configured() {
+    use axum_api_key::CreateToken;
+    use axum_api_key::testing::FakeScalekit;
+
+    let fake = FakeScalekit::start().await;
+    let user_key = fake
+        .tokens()
+        .create(
+            CreateToken::new("org_sk")
+                .user("usr_sk")
+                .claim("environment", "staging"),
+        )
+        .unwrap();
+    let revoked = fake.tokens().create(CreateToken::new("org_sk")).unwrap();
+    fake.tokens().invalidate(&revoked.token_id);
+
+    let mut child = Command::new(example_binary("quickstart"))
+        .env("PORT", "0")
+        .env("SCALEKIT_ENVIRONMENT_URL", fake.url())
+        .env("SCALEKIT_CLIENT_ID", fake.client_id())
+        .env("SCALEKIT_CLIENT_SECRET", fake.client_secret())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut app = Quickstart {
+        child,
+        lines,
+        output: Vec::new(),
+    };
+    let base = app.wait_for_line("listening on ");
+    assert!(
+        !app.output.iter().any(|l| l.starts_with("org key: ")),
+        "no demo keys in Scalekit mode"
+    );
+
+    let http = reqwest::Client::new();
+    let me: Value = http
+        .get(format!("{base}/api/me"))
+        .bearer_auth(user_key.key.expose_secret())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["organization_id"], "org_sk");
+    assert_eq!(me["user_id"], "usr_sk");
+    assert_eq!(me["custom_claims"]["environment"], "staging");
+
+    let refused = http
+        .get(format!("{base}/api/me"))
+        .bearer_auth(revoked.key.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(fake.count(axum_api_key::testing::Op::Validate) >= 2);
+}

@@ -1,0 +1,253 @@
+//! The client-credentials access token: fetched lazily, cached until shortly before it expires,
+//! refreshed by one task at a time, and force-refreshed (after a 401) at most once per
+//! [`FORCED_REFRESH_INTERVAL`].
+
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use super::ScalekitError;
+
+/// How early a token is renewed before its announced expiry (python-lite's margin).
+const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+/// The lifetime assumed when the token endpoint does not say.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// The longest lifetime believed.
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
+/// At most one forced refresh per interval (Java's figure): if Scalekit ever answered 401 for a
+/// bad API key, hostile traffic must not turn every request into an `/oauth/token` round trip.
+pub(crate) const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+/// A failed fetch is shared with every caller that was already waiting for it, and with callers
+/// arriving within this window, so an outage of the token endpoint is not hammered.
+const FAILURE_MEMORY: Duration = Duration::from_millis(500);
+
+/// One access token.
+pub(crate) struct AccessToken {
+    value: Zeroizing<String>,
+    /// Renew from this instant on.
+    refresh_at: Instant,
+    /// The server stops accepting it at this instant (as announced).
+    expires_at: Instant,
+    /// Increases with every fetched token: tells a 401 on an old token from one on the current.
+    generation: u64,
+}
+
+impl AccessToken {
+    pub(crate) fn new(value: String, expires_in: Option<u64>, generation: u64) -> Self {
+        // Capped: an absurd `expires_in` must neither overflow `Instant` nor pin a token for
+        // years (Scalekit's are about a day).
+        let lifetime = expires_in.map_or(DEFAULT_LIFETIME, |s| {
+            Duration::from_secs(s.min(MAX_LIFETIME.as_secs()))
+        });
+        // `expires_in - 60 s`, except that short-lived tokens (under two minutes) are renewed
+        // at half their lifetime rather than never being considered fresh.
+        let margin = EXPIRY_MARGIN.min(lifetime / 2);
+        let now = Instant::now();
+        Self {
+            value: Zeroizing::new(value),
+            refresh_at: now + (lifetime - margin),
+            expires_at: now + lifetime,
+            generation,
+        }
+    }
+
+    pub(crate) fn value(&self) -> &str {
+        &self.value
+    }
+
+    fn is_fresh(&self, now: Instant) -> bool {
+        now < self.refresh_at
+    }
+
+    /// Still accepted by the server, though due for renewal.
+    fn is_usable(&self, now: Instant) -> bool {
+        now < self.expires_at
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct RefreshState {
+    generation: u64,
+    last_forced: Option<Instant>,
+    last_failure: Option<(Instant, ScalekitError)>,
+}
+
+/// The cache. The current token sits behind a std lock that is only held to clone an `Arc`;
+/// fetching happens under a tokio mutex, so exactly one fetch is in flight and every waiter
+/// re-checks the cache once it gets the lock (single flight, no lock held across I/O but the
+/// refresh lock itself).
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    current: RwLock<Option<Arc<AccessToken>>>,
+    refresh: tokio::sync::Mutex<RefreshState>,
+}
+
+impl fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("current", &self.peek())
+            .finish()
+    }
+}
+
+impl TokenCache {
+    fn peek(&self) -> Option<Arc<AccessToken>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn store(&self, token: Arc<AccessToken>) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(token);
+    }
+
+    /// Drops the cached token (the next call fetches a new one).
+    pub(crate) fn clear(&self) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// A fresh token: the cached one, or one fetched by `fetch` (by this caller or by the
+    /// caller that held the refresh lock before it).
+    pub(crate) async fn get<F, Fut>(&self, fetch: F) -> Result<Arc<AccessToken>, ScalekitError>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = Result<AccessToken, ScalekitError>>,
+    {
+        if let Some(token) = self.peek().filter(|t| t.is_fresh(Instant::now())) {
+            return Ok(token);
+        }
+        let waiting_since = Instant::now();
+        let mut state = self.refresh.lock().await;
+        if let Some(token) = self.peek().filter(|t| t.is_fresh(Instant::now())) {
+            return Ok(token);
+        }
+        let result = match recent_failure(&state, waiting_since) {
+            Some(error) => Err(error),
+            None => self.fetch_locked(&mut state, fetch).await,
+        };
+        // A failed proactive renewal is no outage while the old token is still within its
+        // announced lifetime: keep using it (the renewal is tried again on later calls).
+        result.or_else(|error| {
+            self.peek()
+                .filter(|t| t.is_usable(Instant::now()))
+                .ok_or(error)
+        })
+    }
+
+    /// Replaces `stale` (which just earned a 401) with a new token. Returns `None` when no
+    /// better token can be had now: a forced refresh happened less than
+    /// [`FORCED_REFRESH_INTERVAL`] ago. If another caller already replaced `stale`, its token is
+    /// returned without a new fetch.
+    pub(crate) async fn refresh_after_401<F, Fut>(
+        &self,
+        stale: &AccessToken,
+        fetch: F,
+    ) -> Result<Option<Arc<AccessToken>>, ScalekitError>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = Result<AccessToken, ScalekitError>>,
+    {
+        let waiting_since = Instant::now();
+        let mut state = self.refresh.lock().await;
+        // Let chains would need Rust 1.88; the crate supports 1.85.
+        let replaced = self
+            .peek()
+            .filter(|t| t.generation != stale.generation && t.is_fresh(Instant::now()));
+        if let Some(token) = replaced {
+            return Ok(Some(token));
+        }
+        let now = Instant::now();
+        if state
+            .last_forced
+            .is_some_and(|at| now.duration_since(at) < FORCED_REFRESH_INTERVAL)
+        {
+            tracing::debug!("access token refresh after 401 skipped: rate-limited");
+            return Ok(None);
+        }
+        if let Some(error) = recent_failure(&state, waiting_since) {
+            return Err(error);
+        }
+        state.last_forced = Some(now);
+        self.fetch_locked(&mut state, fetch).await.map(Some)
+    }
+
+    async fn fetch_locked<F, Fut>(
+        &self,
+        state: &mut RefreshState,
+        fetch: F,
+    ) -> Result<Arc<AccessToken>, ScalekitError>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = Result<AccessToken, ScalekitError>>,
+    {
+        state.generation += 1;
+        match fetch(state.generation).await {
+            Ok(token) => {
+                let token = Arc::new(token);
+                state.last_failure = None;
+                self.store(token.clone());
+                Ok(token)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not get a Scalekit access token");
+                state.last_failure = Some((Instant::now(), error.clone()));
+                Err(error)
+            }
+        }
+    }
+}
+
+/// The last fetch failure, if it ended after `waiting_since` (this caller queued behind it) or
+/// very recently.
+fn recent_failure(state: &RefreshState, waiting_since: Instant) -> Option<ScalekitError> {
+    let (at, error) = state.last_failure.as_ref()?;
+    let recent = *at >= waiting_since || at.elapsed() < FAILURE_MEMORY;
+    recent.then(|| error.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lifetimes_and_margins() {
+        let long = AccessToken::new("a".into(), Some(86_399), 1);
+        assert!(long.refresh_at - Instant::now() <= Duration::from_secs(86_339));
+        assert!(long.refresh_at - Instant::now() > Duration::from_secs(86_000));
+        let short = AccessToken::new("a".into(), Some(10), 1);
+        assert!(short.is_fresh(Instant::now()));
+        let absurd = AccessToken::new("a".into(), Some(u64::MAX), 1);
+        assert!(absurd.expires_at - Instant::now() <= MAX_LIFETIME);
+        let default = AccessToken::new("a".into(), None, 1);
+        assert!(default.refresh_at - Instant::now() > Duration::from_secs(3000));
+        assert_eq!(format!("{default:?}"), "AccessToken { generation: 1, .. }");
+    }
+
+    #[tokio::test]
+    async fn failures_are_shared_briefly() {
+        let cache = TokenCache::default();
+        let first = cache
+            .get(|_| async { Err(ScalekitError::Timeout) })
+            .await
+            .unwrap_err();
+        assert_eq!(first, ScalekitError::Timeout);
+        // Within the failure memory, no second fetch.
+        let second = cache
+            .get(|_| async { Ok(AccessToken::new("t".into(), None, 9)) })
+            .await
+            .unwrap_err();
+        assert_eq!(second, ScalekitError::Timeout);
+    }
+}

@@ -1,0 +1,305 @@
+//! [`ScalekitError`]: every way a call to Scalekit can fail, and how a validation maps it.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+
+use crate::{InvalidReason, LimitError, ValidateError};
+
+/// Why a call to Scalekit failed.
+///
+/// The variants separate "Scalekit said no" ([`NotFound`](Self::NotFound),
+/// [`Rejected`](Self::Rejected), [`Limit`](Self::Limit)) from "Scalekit could not be asked"
+/// (everything else), which is what a validation needs to fail closed with the right status
+/// (see [`ScalekitError::to_validate_error`]). No variant ever holds an API key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScalekitError {
+    /// 404: the key (or token id) is unknown, revoked or expired.
+    #[error("Scalekit does not know this key (unknown, revoked or expired)")]
+    NotFound,
+    /// The request breaks one of Scalekit's documented limits; nothing was sent.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    /// Scalekit refused the request (a 4xx other than 401, 404 and 429).
+    #[error("Scalekit rejected the request: HTTP {status}, code {code:?}: {message}")]
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// The numeric gRPC code of the `google.rpc.Status` body, if there was one.
+        code: Option<i32>,
+        /// The server's message (truncated; any key in it is redacted).
+        message: String,
+    },
+    /// 401 even with a freshly minted access token.
+    #[error("Scalekit refused our access token (HTTP 401 after a refresh)")]
+    Unauthorized,
+    /// 429: too many requests.
+    #[error("Scalekit is rate-limiting us (retry after {retry_after:?})")]
+    RateLimited {
+        /// The `Retry-After` delay, when the server sent one in seconds.
+        retry_after: Option<Duration>,
+    },
+    /// A 5xx (or an unexpected 1xx/3xx) answer.
+    #[error("Scalekit answered HTTP {status}")]
+    Upstream {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// No answer within the deadline.
+    #[error("Scalekit did not answer in time")]
+    Timeout,
+    /// The connection failed: refused, reset, closed before the answer, DNS, TLS.
+    #[error("could not reach Scalekit: {0}")]
+    Connect(String),
+    /// The answer was not what the protocol promises: not JSON, wrong types, missing
+    /// `token_info`, or larger than the body cap.
+    #[error("unexpected answer from Scalekit: {0}")]
+    Decode(String),
+    /// The client-credentials exchange at `/oauth/token` failed (bad credentials or a broken
+    /// token endpoint): an upstream problem, never a verdict on the API key.
+    #[error("Scalekit's token endpoint failed (HTTP {status:?}): {message}")]
+    UpstreamAuth {
+        /// The HTTP status, when there was an answer.
+        status: Option<u16>,
+        /// What went wrong (the OAuth error code and description, when present).
+        message: String,
+    },
+    /// The client is misconfigured (missing environment variable, bad URL).
+    #[error("Scalekit client configuration: {0}")]
+    Config(String),
+}
+
+impl ScalekitError {
+    /// The answer a [`Validator`](crate::Validator) gives for this failure.
+    ///
+    /// Only Scalekit's own verdicts (404, 400, 403, a 401 that a fresh access token does not
+    /// cure) mean "invalid key"; everything else means "cannot tell", so the layer answers 503.
+    pub fn to_validate_error(&self) -> ValidateError {
+        match self {
+            Self::NotFound => ValidateError::Invalid(InvalidReason::Unknown),
+            Self::Limit(_) | Self::Unauthorized => ValidateError::Invalid(InvalidReason::Rejected),
+            Self::Rejected {
+                status: 400 | 403, ..
+            } => ValidateError::Invalid(InvalidReason::Rejected),
+            Self::RateLimited { retry_after } => ValidateError::Unavailable {
+                message: Cow::Borrowed("Scalekit is rate-limiting validations"),
+                retry_after: *retry_after,
+            },
+            other => ValidateError::Unavailable {
+                message: Cow::Owned(other.to_string()),
+                retry_after: None,
+            },
+        }
+    }
+
+    /// `true` for failures worth one quick retry of an idempotent call: a 502/503/504 or a
+    /// broken connection.
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(self, Self::Connect(_))
+            || matches!(self, Self::Upstream { status } if matches!(status, 502..=504))
+    }
+
+    /// Classifies a transport error from reqwest.
+    pub(crate) fn from_transport(error: &reqwest::Error) -> Self {
+        if error.is_timeout() {
+            return Self::Timeout;
+        }
+        // reqwest's Display names the URL (no key: keys travel in bodies only) and the cause.
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        if error.is_decode() {
+            Self::Decode(truncate(&message))
+        } else {
+            Self::Connect(truncate(&message))
+        }
+    }
+
+    /// Classifies a non-2xx answer of an API route. `secret` is the key sent, if any, so it is
+    /// scrubbed from the server's message should the server echo it.
+    pub(crate) fn from_status(
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        secret: Option<&str>,
+    ) -> Self {
+        match status.as_u16() {
+            404 => Self::NotFound,
+            401 => Self::Unauthorized,
+            429 => Self::RateLimited {
+                retry_after: retry_after(headers),
+            },
+            code @ 400..=499 => {
+                let status_body = RpcStatus::parse(body);
+                Self::Rejected {
+                    status: code,
+                    code: status_body.as_ref().and_then(|s| s.code),
+                    message: status_body
+                        .and_then(|s| s.message)
+                        .map(|m| scrub(&m, secret))
+                        .unwrap_or_default(),
+                }
+            }
+            code => Self::Upstream { status: code },
+        }
+    }
+}
+
+/// A `google.rpc.Status` body, read defensively: any field may be missing or mistyped.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RpcStatus {
+    #[serde(deserialize_with = "lenient_i32")]
+    code: Option<i32>,
+    #[serde(deserialize_with = "lenient_string")]
+    message: Option<String>,
+}
+
+impl RpcStatus {
+    fn parse(body: &[u8]) -> Option<Self> {
+        serde_json::from_slice(body).ok()
+    }
+}
+
+fn lenient_i32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(value.as_i64().and_then(|v| i32::try_from(v).ok()))
+}
+
+fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(value.as_str().map(str::to_owned))
+}
+
+/// The `Retry-After` header in seconds (HTTP dates are not worth a parser here), capped at an
+/// hour so a hostile header cannot park clients forever.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds.min(3600)))
+}
+
+/// At most 300 characters of a server message, so errors stay loggable.
+pub(crate) fn truncate(message: &str) -> String {
+    const MAX: usize = 300;
+    match message.char_indices().nth(MAX) {
+        Some((index, _)) => format!("{}…", &message[..index]),
+        None => message.to_owned(),
+    }
+}
+
+fn scrub(message: &str, secret: Option<&str>) -> String {
+    let message = match secret {
+        Some(secret) if !secret.is_empty() && message.contains(secret) => {
+            message.replace(secret, "[redacted]")
+        }
+        _ => message.to_owned(),
+    };
+    truncate(&message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_classes() {
+        let headers = HeaderMap::new();
+        let class = |status: u16, body: &str| {
+            ScalekitError::from_status(
+                StatusCode::from_u16(status).unwrap(),
+                &headers,
+                body.as_bytes(),
+                Some("s3cret"),
+            )
+        };
+        assert_eq!(class(404, ""), ScalekitError::NotFound);
+        assert_eq!(class(401, "{}"), ScalekitError::Unauthorized);
+        assert_eq!(
+            class(400, r#"{"code":3,"message":"bad s3cret"}"#),
+            ScalekitError::Rejected {
+                status: 400,
+                code: Some(3),
+                message: "bad [redacted]".into()
+            }
+        );
+        assert_eq!(
+            class(403, "<html>"),
+            ScalekitError::Rejected {
+                status: 403,
+                code: None,
+                message: String::new()
+            }
+        );
+        assert_eq!(
+            class(502, "<html>"),
+            ScalekitError::Upstream { status: 502 }
+        );
+        assert_eq!(
+            class(400, r#"{"code":"x","message":7}"#),
+            ScalekitError::Rejected {
+                status: 400,
+                code: None,
+                message: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn retry_after_is_parsed_and_capped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(http::header::RETRY_AFTER, "99999999".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3600)));
+        headers.insert(
+            http::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn only_verdicts_are_invalid() {
+        assert!(ScalekitError::NotFound.to_validate_error().is_invalid());
+        assert!(ScalekitError::Unauthorized.to_validate_error().is_invalid());
+        for error in [
+            ScalekitError::Timeout,
+            ScalekitError::Upstream { status: 500 },
+            ScalekitError::Decode("x".into()),
+            ScalekitError::UpstreamAuth {
+                status: Some(500),
+                message: "x".into(),
+            },
+            ScalekitError::Rejected {
+                status: 409,
+                code: None,
+                message: String::new(),
+            },
+        ] {
+            assert!(!error.to_validate_error().is_invalid(), "{error:?}");
+        }
+        assert_eq!(
+            ScalekitError::RateLimited {
+                retry_after: Some(Duration::from_secs(3))
+            }
+            .to_validate_error(),
+            ValidateError::Unavailable {
+                message: "Scalekit is rate-limiting validations".into(),
+                retry_after: Some(Duration::from_secs(3))
+            }
+        );
+    }
+}

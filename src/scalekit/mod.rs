@@ -1,0 +1,380 @@
+//! [`ScalekitClient`]: Scalekit's API-key ("tokens") service over REST, and a [`Validator`].
+//!
+//! The client speaks the REST/JSON routes described in `scalekit-wire.md` (create, validate,
+//! list, update, invalidate under `/api/v1/tokens`), authenticates with OAuth2 client
+//! credentials at `/oauth/token`, and maps every failure to a [`ScalekitError`] that tells
+//! "the key is not valid" from "Scalekit could not be asked". As a [`Validator`] it fails
+//! closed: only a positive answer lets a request through, and an outage is a 503.
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use axum_api_key::{ApiKeyLayer, OrgScope, ScalekitClient};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! async fn whoami(OrgScope { organization_id, .. }: OrgScope) -> String {
+//!     organization_id
+//! }
+//!
+//! // SCALEKIT_ENVIRONMENT_URL, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET
+//! let client = ScalekitClient::from_env()?;
+//! let app: Router = Router::new()
+//!     .route("/whoami", get(whoami))
+//!     .layer(ApiKeyLayer::new(client));
+//! # Ok(()) }
+//! ```
+//!
+//! [`Validator`]: crate::Validator
+
+mod auth;
+mod error;
+mod ops;
+mod transport;
+mod wire;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use zeroize::Zeroizing;
+
+use crate::events::{KeyEventSource, KeyEvents};
+
+pub use error::ScalekitError;
+
+/// The `x-api-version` sent unless [`ScalekitClientBuilder::api_version`] sets another: the
+/// newest value any official SDK sends.
+pub const DEFAULT_API_VERSION: &str = "20260716";
+/// The default overall deadline of one validation (retry and access-token fetch included).
+pub const DEFAULT_VALIDATE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The default deadline of one admin call (create, list, update, invalidate).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default deadline of one `/oauth/token` exchange.
+pub const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Environment variable holding the environment URL (`https://<sub>.scalekit.com`).
+pub const ENV_URL: &str = "SCALEKIT_ENVIRONMENT_URL";
+/// Environment variable holding the client id (`skc_...`).
+pub const ENV_CLIENT_ID: &str = "SCALEKIT_CLIENT_ID";
+/// Environment variable holding the client secret.
+pub const ENV_CLIENT_SECRET: &str = "SCALEKIT_CLIENT_SECRET";
+
+/// A client for Scalekit's API-key service; cheap to clone (clones share the connection pool,
+/// the access token and the event listeners).
+///
+/// * Admin calls: [`create_token`](Self::create_token), [`validate_token`](Self::validate_token)
+///   (key **or** token id, as Scalekit does), [`list_tokens`](Self::list_tokens),
+///   [`list_all_tokens`](Self::list_all_tokens), [`update_token`](Self::update_token),
+///   [`invalidate_token`](Self::invalidate_token).
+/// * As a [`Validator`](crate::Validator) for [`ApiKeyLayer`](crate::ApiKeyLayer): keys only
+///   (token ids are refused locally), an overall deadline of
+///   [`validate_timeout`](ScalekitClientBuilder::validate_timeout), one quick retry on
+///   502/503/504 or a broken connection, and 503 (never 200, never 401) when Scalekit cannot
+///   answer.
+/// * [`KeyEventSource`]: creations and revocations made through this client are published
+///   before the call returns, so a cache can evict at once.
+///
+/// Neither the client secret, the access token nor any API key appears in its `Debug` output,
+/// its logs or its errors.
+#[derive(Clone)]
+pub struct ScalekitClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    base_url: String,
+    client_id: String,
+    client_secret: Zeroizing<String>,
+    http: reqwest::Client,
+    validate_timeout: Duration,
+    request_timeout: Duration,
+    token_timeout: Duration,
+    api_version: HeaderValue,
+    user_agent: HeaderValue,
+    tokens: auth::TokenCache,
+    events: KeyEvents,
+}
+
+impl fmt::Debug for ScalekitClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("ScalekitClient")
+            .field("base_url", &inner.base_url)
+            .field("client_id", &inner.client_id)
+            .field("api_version", &inner.api_version)
+            .field("validate_timeout", &inner.validate_timeout)
+            .field("request_timeout", &inner.request_timeout)
+            .field("token_timeout", &inner.token_timeout)
+            .field("access_token", &inner.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScalekitClient {
+    /// Starts a [`ScalekitClientBuilder`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use axum_api_key::ScalekitClient;
+    ///
+    /// let client = ScalekitClient::builder("https://acme.scalekit.dev/", "skc_123", "secret")
+    ///     .validate_timeout(Duration::from_secs(2))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(client.base_url(), "https://acme.scalekit.dev");
+    /// assert!(!format!("{client:?}").contains("secret"));
+    /// ```
+    pub fn builder(
+        environment_url: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> ScalekitClientBuilder {
+        ScalekitClientBuilder {
+            environment_url: environment_url.into(),
+            client_id: client_id.into(),
+            client_secret: Zeroizing::new(client_secret.into()),
+            validate_timeout: DEFAULT_VALIDATE_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            token_timeout: DEFAULT_TOKEN_TIMEOUT,
+            http: None,
+            api_version: DEFAULT_API_VERSION.to_owned(),
+        }
+    }
+
+    /// A client configured from `SCALEKIT_ENVIRONMENT_URL`, `SCALEKIT_CLIENT_ID` and
+    /// `SCALEKIT_CLIENT_SECRET`, with default timeouts. A missing or empty variable is a
+    /// [`ScalekitError::Config`] naming it.
+    ///
+    /// ```no_run
+    /// let client = axum_api_key::ScalekitClient::from_env()?;
+    /// # Ok::<(), axum_api_key::ScalekitError>(())
+    /// ```
+    pub fn from_env() -> Result<Self, ScalekitError> {
+        Self::builder(
+            required_env(ENV_URL)?,
+            required_env(ENV_CLIENT_ID)?,
+            required_env(ENV_CLIENT_SECRET)?,
+        )
+        .build()
+    }
+
+    /// Like [`from_env`](Self::from_env), but `Ok(None)` when `SCALEKIT_ENVIRONMENT_URL` is
+    /// unset or empty, so a program can fall back to another validator (the quickstart uses
+    /// [`InMemoryTokens`](crate::InMemoryTokens)). When the URL is set, the two other variables
+    /// are required.
+    ///
+    /// ```
+    /// use axum_api_key::{BoxValidator, InMemoryTokens, ScalekitClient};
+    ///
+    /// // Scalekit when configured, the in-memory store otherwise (tests, demos).
+    /// let validator = match ScalekitClient::from_env_opt()? {
+    ///     Some(client) => BoxValidator::new(client),
+    ///     None => BoxValidator::new(InMemoryTokens::new()),
+    /// };
+    /// # Ok::<(), axum_api_key::ScalekitError>(())
+    /// ```
+    pub fn from_env_opt() -> Result<Option<Self>, ScalekitError> {
+        match std::env::var(ENV_URL) {
+            Ok(url) if !url.trim().is_empty() => Self::from_env().map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The environment URL, without a trailing `/`.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
+    /// Forgets the cached access token; the next call fetches a new one. Useful after rotating
+    /// the client secret in Scalekit's dashboard.
+    pub fn clear_access_token(&self) {
+        self.inner.tokens.clear();
+    }
+}
+
+fn required_env(name: &str) -> Result<String, ScalekitError> {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => Ok(value.trim().to_owned()),
+        _ => Err(ScalekitError::Config(format!("{name} is not set"))),
+    }
+}
+
+impl KeyEventSource for ScalekitClient {
+    fn key_events(&self) -> &KeyEvents {
+        &self.inner.events
+    }
+}
+
+/// Configures a [`ScalekitClient`]; see [`ScalekitClient::builder`].
+#[must_use]
+pub struct ScalekitClientBuilder {
+    environment_url: String,
+    client_id: String,
+    client_secret: Zeroizing<String>,
+    validate_timeout: Duration,
+    request_timeout: Duration,
+    token_timeout: Duration,
+    http: Option<reqwest::Client>,
+    api_version: String,
+}
+
+impl fmt::Debug for ScalekitClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScalekitClientBuilder")
+            .field("environment_url", &self.environment_url)
+            .field("client_id", &self.client_id)
+            .field("validate_timeout", &self.validate_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("token_timeout", &self.token_timeout)
+            .field("custom_http_client", &self.http.is_some())
+            .field("api_version", &self.api_version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScalekitClientBuilder {
+    /// The overall deadline of one validation, retry and access-token fetch included
+    /// (default 3 s). Keep it short: it bounds the latency a Scalekit outage adds to every
+    /// request.
+    pub fn validate_timeout(mut self, timeout: Duration) -> Self {
+        self.validate_timeout = timeout;
+        self
+    }
+
+    /// The deadline of one admin call (default 10 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The deadline of one `/oauth/token` exchange (default 5 s; on the validate path the
+    /// validate deadline still applies).
+    pub fn token_timeout(mut self, timeout: Duration) -> Self {
+        self.token_timeout = timeout;
+        self
+    }
+
+    /// Uses `client` for every request (proxies, custom TLS roots, ...). The user-agent and
+    /// the per-call timeouts are still set per request. Prefer a client that does not follow
+    /// redirects: the default one does not.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// The `x-api-version` header (default [`DEFAULT_API_VERSION`]).
+    pub fn api_version(mut self, version: impl Into<String>) -> Self {
+        self.api_version = version.into();
+        self
+    }
+
+    /// Builds the client. Fails on an empty id or secret, a URL that is not `http(s)://host`,
+    /// or an API version that is not a valid header value.
+    pub fn build(self) -> Result<ScalekitClient, ScalekitError> {
+        let base_url = self.environment_url.trim().trim_end_matches('/').to_owned();
+        let parsed = reqwest::Url::parse(&base_url)
+            .map_err(|e| ScalekitError::Config(format!("bad environment URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(ScalekitError::Config(
+                "the environment URL must be http(s)://host".into(),
+            ));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(ScalekitError::Config(
+                "the environment URL must not carry a query or fragment".into(),
+            ));
+        }
+        if self.client_id.trim().is_empty() {
+            return Err(ScalekitError::Config("the client id is empty".into()));
+        }
+        if self.client_secret.is_empty() {
+            return Err(ScalekitError::Config("the client secret is empty".into()));
+        }
+        let api_version = HeaderValue::from_str(&self.api_version)
+            .map_err(|_| ScalekitError::Config("bad api version".into()))?;
+        let user_agent = HeaderValue::from_static(concat!(
+            "axum-api-key/",
+            env!("CARGO_PKG_VERSION"),
+            " (rust)"
+        ));
+        let http = match self.http {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                // A redirect would re-send the bearer token somewhere else, and turn POSTs
+                // into GETs: an answer we do not expect is an error, not a hop.
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(self.validate_timeout.min(DEFAULT_TOKEN_TIMEOUT))
+                .build()
+                .map_err(|e| ScalekitError::Config(format!("HTTP client: {e}")))?,
+        };
+        Ok(ScalekitClient {
+            inner: Arc::new(Inner {
+                base_url,
+                client_id: self.client_id.trim().to_owned(),
+                client_secret: self.client_secret,
+                http,
+                validate_timeout: self.validate_timeout,
+                request_timeout: self.request_timeout,
+                token_timeout: self.token_timeout,
+                api_version,
+                user_agent,
+                tokens: auth::TokenCache::default(),
+                events: KeyEvents::new(),
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_rejects_bad_configuration() {
+        let bad = |url: &str, id: &str, secret: &str| {
+            ScalekitClient::builder(url, id, secret)
+                .build()
+                .unwrap_err()
+        };
+        assert!(matches!(
+            bad("ftp://x", "id", "s"),
+            ScalekitError::Config(_)
+        ));
+        assert!(matches!(
+            bad("not a url", "id", "s"),
+            ScalekitError::Config(_)
+        ));
+        assert!(matches!(
+            bad("https://x", "", "s"),
+            ScalekitError::Config(_)
+        ));
+        assert!(matches!(
+            bad("https://x", "id", ""),
+            ScalekitError::Config(_)
+        ));
+        assert!(matches!(
+            bad("https://x?a=b", "id", "s"),
+            ScalekitError::Config(_)
+        ));
+        assert!(matches!(
+            ScalekitClient::builder("https://x", "id", "s")
+                .api_version("bad\nversion")
+                .build(),
+            Err(ScalekitError::Config(_))
+        ));
+    }
+
+    #[test]
+    fn debug_hides_the_secret_and_trims_the_url() {
+        let builder = ScalekitClient::builder("https://acme.scalekit.dev//", "skc_1", "hunter2");
+        assert!(!format!("{builder:?}").contains("hunter2"));
+        let client = builder.build().unwrap();
+        assert!(!format!("{client:?}").contains("hunter2"));
+        assert_eq!(client.base_url(), "https://acme.scalekit.dev");
+    }
+}

@@ -1,0 +1,367 @@
+//! A fake of Scalekit's token REST API on 127.0.0.1, for tests and examples (feature
+//! `test-util`).
+//!
+//! [`FakeScalekit`] speaks the JSON of `scalekit-wire.md` (snake_case, protojson-style empty
+//! values, `google.rpc.Status` errors), checks client credentials and access tokens like
+//! Scalekit, keeps its keys in an [`InMemoryTokens`], counts requests per [`Op`], and can
+//! misbehave on demand ([`Fault`]): error statuses, HTML bodies, delays, connection resets,
+//! broken JSON, huge bodies, rate limiting.
+//!
+//! ```
+//! use axum_api_key::testing::{Fault, FakeScalekit, Op};
+//! use axum_api_key::{CreateToken, ScalekitError};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let fake = FakeScalekit::start().await;
+//! let client = fake.client();
+//!
+//! let created = client.create_token(CreateToken::new("org_1")).await.unwrap();
+//! let info = client.validate_token(created.key.expose_secret()).await.unwrap();
+//! assert_eq!(info.organization_id, "org_1");
+//!
+//! fake.fail_next(Op::Validate, Fault::rpc(404, 5, "token not found"));
+//! let error = client.validate_token(created.key.expose_secret()).await.unwrap_err();
+//! assert_eq!(error, ScalekitError::NotFound);
+//! assert_eq!(fake.count(Op::Validate), 2);
+//! # }
+//! ```
+
+mod server;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::events::{KeyEvent, KeyEventListener, KeyEventSource};
+use crate::scalekit::{ScalekitClient, ScalekitClientBuilder};
+use crate::{Fingerprint, InMemoryTokens};
+
+/// The client id [`FakeScalekit::start`] accepts.
+pub const DEFAULT_CLIENT_ID: &str = "skc_fake_client";
+/// The client secret [`FakeScalekit::start`] accepts.
+pub const DEFAULT_CLIENT_SECRET: &str = "fake-client-secret";
+/// The lifetime of issued access tokens unless configured (Scalekit's: about a day).
+pub const DEFAULT_ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(86_399);
+
+/// The routes of the fake, for counters and faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Op {
+    /// `POST /oauth/token`.
+    Token,
+    /// `POST /api/v1/tokens`.
+    Create,
+    /// `POST /api/v1/tokens:validate`.
+    Validate,
+    /// `GET /api/v1/tokens`.
+    List,
+    /// `POST /api/v1/tokens:update`.
+    Update,
+    /// `POST /api/v1/tokens:invalidate`.
+    Invalidate,
+}
+
+/// A way for the fake to misbehave on one route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Answer with this status, content type and body (plus `Retry-After` if set).
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The `Content-Type`.
+        content_type: String,
+        /// The body, sent as is.
+        body: String,
+        /// A `Retry-After` value, in seconds.
+        retry_after: Option<u64>,
+    },
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+    /// Close the connection (with a TCP reset) without answering.
+    Reset,
+    /// 200 with JSON cut off in the middle.
+    Truncated,
+    /// 200 with well-formed JSON whose fields have the wrong types.
+    WrongTypes,
+    /// 200 with `{}`: no `token_info` (nor anything else).
+    Empty,
+    /// 200 with a valid JSON body of about this many bytes.
+    Huge(usize),
+    /// 401 `{"code":16}`, whatever the access token.
+    Unauthorized,
+}
+
+impl Fault {
+    /// A `google.rpc.Status` error: `{"code": code, "message": message, "details": []}`.
+    pub fn rpc(status: u16, code: i32, message: &str) -> Self {
+        Self::json(
+            status,
+            serde_json::json!({"code": code, "message": message, "details": []}),
+        )
+    }
+
+    /// Any JSON body with `status`.
+    pub fn json(status: u16, body: serde_json::Value) -> Self {
+        Self::Status {
+            status,
+            content_type: "application/json".into(),
+            body: body.to_string(),
+            retry_after: None,
+        }
+    }
+
+    /// An HTML error page, as a load balancer sends on 502/503/504.
+    pub fn html(status: u16) -> Self {
+        Self::Status {
+            status,
+            content_type: "text/html".into(),
+            body: format!("<html><body><h1>{status} Service Unavailable</h1></body></html>"),
+            retry_after: None,
+        }
+    }
+
+    /// 429 with `Retry-After: seconds` and a RESOURCE_EXHAUSTED body.
+    pub fn rate_limited(seconds: u64) -> Self {
+        Self::Status {
+            status: 429,
+            content_type: "application/json".into(),
+            body: r#"{"code":8,"message":"rate limit exceeded","details":[]}"#.into(),
+            retry_after: Some(seconds),
+        }
+    }
+}
+
+/// What the fake knows and counts; shared with its handlers.
+pub(crate) struct State {
+    pub(crate) tokens: InMemoryTokens,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: String,
+    pub(crate) lifetime: Mutex<Duration>,
+    /// Issued access tokens and when they expire.
+    pub(crate) access_tokens: Mutex<HashMap<String, std::time::Instant>>,
+    counts: Mutex<HashMap<Op, usize>>,
+    faults: Mutex<HashMap<Op, Faults>>,
+    /// Every key and id ever minted in the store: invalidating one is success even once it
+    /// is revoked (Scalekit is idempotent), an unknown one is 404.
+    pub(crate) known: Arc<Known>,
+}
+
+#[derive(Default)]
+struct Faults {
+    once: VecDeque<Fault>,
+    always: Option<Fault>,
+}
+
+#[derive(Default)]
+pub(crate) struct Known {
+    ids: Mutex<HashSet<String>>,
+    fingerprints: Mutex<HashSet<Fingerprint>>,
+}
+
+impl Known {
+    pub(crate) fn contains(&self, token: &str) -> bool {
+        if token.starts_with("apit_") {
+            lock(&self.ids).contains(token)
+        } else {
+            lock(&self.fingerprints).contains(&Fingerprint::of(token))
+        }
+    }
+}
+
+impl KeyEventListener for Known {
+    fn on_event(&self, event: &KeyEvent) {
+        if let KeyEvent::Created {
+            fingerprint,
+            token_id,
+        } = event
+        {
+            lock(&self.ids).insert(token_id.clone());
+            lock(&self.fingerprints).insert(*fingerprint);
+        }
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl State {
+    /// Counts a request on `op` and takes the fault to apply, if any.
+    pub(crate) fn hit(&self, op: Op) -> Option<Fault> {
+        *lock(&self.counts).entry(op).or_default() += 1;
+        let mut faults = lock(&self.faults);
+        let slot = faults.get_mut(&op)?;
+        slot.once.pop_front().or_else(|| slot.always.clone())
+    }
+}
+
+/// A loopback fake of Scalekit; see the [module docs](self). Shuts down when dropped.
+pub struct FakeScalekit {
+    state: Arc<State>,
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for FakeScalekit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeScalekit")
+            .field("url", &self.url())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`FakeScalekit`]; see [`FakeScalekit::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct FakeScalekitBuilder {
+    client_id: String,
+    client_secret: String,
+    lifetime: Duration,
+}
+
+impl FakeScalekitBuilder {
+    /// The client credentials `/oauth/token` accepts.
+    pub fn credentials(mut self, client_id: &str, client_secret: &str) -> Self {
+        self.client_id = client_id.to_owned();
+        self.client_secret = client_secret.to_owned();
+        self
+    }
+
+    /// The lifetime of the access tokens it issues (`expires_in`).
+    pub fn access_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// Binds 127.0.0.1 on a free port and starts serving.
+    pub async fn start(self) -> io::Result<FakeScalekit> {
+        let tokens = InMemoryTokens::new();
+        let known = Arc::new(Known::default());
+        tokens.key_events().subscribe(known.clone());
+        let state = Arc::new(State {
+            tokens,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            lifetime: Mutex::new(self.lifetime),
+            access_tokens: Mutex::default(),
+            counts: Mutex::default(),
+            faults: Mutex::default(),
+            known,
+        });
+        let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, stopped) = watch::channel(false);
+        tokio::spawn(server::serve(
+            listener,
+            server::router(state.clone()),
+            stopped,
+        ));
+        Ok(FakeScalekit {
+            state,
+            addr,
+            shutdown,
+        })
+    }
+}
+
+impl FakeScalekit {
+    /// A fake with the default credentials and access-token lifetime.
+    ///
+    /// # Panics
+    ///
+    /// If no port can be bound on 127.0.0.1 (use [`FakeScalekit::builder`] to get the error).
+    pub async fn start() -> Self {
+        Self::builder()
+            .start()
+            .await
+            .expect("FakeScalekit: could not bind 127.0.0.1")
+    }
+
+    /// Starts configuring a fake.
+    pub fn builder() -> FakeScalekitBuilder {
+        FakeScalekitBuilder {
+            client_id: DEFAULT_CLIENT_ID.to_owned(),
+            client_secret: DEFAULT_CLIENT_SECRET.to_owned(),
+            lifetime: DEFAULT_ACCESS_TOKEN_LIFETIME,
+        }
+    }
+
+    /// The environment URL (`http://127.0.0.1:<port>`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The client id it accepts.
+    pub fn client_id(&self) -> &str {
+        &self.state.client_id
+    }
+
+    /// The client secret it accepts.
+    pub fn client_secret(&self) -> &str {
+        &self.state.client_secret
+    }
+
+    /// A client builder pointed at the fake with its credentials, to adjust timeouts.
+    pub fn client_builder(&self) -> ScalekitClientBuilder {
+        ScalekitClient::builder(self.url(), self.client_id(), self.client_secret())
+    }
+
+    /// A client pointed at the fake, with default settings.
+    pub fn client(&self) -> ScalekitClient {
+        self.client_builder()
+            .build()
+            .expect("a client for a loopback URL always builds")
+    }
+
+    /// The key store behind the fake: mint or revoke keys directly.
+    pub fn tokens(&self) -> &InMemoryTokens {
+        &self.state.tokens
+    }
+
+    /// How many requests reached `op` (faulted ones included).
+    pub fn count(&self, op: Op) -> usize {
+        lock(&self.state.counts).get(&op).copied().unwrap_or(0)
+    }
+
+    /// Sets every counter back to 0.
+    pub fn reset_counts(&self) {
+        lock(&self.state.counts).clear();
+    }
+
+    /// Applies `fault` to the next request on `op` only (queued after earlier ones).
+    pub fn fail_next(&self, op: Op, fault: Fault) {
+        lock(&self.state.faults)
+            .entry(op)
+            .or_default()
+            .once
+            .push_back(fault);
+    }
+
+    /// Applies `fault` to every request on `op` (after any [`fail_next`](Self::fail_next)
+    /// ones) until set to `None`.
+    pub fn set_fault(&self, op: Op, fault: Option<Fault>) {
+        lock(&self.state.faults).entry(op).or_default().always = fault;
+    }
+
+    /// Invalidates every access token issued so far: the next API call gets a 401.
+    pub fn expire_access_tokens(&self) {
+        lock(&self.state.access_tokens).clear();
+    }
+
+    /// The lifetime of access tokens issued from now on.
+    pub fn set_access_token_lifetime(&self, lifetime: Duration) {
+        *lock(&self.state.lifetime) = lifetime;
+    }
+}
+
+impl Drop for FakeScalekit {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
