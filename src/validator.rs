@@ -203,10 +203,7 @@ impl fmt::Debug for BoxValidator {
 }
 
 impl Validator for BoxValidator {
-    fn validate(
-        &self,
-        key: &ApiKey,
-    ) -> impl Future<Output = Result<Authenticated, ValidateError>> + Send {
-        async move { self.0.validate_boxed(key).await }
+    async fn validate(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
+        self.0.validate_boxed(key).await
     }
 }
