@@ -130,6 +130,16 @@ impl Revocations {
         Verdict::Clear(self.epoch.load(Ordering::Acquire))
     }
 
+    /// `true` when the key was revoked by fingerprint (or by an id this cache could map to
+    /// it): a miss can then be refused without asking the upstream.
+    pub(super) fn is_revoked(&self, fingerprint: Fingerprint) -> bool {
+        self.tombstones
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_fingerprint
+            .contains_key(&CacheKey(fingerprint))
+    }
+
     /// How many tombstones are kept (for tests and stats).
     #[cfg(test)]
     fn len(&self) -> usize {

@@ -153,6 +153,10 @@ impl Core {
         let started = self.revocations.epoch();
         let creations = self.creations.load(Ordering::Acquire);
 
+        if self.revocations.is_revoked(fingerprint) {
+            tracing::debug!(cache = "negative", %fingerprint, "revoked through this instance");
+            return Err(NotCached::Invalid(InvalidReason::Revoked));
+        }
         let Some(permit) = self.budget.try_spend() else {
             self.counters.budget_rejections.bump();
             tracing::debug!(cache = "budget", %fingerprint, "upstream validation budget spent");
@@ -289,14 +293,16 @@ impl Core {
         if fingerprint.is_none() && token_id.is_none() {
             return;
         }
-        // The tombstone is what makes revocation win; the evictions below only free memory.
-        self.revocations.revoke(fingerprint, token_id);
-        self.counters.revocations.bump();
         let indexed = token_id.and_then(|id| {
             let fingerprint = self.by_token_id.get(id);
             self.by_token_id.invalidate(id);
             fingerprint
         });
+        // The tombstone is what makes revocation win; the evictions below only free memory.
+        // Tombstoning the indexed fingerprint too lets a later miss refuse the key before (and
+        // without) asking the upstream, which matters when the upstream is down.
+        self.revocations.revoke(fingerprint.or(indexed), token_id);
+        self.counters.revocations.bump();
         match fingerprint {
             Some(fingerprint) => {
                 tracing::debug!(cache = "revoke", %fingerprint, token_id, "API key revoked")
