@@ -11,7 +11,7 @@
 //!   in a separately bounded cache, so garbage floods neither reach the upstream twice per key
 //!   nor evict valid keys. "Unavailable" answers are never cached.
 //! - **Expiry clamp.** An entry never outlives the key's `expiry`; an answer for an already
-//!   expired key is refused as [`InvalidReason::Expired`].
+//!   expired key is refused as [`InvalidReason::Expired`](crate::InvalidReason::Expired).
 //! - **Revocation wins.** See below.
 //! - **Upstream budget.** At most [`max_in_flight`](CacheBuilder::max_in_flight) validations
 //!   (and optionally [`max_upstream_rate`](CacheBuilder::max_upstream_rate) per second) reach the
