@@ -8,14 +8,16 @@
 //! prints them. With `SCALEKIT_ENVIRONMENT_URL`, `SCALEKIT_CLIENT_ID` and
 //! `SCALEKIT_CLIENT_SECRET` it validates keys with Scalekit instead.
 //!
-//! Environment: `PORT` (default 3000; `0` picks a free port), `RUST_LOG` (default `info`).
+//! Environment: `PORT` (default 3000; `0` picks a free port), `CACHE_TTL_SECS` (how long a
+//! validation is reused, default 30; `0` turns the cache off), `RUST_LOG` (default `info`).
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use axum::{Json, Router, routing::get};
 use axum_api_key::{
-    ApiKeyLayer, BoxValidator, CreateToken, InMemoryTokens, OrgScope, ScalekitClient, TokenInfo,
-    UserScope,
+    ApiKeyLayer, BoxValidator, CachedValidator, CreateToken, InMemoryTokens, KeyEventSource,
+    OrgScope, ScalekitClient, TokenInfo, UserScope, Validator,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -124,6 +126,34 @@ fn demo_store() -> Result<(InMemoryTokens, String, String), Box<dyn std::error::
     ))
 }
 
+/// `CACHE_TTL_SECS`: `None` when the cache is off.
+fn cache_ttl() -> Result<Option<Duration>, String> {
+    match std::env::var("CACHE_TTL_SECS") {
+        Err(_) => Ok(Some(Duration::from_secs(30))),
+        Ok(value) => match value.trim().parse::<u64>() {
+            Ok(0) => Ok(None),
+            Ok(secs) => Ok(Some(Duration::from_secs(secs))),
+            Err(_) => Err(format!(
+                "CACHE_TTL_SECS must be a whole number of seconds, got {value:?}"
+            )),
+        },
+    }
+}
+
+/// Wraps `validator` in the cache (subscribed to its revocations) unless the cache is off.
+fn with_cache<V: Validator + KeyEventSource>(validator: V, ttl: Option<Duration>) -> BoxValidator {
+    match ttl {
+        Some(ttl) => {
+            tracing::info!(ttl_secs = ttl.as_secs(), "validation cache on");
+            BoxValidator::new(CachedValidator::builder(validator).ttl(ttl).build())
+        }
+        None => {
+            tracing::info!("validation cache off: every request asks the validator");
+            BoxValidator::new(validator)
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -142,10 +172,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
     let base = format!("http://{}", listener.local_addr()?);
 
+    let cache_ttl = cache_ttl()?;
     let validator = if let Some(client) = ScalekitClient::from_env_opt()? {
         println!("validating API keys with Scalekit at {}", client.base_url());
         println!("mint a key with: cargo run --example keys -- create --org <org_id>");
-        BoxValidator::new(client)
+        with_cache(client, cache_ttl)
     } else {
         let (tokens, org_key, user_key) = demo_store()?;
         println!("org key: {org_key}");
@@ -156,7 +187,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  curl -s {base}/api/my/tasks -H \"Authorization: Bearer $USER_KEY\"");
         println!("  curl -si {base}/api/my/tasks -H \"Authorization: Bearer $ORG_KEY\"   # 403");
         println!("  curl -si {base}/api/me                                            # 401");
-        BoxValidator::new(tokens)
+        with_cache(tokens, cache_ttl)
     };
 
     println!("listening on {base}");

@@ -41,6 +41,8 @@
 
 pub mod admin;
 pub mod bearer;
+#[cfg(feature = "cache")]
+pub mod cache;
 pub mod events;
 mod extract;
 mod key;
@@ -56,6 +58,8 @@ mod token_info;
 mod validator;
 
 pub use admin::{CreateToken, CreatedToken, LimitError, ListTokens, TokenPage, UpdateToken};
+#[cfg(feature = "cache")]
+pub use cache::{CacheBuilder, CacheStats, CachedValidator};
 pub use events::{KeyEvent, KeyEventListener, KeyEventSource, KeyEvents};
 pub use extract::{Claims, OrgScope, TypedClaims, UserScope};
 pub use key::{ApiKey, DEFAULT_MAX_KEY_LEN, Fingerprint, KeyFormat, KeyRejection};

@@ -1,0 +1,296 @@
+//! [`CachedValidator`]: a short-TTL, single-flight, revocation-honest cache in front of any
+//! [`Validator`].
+//!
+//! # What it does
+//!
+//! - **Hits are cheap.** Entries are keyed by the key's [`Fingerprint`] (never the key) and
+//!   hashed by its first 64 bits; a hit clones one `Arc`, takes no lock and creates no span.
+//! - **Single flight.** Any number of concurrent requests with the same uncached key make one
+//!   upstream call; they all get its answer.
+//! - **Negative cache.** "Invalid" answers are kept [`negative_ttl`](CacheBuilder::negative_ttl)
+//!   in a separately bounded cache, so garbage floods neither reach the upstream twice per key
+//!   nor evict valid keys. "Unavailable" answers are never cached.
+//! - **Expiry clamp.** An entry never outlives the key's `expiry`; an answer for an already
+//!   expired key is refused as [`InvalidReason::Expired`](crate::InvalidReason::Expired).
+//! - **Revocation wins.** See below.
+//! - **Upstream budget.** At most [`max_in_flight`](CacheBuilder::max_in_flight) validations
+//!   (and optionally [`max_upstream_rate`](CacheBuilder::max_upstream_rate) per second) reach the
+//!   upstream; a miss beyond that is answered `Unavailable` (503, `Retry-After: 1`) at once,
+//!   while cached keys keep flowing.
+//! - **Stale-if-error** (opt-in, [`stale_if_error`](CacheBuilder::stale_if_error)).
+//!
+//! # How stale can an answer be?
+//!
+//! | Revoked through... | Refused by this cache |
+//! |---|---|
+//! | this instance: the inner validator's `invalidate` (events), a subscribed [`KeyEvents`], or [`CachedValidator::revoke_token_id`] & co. | before the revoking call returns, even if a validation of that key is in flight |
+//! | anywhere else (another instance, Scalekit's dashboard) | within the [`ttl`](CacheBuilder::ttl) (default 30 s), or at once after [`flush_positive`](CachedValidator::flush_positive) |
+//! | anywhere else, with stale-if-error on and the upstream down | up to `ttl + window`: the price of staying up during an outage |
+//!
+//! A key is never accepted past its own `expiry`, fresh or stale.
+//!
+//! Revocations made here are kept as tombstones (for `ttl + window + 60 s`), checked after
+//! every upstream answer and on any hit that follows a revocation, because moka cannot stop a
+//! validation already in flight from inserting its answer after an eviction.
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use axum_api_key::{ApiKeyLayer, CachedValidator, CreateToken, InMemoryTokens, OrgScope};
+//!
+//! async fn whoami(OrgScope { organization_id, .. }: OrgScope) -> String {
+//!     organization_id
+//! }
+//!
+//! let tokens = InMemoryTokens::new();
+//! // Subscribed to `tokens`' events: `tokens.invalidate(..)` is honoured by the cache at once.
+//! let cache = CachedValidator::builder(tokens.clone()).build();
+//! let app: Router = Router::new()
+//!     .route("/whoami", get(whoami))
+//!     .layer(ApiKeyLayer::new(cache.clone()));
+//!
+//! let created = tokens.create(CreateToken::new("org_1")).unwrap();
+//! tokens.invalidate(&created.token_id); // or cache.revoke_token_id(&created.token_id)
+//! assert_eq!(cache.stats().revocations, 1);
+//! ```
+
+mod budget;
+mod builder;
+mod entry;
+mod revocation;
+mod state;
+mod stats;
+
+use std::fmt;
+use std::sync::{Arc, Weak};
+
+pub use builder::{
+    CacheBuilder, DEFAULT_CAPACITY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_NEGATIVE_CAPACITY,
+    DEFAULT_NEGATIVE_TTL, DEFAULT_TTL,
+};
+pub use stats::CacheStats;
+
+use self::entry::CacheKey;
+use self::state::{Admission, Core, Settings};
+use crate::{
+    ApiKey, Authenticated, Fingerprint, KeyEvent, KeyEventListener, KeyEventSource, KeyEvents,
+    ValidateError, Validator,
+};
+
+/// A [`Validator`] that caches another one; see the [module docs](self) for what it
+/// guarantees and how stale an answer can be.
+///
+/// Clones share the cache: keep one to revoke keys or read [`stats`](Self::stats) and give
+/// another to the [`ApiKeyLayer`](crate::ApiKeyLayer).
+///
+/// ```
+/// use axum_api_key::{validator_fn, CachedValidator, TokenInfo};
+///
+/// // A validator with no events of its own: revocations come through `revoke_*` calls.
+/// let upstream = validator_fn(|_key| async { Ok(TokenInfo::builder("apit_1", "org_1").build()) });
+/// let cache = CachedValidator::builder(upstream).build_standalone();
+/// cache.revoke_token_id("apit_1");
+/// ```
+pub struct CachedValidator<V> {
+    inner: Arc<V>,
+    core: Arc<Core>,
+}
+
+impl<V: Validator> CachedValidator<V> {
+    /// Starts configuring a cache in front of `inner`.
+    pub fn builder(inner: V) -> CacheBuilder<V> {
+        CacheBuilder::new(inner)
+    }
+
+    /// A cache with the default settings, subscribed to `inner`'s events.
+    pub fn new(inner: V) -> Self
+    where
+        V: KeyEventSource,
+    {
+        Self::builder(inner).build()
+    }
+
+    pub(crate) fn from_builder(builder: CacheBuilder<V>) -> Self {
+        let settings = Settings {
+            ttl: builder.ttl,
+            negative_ttl: builder.negative_ttl,
+            capacity: builder.capacity,
+            negative_capacity: builder.negative_capacity,
+            stale_window: builder.stale_if_error,
+            max_in_flight: builder.max_in_flight,
+            max_upstream_rate: builder.max_upstream_rate,
+        };
+        let cache = Self {
+            inner: Arc::new(builder.inner),
+            core: Arc::new(Core::new(&settings)),
+        };
+        for events in &builder.sources {
+            cache.subscribe_to(events);
+        }
+        cache
+    }
+
+    /// Validates through the cache (what the [`Validator`] impl does).
+    async fn validate_cached(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
+        let fingerprint = key.fingerprint();
+        let cache_key = CacheKey(fingerprint);
+        if let Some(entry) = self.core.fresh.get(&cache_key).await {
+            match self.core.admit(fingerprint, &entry) {
+                Admission::Accept => {
+                    self.core.counters.hits.bump();
+                    tracing::trace!(cache = "hit", %fingerprint, token_id = %entry.auth.info().token_id);
+                    return Ok(entry.auth.clone());
+                }
+                Admission::Refuse(reason) => {
+                    self.core.fresh.invalidate(&cache_key).await;
+                    self.core.counters.negative_hits.bump();
+                    tracing::debug!(cache = "negative", %fingerprint, %reason, "cached API key refused");
+                    return Err(ValidateError::Invalid(reason));
+                }
+                Admission::Recheck => self.core.fresh.invalidate(&cache_key).await,
+            }
+        }
+        if let Some(reason) = self.core.negative.get(&cache_key) {
+            self.core.counters.negative_hits.bump();
+            tracing::trace!(cache = "negative", %fingerprint, %reason);
+            return Err(ValidateError::Invalid(reason));
+        }
+        self.core.counters.misses.bump();
+        self.miss(key, cache_key).await
+    }
+
+    /// Joins (or starts) the one upstream validation of this key.
+    async fn miss(
+        &self,
+        key: &ApiKey,
+        cache_key: CacheKey,
+    ) -> Result<Authenticated, ValidateError> {
+        let fingerprint = cache_key.0;
+        // A second round only if a flush lands between moka's insert and our check.
+        for _ in 0..2 {
+            let flight = self
+                .core
+                .fresh
+                .try_get_with(cache_key, self.core.fly(&*self.inner, key))
+                .await;
+            let entry = match flight {
+                Ok(entry) => entry,
+                Err(not_cached) => return not_cached.to_result(),
+            };
+            // The entry may have been inserted after a revocation that its flight's own check
+            // missed: vet it like any hit.
+            match self.core.admit(fingerprint, &entry) {
+                Admission::Accept => return Ok(entry.auth.clone()),
+                Admission::Refuse(reason) => {
+                    self.core.fresh.invalidate(&cache_key).await;
+                    return Err(ValidateError::Invalid(reason));
+                }
+                Admission::Recheck => self.core.fresh.invalidate(&cache_key).await,
+            }
+        }
+        Err(ValidateError::Unavailable {
+            message: "the cache was flushed during validation".into(),
+            retry_after: Some(std::time::Duration::from_secs(1)),
+        })
+    }
+}
+
+impl<V> CachedValidator<V> {
+    /// The validator behind the cache.
+    pub fn inner(&self) -> &V {
+        &self.inner
+    }
+
+    /// Revokes a key by its id (the usual admin case): once this returns, this cache refuses
+    /// the key, including the answer of a validation already in flight. Unknown ids are fine.
+    ///
+    /// Synchronous and quick: callable from an event listener or a background task (a
+    /// pub/sub subscriber, say).
+    pub fn revoke_token_id(&self, token_id: &str) {
+        self.core.revoke(None, Some(token_id));
+    }
+
+    /// Revokes a key by the key itself; see [`revoke_token_id`](Self::revoke_token_id).
+    pub fn revoke_key(&self, key: &ApiKey) {
+        self.revoke_fingerprint(key.fingerprint());
+    }
+
+    /// Revokes a key by its fingerprint; see [`revoke_token_id`](Self::revoke_token_id).
+    pub fn revoke_fingerprint(&self, fingerprint: Fingerprint) {
+        self.core.revoke(Some(fingerprint), None);
+    }
+
+    /// Applies a [`KeyEvent`]: `Revoked` revokes, `Created` forgets a cached "invalid" answer
+    /// for the new key. This is what subscriptions call.
+    pub fn apply_event(&self, event: &KeyEvent) {
+        self.core.apply(event);
+    }
+
+    /// Listens to `events` from now on. The subscription holds the cache weakly: it does not
+    /// keep a dropped cache alive (it then ignores events).
+    pub fn subscribe_to(&self, events: &KeyEvents) {
+        events.subscribe(Arc::new(Subscription(Arc::downgrade(&self.core))));
+    }
+
+    /// Forgets every positive answer, fresh and stale, and keeps answers now in flight from
+    /// being cached. Call it after any gap in a revocation feed (a pub/sub reconnect): every key
+    /// is then validated upstream again.
+    pub fn flush_positive(&self) {
+        self.core.flush_positive();
+    }
+
+    /// Forgets everything: positive answers as [`flush_positive`](Self::flush_positive) does,
+    /// and negative ones.
+    pub fn invalidate_all(&self) {
+        self.core.invalidate_all();
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> CacheStats {
+        self.core.counters.snapshot(
+            self.core.fresh.entry_count(),
+            self.core.negative.entry_count(),
+        )
+    }
+}
+
+impl<V: Validator> Validator for CachedValidator<V> {
+    async fn validate(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
+        self.validate_cached(key).await
+    }
+}
+
+/// The cache forwards its inner validator's events, so wrappers further out can subscribe.
+impl<V: KeyEventSource> KeyEventSource for CachedValidator<V> {
+    fn key_events(&self) -> &KeyEvents {
+        self.inner.key_events()
+    }
+}
+
+impl<V> Clone for CachedValidator<V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            core: self.core.clone(),
+        }
+    }
+}
+
+impl<V> fmt::Debug for CachedValidator<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedValidator")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cache's subscription to a [`KeyEvents`] list; weak, to break the cycle validator ->
+/// events -> listener -> cache -> validator.
+struct Subscription(Weak<Core>);
+
+impl KeyEventListener for Subscription {
+    fn on_event(&self, event: &KeyEvent) {
+        if let Some(core) = self.0.upgrade() {
+            core.apply(event);
+        }
+    }
+}

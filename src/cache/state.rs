@@ -1,0 +1,353 @@
+//! The shared state of a cache and the way one validation goes through it.
+//!
+//! `Core` holds everything but the inner validator, so event listeners can hold it weakly
+//! without keeping the validator (which owns the event list) alive in a cycle.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use moka::future::Cache as AsyncCache;
+use moka::sync::Cache as SyncCache;
+
+use super::budget::Budget;
+use super::entry::{CacheKey, Entry, FreshLifetime, KeepLifetime, PrefixHasherBuilder};
+use super::revocation::{Revocations, Verdict};
+use super::stats::Counters;
+use crate::{
+    ApiKey, Authenticated, Fingerprint, InvalidReason, KeyEvent, ValidateError, Validator,
+};
+
+/// What a client is told to wait when the upstream budget is spent.
+const BUDGET_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Tombstones outlive every entry vetted before them by this much more than the entries' own
+/// longest life, to cover the moment between a validation's check and moka's insert.
+const TOMBSTONE_MARGIN: Duration = Duration::from_secs(60);
+
+pub(super) struct Settings {
+    pub(super) ttl: Duration,
+    pub(super) negative_ttl: Duration,
+    pub(super) capacity: u64,
+    pub(super) negative_capacity: u64,
+    pub(super) stale_window: Option<Duration>,
+    pub(super) max_in_flight: usize,
+    pub(super) max_upstream_rate: Option<u32>,
+}
+
+pub(super) struct Core {
+    /// Fresh positive answers; the only cache on the hit path.
+    pub(super) fresh: AsyncCache<CacheKey, Arc<Entry>, PrefixHasherBuilder>,
+    /// Last good answers kept `ttl + window` for stale-if-error; `None` when it is off.
+    stale: Option<SyncCache<CacheKey, Arc<Entry>, PrefixHasherBuilder>>,
+    /// "Invalid" answers, bounded apart from the positive ones.
+    pub(super) negative: SyncCache<CacheKey, InvalidReason, PrefixHasherBuilder>,
+    /// token id -> fingerprint, so a revocation by id can evict eagerly. Correctness does not
+    /// rest on it (tombstones do), so it may be lossy.
+    by_token_id: SyncCache<Box<str>, Fingerprint>,
+    revocations: Revocations,
+    /// Bumped by every `Created` event: a negative answer fetched across one is not kept.
+    creations: AtomicU64,
+    budget: Budget,
+    pub(super) counters: Counters,
+    ttl: Duration,
+    stale_window: Duration,
+}
+
+/// What a cached entry may be used for right now.
+pub(super) enum Admission {
+    Accept,
+    /// Known bad: revoked through this instance, or past its expiry.
+    Refuse(InvalidReason),
+    /// Cannot be vetted any more (flushed): drop it and ask the upstream.
+    Recheck,
+}
+
+/// A validation's outcome that moka must not cache. Handed (in an `Arc`) to every caller that
+/// waited on the same flight.
+pub(super) enum NotCached {
+    Invalid(InvalidReason),
+    Unavailable(ValidateError),
+    /// A stale answer served because the upstream could not tell.
+    Degraded(Authenticated),
+    /// A good answer fetched across a flush: true for this flight, not to be reused.
+    Uncacheable(Authenticated),
+}
+
+impl NotCached {
+    pub(super) fn to_result(&self) -> Result<Authenticated, ValidateError> {
+        match self {
+            Self::Invalid(reason) => Err(ValidateError::Invalid(*reason)),
+            Self::Unavailable(error) => Err(error.clone()),
+            Self::Degraded(auth) | Self::Uncacheable(auth) => Ok(auth.clone()),
+        }
+    }
+}
+
+impl Core {
+    pub(super) fn new(settings: &Settings) -> Self {
+        let stale_window = settings.stale_window.unwrap_or(Duration::ZERO);
+        let longest_life = settings.ttl.saturating_add(stale_window);
+        Self {
+            fresh: AsyncCache::builder()
+                .max_capacity(settings.capacity)
+                .expire_after(FreshLifetime)
+                .build_with_hasher(PrefixHasherBuilder),
+            stale: settings.stale_window.map(|_| {
+                SyncCache::builder()
+                    .max_capacity(settings.capacity)
+                    .expire_after(KeepLifetime)
+                    .build_with_hasher(PrefixHasherBuilder)
+            }),
+            negative: SyncCache::builder()
+                .max_capacity(settings.negative_capacity)
+                .time_to_live(settings.negative_ttl)
+                .build_with_hasher(PrefixHasherBuilder),
+            by_token_id: SyncCache::builder()
+                .max_capacity(settings.capacity)
+                .time_to_live(longest_life)
+                .build(),
+            revocations: Revocations::new(longest_life.saturating_add(TOMBSTONE_MARGIN)),
+            creations: AtomicU64::new(0),
+            budget: Budget::new(settings.max_in_flight, settings.max_upstream_rate),
+            counters: Counters::default(),
+            ttl: settings.ttl,
+            stale_window,
+        }
+    }
+
+    /// Decides whether a cached entry may still be served. On the common path (no revocation
+    /// anywhere since the entry was vetted, key not expiring) this is two atomic loads.
+    #[inline]
+    pub(super) fn admit(&self, fingerprint: Fingerprint, entry: &Entry) -> Admission {
+        if entry.key_expired() {
+            return Admission::Refuse(InvalidReason::Expired);
+        }
+        let vetted = entry.vetted_epoch.load(Ordering::Acquire);
+        if vetted == self.revocations.epoch() {
+            return Admission::Accept;
+        }
+        match self
+            .revocations
+            .vet(fingerprint, &entry.auth.info().token_id, vetted)
+        {
+            Verdict::Clear(epoch) => {
+                entry.vetted_up_to(epoch);
+                Admission::Accept
+            }
+            Verdict::Revoked => Admission::Refuse(InvalidReason::Revoked),
+            Verdict::Unverifiable => Admission::Recheck,
+        }
+    }
+
+    /// Runs one upstream validation: the initialiser of a moka flight, so only the first of
+    /// any number of concurrent callers for a key gets here. `Ok` is inserted by moka.
+    pub(super) async fn fly<V: Validator>(
+        &self,
+        validator: &V,
+        key: &ApiKey,
+    ) -> Result<Arc<Entry>, NotCached> {
+        let fingerprint = key.fingerprint();
+        // Read before the upstream is asked: what happened during the flight is judged
+        // against these.
+        let started = self.revocations.epoch();
+        let creations = self.creations.load(Ordering::Acquire);
+
+        if self.revocations.is_revoked(fingerprint) {
+            tracing::debug!(cache = "negative", %fingerprint, "revoked through this instance");
+            return Err(NotCached::Invalid(InvalidReason::Revoked));
+        }
+        let Some(permit) = self.budget.try_spend() else {
+            self.counters.budget_rejections.bump();
+            tracing::debug!(cache = "budget", %fingerprint, "upstream validation budget spent");
+            return Err(self.fall_back(
+                fingerprint,
+                ValidateError::Unavailable {
+                    message: "upstream validation budget exhausted".into(),
+                    retry_after: Some(BUDGET_RETRY_AFTER),
+                },
+            ));
+        };
+        self.counters.upstream_calls.bump();
+        let began = Instant::now();
+        let answer = validator.validate(key).await;
+        drop(permit);
+        let upstream_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+
+        match answer {
+            Ok(auth) => self.keep_answer(fingerprint, auth, started, upstream_ms),
+            Err(ValidateError::Invalid(reason)) => {
+                tracing::debug!(cache = "miss", %fingerprint, upstream_ms, %reason, "API key invalid");
+                self.remember_invalid(fingerprint, reason, creations);
+                Err(NotCached::Invalid(reason))
+            }
+            Err(error @ ValidateError::Unavailable { .. }) => {
+                self.counters.upstream_errors.bump();
+                tracing::debug!(cache = "miss", %fingerprint, upstream_ms, %error, "upstream could not tell");
+                Err(self.fall_back(fingerprint, error))
+            }
+        }
+    }
+
+    /// A positive upstream answer: cache it unless a revocation or flush landed meanwhile.
+    fn keep_answer(
+        &self,
+        fingerprint: Fingerprint,
+        auth: Authenticated,
+        started: u64,
+        upstream_ms: u64,
+    ) -> Result<Arc<Entry>, NotCached> {
+        let token_id = auth.info().token_id.as_str();
+        let epoch = match self.revocations.vet(fingerprint, token_id, started) {
+            Verdict::Clear(epoch) => epoch,
+            Verdict::Revoked => {
+                tracing::debug!(cache = "miss", %fingerprint, token_id, upstream_ms, "revoked while being validated");
+                self.remember_invalid(fingerprint, InvalidReason::Revoked, None);
+                return Err(NotCached::Invalid(InvalidReason::Revoked));
+            }
+            Verdict::Unverifiable => {
+                tracing::debug!(cache = "miss", %fingerprint, token_id, upstream_ms, "flushed while being validated; not cached");
+                return Err(NotCached::Uncacheable(auth));
+            }
+        };
+        let token_id: Box<str> = token_id.into();
+        let Some(entry) = Entry::new(auth, self.ttl, self.stale_window, epoch) else {
+            tracing::debug!(cache = "miss", %fingerprint, %token_id, upstream_ms, "upstream accepted an expired key");
+            self.remember_invalid(fingerprint, InvalidReason::Expired, None);
+            return Err(NotCached::Invalid(InvalidReason::Expired));
+        };
+        tracing::debug!(cache = "miss", %fingerprint, %token_id, upstream_ms, "API key validated");
+        let entry = Arc::new(entry);
+        if let Some(stale) = &self.stale {
+            stale.insert(CacheKey(fingerprint), entry.clone());
+        }
+        self.by_token_id.insert(token_id, fingerprint);
+        Ok(entry)
+    }
+
+    /// Caches an "invalid" answer, unless a key was created since the flight began (`creations`
+    /// then differs; `None` skips the check for answers no creation can change).
+    fn remember_invalid(
+        &self,
+        fingerprint: Fingerprint,
+        reason: InvalidReason,
+        creations: impl Into<Option<u64>>,
+    ) {
+        let key = CacheKey(fingerprint);
+        self.negative.insert(key, reason);
+        // Checked after the insert: a `Created` landing before this load is seen here, one
+        // landing after it removes the entry itself.
+        let created_meanwhile = creations
+            .into()
+            .is_some_and(|before| self.creations.load(Ordering::Acquire) != before);
+        if created_meanwhile {
+            self.negative.invalidate(&key);
+        }
+    }
+
+    /// The upstream could not tell: a stale answer if stale-if-error allows one, else `error`.
+    fn fall_back(&self, fingerprint: Fingerprint, error: ValidateError) -> NotCached {
+        let Some(entry) = self
+            .stale
+            .as_ref()
+            .and_then(|stale| stale.get(&CacheKey(fingerprint)))
+        else {
+            return NotCached::Unavailable(error);
+        };
+        let age = entry.validated_at.elapsed();
+        if age > entry.keep_for {
+            return NotCached::Unavailable(error);
+        }
+        match self.admit(fingerprint, &entry) {
+            Admission::Accept => {
+                self.counters.stale_served.bump();
+                tracing::warn!(
+                    cache = "stale",
+                    %fingerprint,
+                    token_id = %entry.auth.info().token_id,
+                    age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+                    %error,
+                    "upstream unavailable: accepting a stale answer (stale-if-error)"
+                );
+                NotCached::Degraded(Authenticated::degraded(entry.auth.info_arc().clone()))
+            }
+            Admission::Refuse(reason) => NotCached::Invalid(reason),
+            Admission::Recheck => NotCached::Unavailable(error),
+        }
+    }
+
+    /// Applies a key event (from a subscription or a caller).
+    pub(super) fn apply(&self, event: &KeyEvent) {
+        match event {
+            KeyEvent::Revoked {
+                token_id,
+                fingerprint,
+            } => self.revoke(*fingerprint, token_id.as_deref()),
+            KeyEvent::Created { fingerprint, .. } => self.forget_invalid(*fingerprint),
+        }
+    }
+
+    /// Revokes a key by either of its names. Synchronous and lock-brief, so it can run in an
+    /// event listener or a background task.
+    pub(super) fn revoke(&self, fingerprint: Option<Fingerprint>, token_id: Option<&str>) {
+        if fingerprint.is_none() && token_id.is_none() {
+            return;
+        }
+        let indexed = token_id.and_then(|id| {
+            let fingerprint = self.by_token_id.get(id);
+            self.by_token_id.invalidate(id);
+            fingerprint
+        });
+        // The tombstone is what makes revocation win; the evictions below only free memory.
+        // Tombstoning the indexed fingerprint too lets a later miss refuse the key before (and
+        // without) asking the upstream, which matters when the upstream is down.
+        self.revocations.revoke(fingerprint.or(indexed), token_id);
+        self.counters.revocations.bump();
+        match fingerprint {
+            Some(fingerprint) => {
+                tracing::debug!(cache = "revoke", %fingerprint, token_id, "API key revoked")
+            }
+            None => tracing::debug!(cache = "revoke", token_id, "API key revoked"),
+        }
+        for fingerprint in fingerprint.into_iter().chain(indexed) {
+            self.evict(fingerprint);
+        }
+    }
+
+    fn evict(&self, fingerprint: Fingerprint) {
+        let key = CacheKey(fingerprint);
+        if let Some(stale) = &self.stale {
+            stale.invalidate(&key);
+        }
+        // moka's async cache only evicts from a task. Outside a runtime the entry stays until
+        // its next hit, which the tombstone refuses (and evicts) anyway.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let fresh = self.fresh.clone();
+            runtime.spawn(async move { fresh.invalidate(&key).await });
+        }
+    }
+
+    /// A key was created: an "invalid" answer cached for it is now wrong.
+    fn forget_invalid(&self, fingerprint: Fingerprint) {
+        self.creations.fetch_add(1, Ordering::AcqRel);
+        self.negative.invalidate(&CacheKey(fingerprint));
+    }
+
+    /// Forgets every positive answer (fresh and stale); answers in flight are not cached.
+    pub(super) fn flush_positive(&self) {
+        self.revocations.flush();
+        self.counters.flushes.bump();
+        self.fresh.invalidate_all();
+        if let Some(stale) = &self.stale {
+            stale.invalidate_all();
+        }
+        self.by_token_id.invalidate_all();
+        tracing::debug!(cache = "flush", "positive answers flushed");
+    }
+
+    /// Forgets every answer, positive and negative.
+    pub(super) fn invalidate_all(&self) {
+        self.flush_positive();
+        self.negative.invalidate_all();
+    }
+}

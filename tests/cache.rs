@@ -1,0 +1,644 @@
+//! `CachedValidator` over real HTTP: an Axum app on 127.0.0.1:0 (`ApiKeyLayer` over the cache
+//! over a controllable upstream), spoken to with reqwest.
+//!
+//! The upstream wrapper [`Upstream`] is generic over the inner validator, so the same tests can
+//! run against a fake Scalekit server's client as easily as against `InMemoryTokens`.
+#![cfg(feature = "cache")]
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::{Router, routing::get};
+use axum_api_key::{
+    ApiKey, ApiKeyLayer, Authenticated, CachedValidator, CreateToken, Fingerprint, InMemoryTokens,
+    InvalidReason, KeyEvent, KeyEventSource, KeyEvents, TokenInfo, ValidateError, Validator,
+    validator_fn,
+};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, Semaphore};
+
+// ---------------------------------------------------------------------------------------------
+// The controllable upstream.
+
+/// Switches and counters shared by a test and its [`Upstream`].
+struct Control {
+    calls: AtomicUsize,
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
+    /// Answer `Unavailable` instead of asking the inner validator.
+    failing: AtomicBool,
+    /// Hold every answer (already fetched from the inner validator) at the gate.
+    holding: AtomicBool,
+    gate: Semaphore,
+    /// Told when a validation reaches the gate.
+    at_gate: Notify,
+    delay_ms: AtomicU64,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self {
+            calls: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            peak_in_flight: AtomicUsize::new(0),
+            failing: AtomicBool::new(false),
+            holding: AtomicBool::new(false),
+            gate: Semaphore::new(0),
+            at_gate: Notify::new(),
+            delay_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Control {
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+    fn hold(&self) {
+        self.holding.store(true, Ordering::SeqCst);
+    }
+    /// Opens the gate for every held validation (each passes and hands its permit back).
+    fn release(&self) {
+        self.holding.store(false, Ordering::SeqCst);
+        self.gate.add_permits(1);
+    }
+    fn fail(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+    fn delay(&self, delay: Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+/// Counts, delays, fails and holds the validations of any inner validator.
+struct Upstream<V> {
+    inner: V,
+    control: Arc<Control>,
+}
+
+impl<V> Upstream<V> {
+    fn new(inner: V) -> (Self, Arc<Control>) {
+        let control = Arc::new(Control::default());
+        (
+            Self {
+                inner,
+                control: control.clone(),
+            },
+            control,
+        )
+    }
+}
+
+impl<V: Validator> Validator for Upstream<V> {
+    async fn validate(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
+        let control = &self.control;
+        control.calls.fetch_add(1, Ordering::SeqCst);
+        let now = control.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        control.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        let delay = control.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        let answer = if control.failing.load(Ordering::SeqCst) {
+            Err(ValidateError::unavailable("upstream switched off"))
+        } else {
+            self.inner.validate(key).await
+        };
+        if control.holding.load(Ordering::SeqCst) {
+            control.at_gate.notify_one();
+            drop(control.gate.acquire().await.unwrap());
+        }
+        control.in_flight.fetch_sub(1, Ordering::SeqCst);
+        answer
+    }
+}
+
+impl<V: KeyEventSource> KeyEventSource for Upstream<V> {
+    fn key_events(&self) -> &KeyEvents {
+        self.inner.key_events()
+    }
+}
+
+/// A validator that says yes to every key, as token `apit_1` (a remote upstream that has not
+/// heard of a revocation yet).
+fn always_yes() -> impl Validator {
+    validator_fn(|_key| async { Ok(TokenInfo::builder("apit_1", "org_1").build()) })
+}
+
+/// Keys that become valid when the test says so, announcing it with `KeyEvent::Created`.
+/// Clones share the keys and the events.
+#[derive(Clone, Default)]
+struct LateKeys {
+    known: Arc<Mutex<HashSet<String>>>,
+    events: KeyEvents,
+}
+
+impl LateKeys {
+    fn add(&self, key: &str) {
+        self.known.lock().unwrap().insert(key.to_owned());
+        self.events.publish(&KeyEvent::Created {
+            fingerprint: Fingerprint::of(key),
+            token_id: "apit_late".to_owned(),
+        });
+    }
+}
+
+impl Validator for LateKeys {
+    async fn validate(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
+        if self.known.lock().unwrap().contains(key.expose_secret()) {
+            Ok(TokenInfo::builder("apit_late", "org_1").build().into())
+        } else {
+            Err(ValidateError::Invalid(InvalidReason::Unknown))
+        }
+    }
+}
+
+impl KeyEventSource for LateKeys {
+    fn key_events(&self) -> &KeyEvents {
+        &self.events
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP plumbing.
+
+async fn whoami(auth: Authenticated) -> String {
+    let freshness = if auth.is_degraded() {
+        "degraded"
+    } else {
+        "fresh"
+    };
+    format!("{} {freshness}", auth.info().token_id)
+}
+
+/// Serves `/whoami` behind the layer on an ephemeral port; returns its URL.
+async fn serve<V: Validator>(validator: V) -> String {
+    let app = Router::new()
+        .route("/whoami", get(whoami))
+        .layer(ApiKeyLayer::new(validator));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/whoami")
+}
+
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    body: String,
+}
+
+async fn call(client: &reqwest::Client, url: &str, key: &str) -> Answer {
+    let response = client.get(url).bearer_auth(key).send().await.unwrap();
+    Answer {
+        status: response.status().as_u16(),
+        retry_after: response
+            .headers()
+            .get("retry-after")
+            .map(|value| value.to_str().unwrap().to_owned()),
+        body: response.text().await.unwrap(),
+    }
+}
+
+async fn status(client: &reqwest::Client, url: &str, key: &str) -> u16 {
+    call(client, url, key).await.status
+}
+
+/// A key of the right shape (77 Base62 characters) that no validator knows.
+fn garbage(n: usize) -> String {
+    format!("garbage{n:070}")
+}
+
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn new_key(tokens: &InMemoryTokens) -> (String, String) {
+    let created = tokens.create(CreateToken::new("org_1")).unwrap();
+    (created.key.expose_secret().to_owned(), created.token_id)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Single flight and the negative cache.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_requests_make_one_upstream_call() {
+    let tokens = InMemoryTokens::new();
+    let (key, token_id) = new_key(&tokens);
+    let (upstream, control) = Upstream::new(tokens.clone());
+    // A budget of one: waiters coalesced on the flight must not spend it.
+    let cache = CachedValidator::builder(upstream).max_in_flight(1).build();
+    let url = serve(cache.clone()).await;
+    let client = reqwest::Client::new();
+
+    control.hold();
+    let requests: Vec<_> = (0..200)
+        .map(|_| {
+            let (client, url, key) = (client.clone(), url.clone(), key.clone());
+            tokio::spawn(async move { call(&client, &url, &key).await })
+        })
+        .collect();
+    // Every request is parked on the one flight before it may finish.
+    eventually("200 misses", || cache.stats().misses == 200).await;
+    control.release();
+    for request in requests {
+        let answer = request.await.unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, format!("{token_id} fresh"));
+    }
+    assert_eq!(control.calls(), 1);
+    let stats = cache.stats();
+    assert_eq!((stats.upstream_calls, stats.budget_rejections), (1, 0));
+
+    assert_eq!(status(&client, &url, &key).await, 200);
+    assert_eq!(cache.stats().hits, 1);
+    assert_eq!(control.calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_negative_cache_absorbs_repeated_garbage() {
+    let (upstream, control) = Upstream::new(InMemoryTokens::new());
+    let cache = CachedValidator::builder(upstream).build();
+    let url = serve(cache.clone()).await;
+    let client = reqwest::Client::new();
+
+    for _ in 0..20 {
+        assert_eq!(status(&client, &url, &garbage(1)).await, 401);
+    }
+    assert_eq!(control.calls(), 1);
+    let stats = cache.stats();
+    assert_eq!((stats.misses, stats.negative_hits), (1, 19));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The upstream budget.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbage_flood_is_bounded_by_the_budget_while_cached_keys_flow() {
+    const MAX_IN_FLIGHT: usize = 4;
+    const FLOOD: usize = 2000;
+    let tokens = InMemoryTokens::new();
+    let (key, _) = new_key(&tokens);
+    let (upstream, control) = Upstream::new(tokens.clone());
+    let cache = CachedValidator::builder(upstream)
+        .max_in_flight(MAX_IN_FLIGHT)
+        .build();
+    let url = serve(cache.clone()).await;
+    let client = reqwest::Client::new();
+    assert_eq!(status(&client, &url, &key).await, 200);
+    control.delay(Duration::from_millis(20));
+
+    let flood = {
+        let (client, url) = (client.clone(), url.clone());
+        tokio::spawn(async move {
+            let concurrency = Arc::new(Semaphore::new(64));
+            let mut requests = Vec::with_capacity(FLOOD);
+            for n in 0..FLOOD {
+                let permit = concurrency.clone().acquire_owned().await.unwrap();
+                let (client, url) = (client.clone(), url.clone());
+                requests.push(tokio::spawn(async move {
+                    let answer = call(&client, &url, &garbage(n)).await;
+                    drop(permit);
+                    answer
+                }));
+            }
+            let mut answers = Vec::with_capacity(FLOOD);
+            for request in requests {
+                answers.push(request.await.unwrap());
+            }
+            answers
+        })
+    };
+    let mut valid_checks = 0;
+    while !flood.is_finished() {
+        assert_eq!(
+            status(&client, &url, &key).await,
+            200,
+            "a cached key was refused"
+        );
+        valid_checks += 1;
+    }
+    let answers = flood.await.unwrap();
+
+    assert!(valid_checks > 0);
+    assert!(control.peak_in_flight.load(Ordering::SeqCst) <= MAX_IN_FLIGHT);
+    let rejected: Vec<_> = answers.iter().filter(|a| a.status == 503).collect();
+    let refused = answers.iter().filter(|a| a.status == 401).count();
+    assert_eq!(rejected.len() + refused, FLOOD);
+    assert!(!rejected.is_empty(), "the budget never ran out");
+    assert!(
+        rejected
+            .iter()
+            .all(|a| a.retry_after.as_deref() == Some("1"))
+    );
+    let stats = cache.stats();
+    assert_eq!(stats.budget_rejections, rejected.len() as u64);
+    assert_eq!(stats.upstream_calls as usize, control.calls());
+    assert!(control.calls() < FLOOD + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_rate_cap_refuses_misses_beyond_the_bucket() {
+    let (upstream, control) = Upstream::new(InMemoryTokens::new());
+    let cache = CachedValidator::builder(upstream)
+        .max_upstream_rate(5)
+        .build();
+    let url = serve(cache.clone()).await;
+    let client = reqwest::Client::new();
+
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    for n in 0..40 {
+        statuses.push(status(&client, &url, &garbage(n)).await);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // One second of burst plus five a second: a bound, not a timing assertion.
+    assert!((control.calls() as f64) <= 5.0 + 5.0 * elapsed + 1.0);
+    let rejected = statuses.iter().filter(|s| **s == 503).count();
+    assert!(rejected > 0);
+    assert_eq!(cache.stats().budget_rejections, rejected as u64);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The expiry clamp.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_never_outlives_the_key_expiry() {
+    // An upstream that keeps saying yes with the same (soon past) expiry: only the cache's
+    // clamp and its refusal of expired answers stand between the key and a 60 s TTL.
+    let expiry = OffsetDateTime::now_utc() + time::Duration::milliseconds(1000);
+    let (upstream, control) = Upstream::new(validator_fn(move |_key| async move {
+        Ok(TokenInfo::builder("apit_1", "org_1").expiry(expiry).build())
+    }));
+    let cache = CachedValidator::builder(upstream)
+        .ttl(Duration::from_secs(60))
+        .build_standalone();
+    let url = serve(cache.clone()).await;
+    let client = reqwest::Client::new();
+    let key = garbage(7);
+
+    assert_eq!(status(&client, &url, &key).await, 200);
+    assert_eq!(status(&client, &url, &key).await, 200);
+    assert_eq!(control.calls(), 1);
+
+    let left = expiry - OffsetDateTime::now_utc();
+    tokio::time::sleep(Duration::try_from(left).unwrap_or_default() + Duration::from_millis(100))
+        .await;
+    assert_eq!(status(&client, &url, &key).await, 401);
+    assert_eq!(status(&client, &url, &key).await, 401);
+    // One more upstream call (the answer was expired, hence refused and kept as negative).
+    assert_eq!(control.calls(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_already_expired_answer_is_refused_and_not_cached() {
+    let expired = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    let upstream = validator_fn(move |_key| async move {
+        Ok(TokenInfo::builder("apit_1", "org_1")
+            .expiry(expired)
+            .build())
+    });
+    let cache = CachedValidator::builder(upstream).build_standalone();
+    let expired_key = ApiKey::new(garbage(8));
+    assert_eq!(
+        cache.validate(&expired_key).await.unwrap_err(),
+        ValidateError::Invalid(InvalidReason::Expired)
+    );
+    assert_eq!(cache.stats().hits, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Revocation wins.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_wins_over_a_validation_in_flight() {
+    let tokens = InMemoryTokens::new();
+    let (key, token_id) = new_key(&tokens);
+    let (upstream, control) = Upstream::new(tokens.clone());
+    let cache = CachedValidator::builder(upstream).build();
+    let url = serve(cache.clone()).await;
+    let client = reqwest::Client::new();
+
+    control.hold();
+    let in_flight = {
+        let (client, url, key) = (client.clone(), url.clone(), key.clone());
+        tokio::spawn(async move { status(&client, &url, &key).await })
+    };
+    // The upstream has said yes; its answer is held before reaching the cache.
+    control.at_gate.notified().await;
+    tokens.invalidate(&token_id);
+    control.release();
+
+    assert_eq!(in_flight.await.unwrap(), 401);
+    assert_eq!(status(&client, &url, &key).await, 401);
+    assert_eq!(cache.stats().hits, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_the_cache_wins_even_when_the_upstream_still_says_yes() {
+    let (upstream, control) = Upstream::new(always_yes());
+    let cache = CachedValidator::builder(upstream).build_standalone();
+    let url = serve(cache.clone()).await;
+    let client = reqwest::Client::new();
+    let key = garbage(9);
+
+    control.hold();
+    let in_flight = {
+        let (client, url, key) = (client.clone(), url.clone(), key.clone());
+        tokio::spawn(async move { status(&client, &url, &key).await })
+    };
+    control.at_gate.notified().await;
+    cache.revoke_token_id("apit_1");
+    control.release();
+
+    assert_eq!(in_flight.await.unwrap(), 401);
+    assert_eq!(status(&client, &url, &key).await, 401);
+    // Even with every cached answer gone, the tombstone refuses the upstream's yes.
+    cache.invalidate_all();
+    assert_eq!(status(&client, &url, &key).await, 401);
+    assert_eq!(control.calls(), 2);
+    assert_eq!(cache.stats().hits, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_through_the_store_by_id_or_key_evicts_at_once() {
+    let tokens = InMemoryTokens::new();
+    let (by_id, by_id_token) = new_key(&tokens);
+    let (by_key, _) = new_key(&tokens);
+    let (upstream, control) = Upstream::new(tokens.clone());
+    let cache = CachedValidator::builder(upstream)
+        .ttl(Duration::from_secs(60))
+        .build();
+    let url = serve(cache.clone()).await;
+    let client = reqwest::Client::new();
+
+    for key in [&by_id, &by_key, &by_id, &by_key] {
+        assert_eq!(status(&client, &url, key).await, 200);
+    }
+    assert_eq!(control.calls(), 2);
+
+    tokens.invalidate(&by_id_token);
+    assert_eq!(status(&client, &url, &by_id).await, 401);
+    assert_eq!(status(&client, &url, &by_key).await, 200);
+    tokens.invalidate(&by_key);
+    assert_eq!(status(&client, &url, &by_key).await, 401);
+    assert_eq!(cache.stats().revocations, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_key_on_the_cache_evicts_it_at_once() {
+    let (upstream, _control) = Upstream::new(always_yes());
+    let cache = CachedValidator::builder(upstream).build_standalone();
+    let url = serve(cache.clone()).await;
+    let client = reqwest::Client::new();
+    let (key, other) = (garbage(10), garbage(11));
+
+    assert_eq!(status(&client, &url, &key).await, 200);
+    assert_eq!(status(&client, &url, &other).await, 200);
+    cache.revoke_key(&ApiKey::new(key.clone()));
+    assert_eq!(status(&client, &url, &key).await, 401);
+    // A revocation by key does not touch other keys, even with the same token id here.
+    assert_eq!(status(&client, &url, &other).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_a_key_clears_its_negative_entry() {
+    let late = LateKeys::default();
+    let (upstream, control) = Upstream::new(late.clone());
+    let cache = CachedValidator::builder(upstream)
+        .negative_ttl(Duration::from_secs(60))
+        .build();
+    let url = serve(cache.clone()).await;
+    let client = reqwest::Client::new();
+    let key = garbage(12);
+
+    assert_eq!(status(&client, &url, &key).await, 401);
+    assert_eq!(status(&client, &url, &key).await, 401);
+    assert_eq!((control.calls(), cache.stats().negative_hits), (1, 1));
+    late.add(&key);
+    assert_eq!(status(&client, &url, &key).await, 200);
+    assert_eq!(control.calls(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stale-if-error.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_if_error_accepts_recent_keys_while_the_upstream_is_down() {
+    let tokens = InMemoryTokens::new();
+    let (key, token_id) = new_key(&tokens);
+    let (revoked, revoked_id) = new_key(&tokens);
+    let expiring = tokens
+        .create(
+            CreateToken::new("org_1")
+                .expiry(OffsetDateTime::now_utc() + time::Duration::milliseconds(700)),
+        )
+        .unwrap();
+    let expiring = expiring.key.expose_secret().to_owned();
+    let (upstream, control) = Upstream::new(tokens.clone());
+    let cache = CachedValidator::builder(upstream)
+        .ttl(Duration::from_millis(200))
+        .stale_if_error(Duration::from_secs(30))
+        .build();
+    let url = serve(cache.clone()).await;
+    let client = reqwest::Client::new();
+    for k in [&key, &revoked, &expiring] {
+        assert_eq!(status(&client, &url, k).await, 200);
+    }
+
+    control.fail(true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answer = call(&client, &url, &key).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, format!("{token_id} degraded"));
+    assert_eq!(cache.stats().stale_served, 1);
+
+    // Unknown keys still cannot be told apart from good ones: 503.
+    let unknown = call(&client, &url, &garbage(13)).await;
+    assert_eq!(unknown.status, 503);
+    assert!(unknown.retry_after.is_some());
+    // Revoked keys never come back through the stale record.
+    tokens.invalidate(&revoked_id);
+    assert_eq!(status(&client, &url, &revoked).await, 401);
+    // Nor do keys past their expiry: the stale record died with the key, so the cache cannot
+    // tell any more (503, never 200).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status(&client, &url, &expiring).await, 503);
+    assert_eq!(cache.stats().stale_served, 1);
+
+    control.fail(false);
+    let answer = call(&client, &url, &key).await;
+    assert_eq!(answer.body, format!("{token_id} fresh"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_stale_if_error_a_down_upstream_means_503() {
+    let tokens = InMemoryTokens::new();
+    let (key, _) = new_key(&tokens);
+    let (upstream, control) = Upstream::new(tokens.clone());
+    let cache = CachedValidator::builder(upstream)
+        .ttl(Duration::from_millis(200))
+        .build();
+    let url = serve(cache.clone()).await;
+    let client = reqwest::Client::new();
+    assert_eq!(status(&client, &url, &key).await, 200);
+
+    control.fail(true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answer = call(&client, &url, &key).await;
+    assert_eq!(answer.status, 503);
+    assert!(answer.retry_after.is_some());
+    // "Unavailable" is not cached: the next request asks again.
+    let calls = control.calls();
+    assert_eq!(status(&client, &url, &key).await, 503);
+    assert_eq!(control.calls(), calls + 1);
+    let stats = cache.stats();
+    assert_eq!((stats.stale_served, stats.upstream_errors), (0, 2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stats and flushes.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_what_happened() {
+    let tokens = InMemoryTokens::new();
+    let (key, token_id) = new_key(&tokens);
+    let (upstream, control) = Upstream::new(tokens.clone());
+    let cache = CachedValidator::builder(upstream).build();
+    let url = serve(cache.clone()).await;
+    let client = reqwest::Client::new();
+
+    assert_eq!(status(&client, &url, &key).await, 200); // miss
+    assert_eq!(status(&client, &url, &key).await, 200); // hit
+    assert_eq!(status(&client, &url, &garbage(14)).await, 401); // miss
+    assert_eq!(status(&client, &url, &garbage(14)).await, 401); // negative hit
+    cache.flush_positive();
+    assert_eq!(status(&client, &url, &key).await, 200); // miss again after the flush
+
+    let stats = cache.stats();
+    assert_eq!(stats.hits, 1);
+    assert_eq!(stats.misses, 3);
+    assert_eq!(stats.negative_hits, 1);
+    assert_eq!(stats.upstream_calls, 3);
+    assert_eq!(control.calls(), 3);
+    assert_eq!(stats.flushes, 1);
+    assert_eq!((stats.upstream_errors, stats.budget_rejections), (0, 0));
+    assert_eq!((stats.stale_served, stats.revocations), (0, 0));
+
+    tokens.invalidate(&token_id);
+    assert_eq!(status(&client, &url, &key).await, 401); // refused by the tombstone
+    let stats = cache.stats();
+    assert_eq!(stats.revocations, 1);
+    // Refused without asking the upstream: the revocation mapped the id to the fingerprint.
+    assert_eq!(stats.upstream_calls, 3);
+    assert_eq!(stats.hits + stats.misses + stats.negative_hits, 6);
+}
