@@ -12,7 +12,7 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum_api_key::{ApiKeyLayer, CreateToken, InMemoryTokens};
+use axum_api_key::{ApiKeyLayer, CachedValidator, CreateToken, InMemoryTokens};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::StatusCode;
 use http::header::AUTHORIZATION;
@@ -126,6 +126,19 @@ fn bench_layer(c: &mut Criterion) {
         .create(CreateToken::new("org_1").claim("environment", "production"))
         .unwrap();
     let key_header = format!("Bearer {}", created.key.expose_secret());
+
+    let cached = handler_router().layer(ApiKeyLayer::new(CachedValidator::new(tokens.clone())));
+    group.bench_function("api_key_cached", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let response = cached
+                .clone()
+                .oneshot(request(Some(&key_header)))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            black_box(response)
+        })
+    });
 
     let memory = handler_router().layer(ApiKeyLayer::new(tokens.clone()));
     group.bench_function("api_key_memory", |b| {

@@ -77,8 +77,9 @@ pub fn parse_credentials(value: &[u8], max_len: usize) -> Result<&str, BearerErr
 pub fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
     body_len > 0
-        && token[..body_len].iter().all(|&b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        && crate::charset::all_bytes(&token[..body_len], |b| {
+            crate::charset::is_alphanumeric(b)
+                | matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
         })
 }
 

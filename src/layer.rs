@@ -235,7 +235,20 @@ impl Shared {
         validator: &V,
         key: &ApiKey,
     ) -> Result<Authenticated, AuthRejection> {
-        match validator.validate(key).await {
+        let answer = match validator.validate_now(key) {
+            Some(answer) => answer,
+            None => validator.validate(key).await,
+        };
+        self.verdict(answer, key)
+    }
+
+    /// Turns the validator's answer into the layer's, logging refusals by fingerprint.
+    fn verdict(
+        &self,
+        answer: Result<Authenticated, ValidateError>,
+        key: &ApiKey,
+    ) -> Result<Authenticated, AuthRejection> {
+        match answer {
             Ok(auth) => Ok(auth),
             Err(ValidateError::Invalid(reason)) => {
                 tracing::debug!(fingerprint = %key.fingerprint(), %reason, "API key refused");
@@ -351,13 +364,29 @@ where
         if self.shared.strip_authorization {
             request.headers_mut().remove(AUTHORIZATION);
         }
+        // The common case (a cache hit, an in-memory store) is answered on the spot: no boxed
+        // future, no clone of the inner service.
+        if let Some(answer) = self.validator.validate_now(&key) {
+            return match self.shared.verdict(answer, &key) {
+                Ok(auth) => {
+                    drop(key);
+                    request.extensions_mut().insert(AuthState {
+                        auth: Some(auth),
+                        renderer: self.shared.renderer.clone(),
+                    });
+                    ResponseFuture::inner(self.inner.call(request))
+                }
+                Err(rejection) => ResponseFuture::ready(rejection.into_response()),
+            };
+        }
         // The ready service is the one we were handed; leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let validator = self.validator.clone();
         let shared = self.shared.clone();
         ResponseFuture::validating(Box::pin(async move {
-            match shared.validate(&*validator, &key).await {
+            let answer = validator.validate(&key).await;
+            match shared.verdict(answer, &key) {
                 Ok(auth) => {
                     drop(key);
                     request.extensions_mut().insert(AuthState {

@@ -43,6 +43,7 @@ pub mod admin;
 pub mod bearer;
 #[cfg(feature = "cache")]
 pub mod cache;
+mod charset;
 pub mod events;
 mod extract;
 mod key;

@@ -42,6 +42,15 @@ pub trait Validator: Send + Sync + 'static {
         &self,
         key: &ApiKey,
     ) -> impl Future<Output = Result<Authenticated, ValidateError>> + Send;
+
+    /// Answers without waiting when the answer is already at hand (a cache hit, an in-memory
+    /// store); `None` means "ask [`validate`](Self::validate)". The layer tries this first, so
+    /// the common case needs no boxed future. It must agree with `validate`; the default never
+    /// answers.
+    fn validate_now(&self, key: &ApiKey) -> Option<Result<Authenticated, ValidateError>> {
+        let _ = key;
+        None
+    }
 }
 
 impl<V: Validator + ?Sized> Validator for Arc<V> {
@@ -50,6 +59,10 @@ impl<V: Validator + ?Sized> Validator for Arc<V> {
         key: &ApiKey,
     ) -> impl Future<Output = Result<Authenticated, ValidateError>> + Send {
         (**self).validate(key)
+    }
+
+    fn validate_now(&self, key: &ApiKey) -> Option<Result<Authenticated, ValidateError>> {
+        (**self).validate_now(key)
     }
 }
 
@@ -168,6 +181,9 @@ pub trait DynValidator: Send + Sync + 'static {
         &'a self,
         key: &'a ApiKey,
     ) -> BoxFuture<'a, Result<Authenticated, ValidateError>>;
+
+    /// [`Validator::validate_now`], object-safe.
+    fn validate_now_dyn(&self, key: &ApiKey) -> Option<Result<Authenticated, ValidateError>>;
 }
 
 impl<V: Validator> DynValidator for V {
@@ -176,6 +192,10 @@ impl<V: Validator> DynValidator for V {
         key: &'a ApiKey,
     ) -> BoxFuture<'a, Result<Authenticated, ValidateError>> {
         Box::pin(self.validate(key))
+    }
+
+    fn validate_now_dyn(&self, key: &ApiKey) -> Option<Result<Authenticated, ValidateError>> {
+        self.validate_now(key)
     }
 }
 
@@ -205,5 +225,9 @@ impl fmt::Debug for BoxValidator {
 impl Validator for BoxValidator {
     async fn validate(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
         self.0.validate_boxed(key).await
+    }
+
+    fn validate_now(&self, key: &ApiKey) -> Option<Result<Authenticated, ValidateError>> {
+        self.0.validate_now_dyn(key)
     }
 }

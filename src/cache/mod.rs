@@ -257,6 +257,41 @@ impl<V: Validator> Validator for CachedValidator<V> {
     async fn validate(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
         self.validate_cached(key).await
     }
+
+    /// Cache hits (fresh positive, or negative) answered on the spot; anything else (a miss,
+    /// an entry to re-check, a lookup that would wait) goes the asynchronous way.
+    fn validate_now(&self, key: &ApiKey) -> Option<Result<Authenticated, ValidateError>> {
+        let fingerprint = key.fingerprint();
+        let cache_key = CacheKey(fingerprint);
+        match poll_once(self.core.fresh.get(&cache_key))? {
+            Some(entry) => match self.core.admit(fingerprint, &entry) {
+                Admission::Accept => {
+                    self.core.counters.hits.bump();
+                    tracing::trace!(cache = "hit", %fingerprint, token_id = %entry.auth.info().token_id);
+                    Some(Ok(entry.auth.clone()))
+                }
+                Admission::Refuse(_) | Admission::Recheck => None,
+            },
+            None => {
+                let reason = self.core.negative.get(&cache_key)?;
+                self.core.counters.negative_hits.bump();
+                tracing::trace!(cache = "negative", %fingerprint, %reason);
+                Some(Err(ValidateError::Invalid(reason)))
+            }
+        }
+    }
+}
+
+/// Polls `future` once, with a waker that does nothing: its output if it is ready at once.
+/// moka's `get` is ready at once unless it would wait for housekeeping; dropping it then is
+/// safe, and the caller takes the asynchronous path instead.
+fn poll_once<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
 }
 
 /// The cache forwards its inner validator's events, so wrappers further out can subscribe.
