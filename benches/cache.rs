@@ -34,7 +34,11 @@ fn bench_cache(c: &mut Criterion) {
     let cache = CachedValidator::new(tokens.clone());
     runtime.block_on(cache.validate(&created.key)).unwrap();
     group.bench_function("hit", |b| {
-        b.iter(|| black_box(cache.validate_now(&created.key)).unwrap().unwrap())
+        b.iter(|| {
+            black_box(cache.validate_now(&created.key))
+                .unwrap()
+                .unwrap()
+        })
     });
     group.bench_function("hit_async", |b| {
         b.to_async(&runtime)
@@ -43,7 +47,11 @@ fn bench_cache(c: &mut Criterion) {
     let garbage = garbage_key();
     let _ = runtime.block_on(cache.validate(&garbage));
     group.bench_function("negative_hit", |b| {
-        b.iter(|| black_box(cache.validate_now(&garbage)).unwrap().unwrap_err())
+        b.iter(|| {
+            black_box(cache.validate_now(&garbage))
+                .unwrap()
+                .unwrap_err()
+        })
     });
 
     // A miss: a fresh cache each time, the upstream a fake Scalekit over loopback HTTP.
@@ -66,7 +74,12 @@ fn bench_cache(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("single_flight_1000_waiters", |b| {
         b.to_async(&runtime).iter_batched(
-            || (CachedValidator::new(client.clone()), fake.count(Op::Validate)),
+            || {
+                (
+                    CachedValidator::new(client.clone()),
+                    fake.count(Op::Validate),
+                )
+            },
             |(cache, before)| {
                 let remote = &remote;
                 let fake = &fake;
@@ -85,10 +98,17 @@ fn bench_cache(c: &mut Criterion) {
     // What the fingerprint costs, against the keyed BLAKE3 it replaced.
     let mut group = c.benchmark_group("fingerprint");
     let secret = created.key.expose_secret().to_owned();
-    group.bench_function("siphash24_128", |b| b.iter(|| black_box(Fingerprint::of(black_box(&secret)))));
+    group.bench_function("siphash24_128", |b| {
+        b.iter(|| black_box(Fingerprint::of(black_box(&secret))))
+    });
     let blake3_key = [7u8; 32];
     group.bench_function("blake3_keyed", |b| {
-        b.iter(|| black_box(blake3::keyed_hash(&blake3_key, black_box(secret.as_bytes()))))
+        b.iter(|| {
+            black_box(blake3::keyed_hash(
+                &blake3_key,
+                black_box(secret.as_bytes()),
+            ))
+        })
     });
     group.finish();
 }

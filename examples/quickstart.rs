@@ -8,6 +8,10 @@
 //! prints them. With `SCALEKIT_ENVIRONMENT_URL`, `SCALEKIT_CLIENT_ID` and
 //! `SCALEKIT_CLIENT_SECRET` it validates keys with Scalekit instead.
 //!
+//! Routes: `GET /healthz` (no auth), `GET /api/ping` (any key), `GET /api/resources` (any key:
+//! the records of its organization, and of its user for user-scoped keys), `GET /api/me` (the
+//! key's facts), `GET /api/my/tasks` (user-scoped keys only).
+//!
 //! Environment: `PORT` (default 3000; `0` picks a free port), `CACHE_TTL_SECS` (how long a
 //! validation is reused, default 30; `0` turns the cache off), `RUST_LOG` (default `info`).
 
@@ -65,13 +69,31 @@ async fn resources(
         user_id,
         ..
     }: OrgScope,
-) -> Json<Value> {
-    let records: Vec<&Resource> = RESOURCES
+) -> Json<ResourcesPage> {
+    let resources = RESOURCES
         .iter()
         .filter(|r| r.organization_id == organization_id)
         .filter(|r| user_id.is_none() || r.user_id.is_none() || r.user_id == user_id.as_deref())
         .collect();
-    Json(json!({ "organization_id": organization_id, "user_id": user_id, "resources": records }))
+    Json(ResourcesPage {
+        organization_id,
+        user_id,
+        resources,
+    })
+}
+
+/// The answer of `/api/resources`: a typed struct, serialised straight to the body.
+#[derive(Serialize)]
+struct ResourcesPage {
+    organization_id: String,
+    user_id: Option<String>,
+    resources: Vec<&'static Resource>,
+}
+
+/// An authenticated twin of `/healthz`: the same tiny answer behind the key check, so a load
+/// test can isolate what authentication costs.
+async fn ping(OrgScope { .. }: OrgScope) -> &'static str {
+    "ok"
 }
 
 /// The caller's key facts (never the key itself).
@@ -98,6 +120,7 @@ fn app(validator: BoxValidator) -> Router {
     let api = Router::new()
         .route("/api/resources", get(resources))
         .route("/api/me", get(me))
+        .route("/api/ping", get(ping))
         .route("/api/my/tasks", get(my_tasks))
         .layer(ApiKeyLayer::new(validator).realm("quickstart"));
     Router::new()
