@@ -25,3 +25,10 @@ fn bearer_corpus_keeps_the_parser_invariants() {
         checks::check_authorization_value(&input);
     }
 }
+
+#[test]
+fn wire_corpus_keeps_the_decoding_invariants() {
+    for input in corpus("wire") {
+        checks::check_wire_body(&input);
+    }
+}
