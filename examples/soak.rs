@@ -105,9 +105,9 @@ async fn main() -> std::process::ExitCode {
         .expect("client");
     let cache = CachedValidator::builder(client.clone())
         .capacity(CAPACITY)
-        .ttl(Duration::from_secs(3))
+        .ttl(Duration::from_secs(20))
         .negative_ttl(Duration::from_secs(1))
-        .stale_if_error(Duration::from_secs(5))
+        .stale_if_error(Duration::from_secs(10))
         .build();
     let app = Router::new()
         .route("/whoami", get(whoami))
@@ -149,23 +149,22 @@ async fn main() -> std::process::ExitCode {
         run_for.as_secs()
     );
 
-    // Faults: every 2 s, a random upstream behaviour on validate (about a third of the time
-    // none).
+    // Faults: every 2 s, a random upstream behaviour on validate (half of the time none).
     let faults = {
         let fake = fake.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut applied: BTreeMap<&'static str, u64> = BTreeMap::new();
             while !stop.load(Ordering::Relaxed) {
-                let (name, fault) = match rand::random_range(0..12u32) {
-                    0..=3 => ("none", None),
-                    4 => ("500", Some(Fault::rpc(500, 13, "internal"))),
-                    5 => ("503 html", Some(Fault::html(503))),
-                    6 => ("reset", Some(Fault::Reset)),
-                    7 => ("slow 2s", Some(Fault::Delay(Duration::from_secs(2)))),
-                    8 => ("429", Some(Fault::rate_limited(1))),
-                    9 => ("truncated", Some(Fault::Truncated)),
-                    10 => ("empty 200", Some(Fault::Empty)),
+                let (name, fault) = match rand::random_range(0..16u32) {
+                    0..=7 => ("none", None),
+                    8 => ("500", Some(Fault::rpc(500, 13, "internal"))),
+                    9 => ("503 html", Some(Fault::html(503))),
+                    10 => ("reset", Some(Fault::Reset)),
+                    11 => ("slow 2s", Some(Fault::Delay(Duration::from_secs(2)))),
+                    12 => ("429", Some(Fault::rate_limited(1))),
+                    13 => ("truncated", Some(Fault::Truncated)),
+                    14 => ("empty 200", Some(Fault::Empty)),
                     _ => ("404 for all", Some(Fault::rpc(404, 5, "not found"))),
                 };
                 *applied.entry(name).or_default() += 1;
@@ -242,8 +241,9 @@ async fn main() -> std::process::ExitCode {
                     let i = VALID_KEYS + rand::random_range(0..EXPIRING_KEYS);
                     (keys[i].secret.clone(), Some(i))
                 } else {
-                    // Mostly a hot set (cache hits), sometimes anything (misses, evictions).
-                    let i = if roll < 75 {
+                    // A hot set (cache hits), and anything (misses, evictions: there are more
+                    // valid keys than the cache holds).
+                    let i = if roll < 55 {
                         rand::random_range(0..200)
                     } else {
                         rand::random_range(0..VALID_KEYS)
