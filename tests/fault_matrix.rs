@@ -318,6 +318,7 @@ async fn run(row: &Row, mode: Mode) -> Vec<Observation> {
     tokio::time::sleep_until(expires_at + Duration::from_millis(500)).await;
 
     // The fault.
+    let mut reserved = None;
     let mut fake = Some(fake);
     let live = fake.as_ref().unwrap();
     match &row.upstream {
@@ -329,8 +330,9 @@ async fn run(row: &Row, mode: Mode) -> Vec<Observation> {
             live.expire_access_tokens();
         }
         Upstream::Refused => {
+            let addr: std::net::SocketAddr = live.url()["http://".len()..].parse().unwrap();
             fake.take();
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            reserved = Some(reserve(addr).await.expect("the fake let go of its port"));
         }
     }
 
@@ -342,8 +344,23 @@ async fn run(row: &Row, mode: Mode) -> Vec<Observation> {
         KeyState::Expired => expired.key.expose_secret().to_owned(),
     });
     let observed = join_all(keys.map(&send)).await;
-    drop(fake);
+    drop((fake, reserved));
     observed
+}
+
+/// Binds `addr` without listening once the fake has let go of it: connections to it are
+/// refused, and no other test's server can take the port meanwhile.
+async fn reserve(addr: std::net::SocketAddr) -> Option<tokio::net::TcpSocket> {
+    for _ in 0..100 {
+        let socket = tokio::net::TcpSocket::new_v4().ok()?;
+        // Closed connections may linger on the port (TIME_WAIT); they do not stop a bind.
+        socket.set_reuseaddr(true).ok()?;
+        if socket.bind(addr).is_ok() {
+            return Some(socket);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
