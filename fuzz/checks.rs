@@ -37,3 +37,122 @@ pub fn check_authorization_value(value: &[u8]) {
         ) => {}
     }
 }
+
+/// The key the wire checks play as "sent with the request": seeds echo it in error messages.
+pub const WIRE_SECRET: &str =
+    "4cXk0nQ7rS1b9WmT2yVfA8hLdE3jPuGz6oRiKq5NwYtH0aBcD1eF2gH3iJ4kL5mN6oP7qR8sT9uV0wXyZ";
+
+/// One body through every decoder of Scalekit's answers: no panic, decoded tokens carry their
+/// two ids, an error's class depends on the status alone, and the secret sent with the request
+/// appears in no error (Display or Debug).
+///
+/// An input `secret\0body` plays `secret` (when it looks like a key) instead of [`WIRE_SECRET`].
+pub fn check_wire_body(input: &[u8]) {
+    use axum_api_key::ScalekitError;
+    use axum_api_key::scalekit::fuzz_decode;
+
+    let (secret, body) = match input.iter().position(|b| *b == 0) {
+        Some(at) => match std::str::from_utf8(&input[..at]) {
+            // Base62 and long enough not to occur by chance in our own texts.
+            Ok(s) if s.len() >= 16 && s.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                (s, &input[at + 1..])
+            }
+            _ => (WIRE_SECRET, input),
+        },
+        None => (WIRE_SECRET, input),
+    };
+    let out = fuzz_decode(body, secret);
+
+    let check_info = |info: &axum_api_key::TokenInfo| {
+        assert!(
+            !info.token_id.is_empty(),
+            "decoded a token without token_id"
+        );
+        assert!(
+            !info.organization_id.is_empty(),
+            "decoded a token without organization_id"
+        );
+    };
+    if let Ok(info) = &out.validate {
+        check_info(info);
+        assert!(
+            !info.is_expired_at(time::OffsetDateTime::now_utc()),
+            "validate accepted an expired key"
+        );
+    }
+    if let Ok(info) = &out.update {
+        check_info(info);
+    }
+    if let Ok(created) = &out.create {
+        check_info(&created.info);
+        assert!(!created.token_id.is_empty());
+        let key = created.key.expose_secret();
+        assert!(!key.is_empty(), "created an empty key");
+        if key.len() >= 16 {
+            assert!(
+                !format!("{:?}", created.key).contains(key),
+                "Debug shows the key"
+            );
+            assert!(
+                !created.key.to_string().contains(key),
+                "Display shows the key"
+            );
+        }
+    }
+    if let Ok(page) = &out.list {
+        page.tokens.iter().for_each(check_info);
+        assert!(page.next_page_token.as_ref().is_none_or(|c| !c.is_empty()));
+        assert!(page.prev_page_token.as_ref().is_none_or(|c| !c.is_empty()));
+    }
+    for result in &out.access_token {
+        if let Err(error) = result {
+            assert!(
+                matches!(error, ScalekitError::UpstreamAuth { .. }),
+                "a token endpoint failure must be UpstreamAuth: {error:?}"
+            );
+        }
+    }
+    for (status, error) in &out.errors {
+        // The status decides the class; the body only adds detail.
+        let class_ok = match (status, error) {
+            (404, ScalekitError::NotFound) | (401, ScalekitError::Unauthorized) => true,
+            (429, ScalekitError::RateLimited { retry_after }) => {
+                retry_after.is_none_or(|d| d.as_secs() <= 3600)
+            }
+            (
+                400..=499,
+                ScalekitError::Rejected {
+                    status: s, message, ..
+                },
+            ) => s == status && message.chars().count() <= 301,
+            (_, ScalekitError::Upstream { status: s }) => s == status && !(400..=499).contains(s),
+            _ => false,
+        };
+        assert!(class_ok, "HTTP {status} classified as {error:?}");
+    }
+    // Nothing derived from the answer shows the key sent.
+    let mut rendered: Vec<String> = Vec::new();
+    for (_, error) in &out.errors {
+        rendered.push(error.to_string());
+        rendered.push(format!("{error:?}"));
+        rendered.push(format!("{:?}", error.to_validate_error()));
+    }
+    for error in [
+        out.validate.as_ref().err(),
+        out.update.as_ref().err(),
+        out.create.as_ref().err(),
+        out.list.as_ref().err(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        rendered.push(error.to_string());
+        rendered.push(format!("{error:?}"));
+    }
+    // Only errors are checked: the body may hold the secret in fields decoded on purpose (a
+    // token's description, the key of a create answer), and the token endpoint (whose errors
+    // quote its answer) never receives an API key.
+    for text in &rendered {
+        assert!(!text.contains(secret), "an error shows the key: {text}");
+    }
+}

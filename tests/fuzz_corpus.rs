@@ -1,5 +1,6 @@
-//! Replays the checked-in fuzz corpora (`fuzz/corpus/<target>/`) through the fuzz targets'
-//! invariants, so CI exercises them with the stable toolchain and no fuzzer.
+//! Replays the checked-in fuzz inputs (the seeds in `fuzz/seeds/<target>/` and the minimised
+//! corpus in `fuzz/corpus/<target>/`) through the fuzz targets' invariants, so CI exercises
+//! them with the stable toolchain and no fuzzer.
 
 #[path = "../fuzz/checks.rs"]
 mod checks;
@@ -7,15 +8,19 @@ mod checks;
 use std::path::Path;
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
-        .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
-        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut inputs: Vec<Vec<u8>> = Vec::new();
+    for kind in ["seeds", "corpus"] {
+        let dir = root.join(kind).join(target);
+        let before = inputs.len();
+        inputs.extend(
+            std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
+                .map(|entry| std::fs::read(entry.unwrap().path()).unwrap()),
+        );
+        assert!(inputs.len() > before, "empty {}", dir.display());
+    }
     inputs.sort();
-    assert!(!inputs.is_empty(), "empty corpus {}", dir.display());
     inputs
 }
 
@@ -23,5 +28,12 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
 fn bearer_corpus_keeps_the_parser_invariants() {
     for input in corpus("bearer") {
         checks::check_authorization_value(&input);
+    }
+}
+
+#[test]
+fn wire_corpus_keeps_the_decoding_invariants() {
+    for input in corpus("wire") {
+        checks::check_wire_body(&input);
     }
 }

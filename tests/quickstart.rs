@@ -34,10 +34,20 @@ impl Drop for Quickstart {
 
 impl Quickstart {
     fn start() -> Self {
-        let mut child = Command::new(example_binary("quickstart"))
-            .env("PORT", "0")
-            .env("RUST_LOG", "trace")
-            .env_remove("SCALEKIT_ENVIRONMENT_URL")
+        Self::start_with(&[], &["SCALEKIT_ENVIRONMENT_URL"])
+    }
+
+    /// Runs the quickstart at TRACE with `env`, capturing stdout and stderr line by line.
+    fn start_with(env: &[(&str, &str)], remove: &[&str]) -> Self {
+        let mut command = Command::new(example_binary("quickstart"));
+        command.env("PORT", "0").env("RUST_LOG", "trace");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        for name in remove {
+            command.env_remove(name);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -79,6 +89,23 @@ impl Quickstart {
             self.output.push(line);
         }
     }
+
+    /// The output lines that show any 20-character piece of one of `keys`.
+    fn lines_showing(&self, keys: &[&str]) -> Vec<&String> {
+        self.output
+            .iter()
+            .filter(|line| keys.iter().any(|key| shows_part_of(line, key)))
+            .collect()
+    }
+}
+
+/// Whether `text` holds `key` or a 20-character piece of it.
+fn shows_part_of(text: &str, key: &str) -> bool {
+    const PIECE: usize = 20;
+    if key.len() <= PIECE {
+        return text.contains(key);
+    }
+    (0..=key.len() - PIECE).any(|at| text.contains(&key[at..at + PIECE]))
 }
 
 #[tokio::test]
@@ -175,13 +202,35 @@ async fn quickstart_serves_the_documented_routes() {
         StatusCode::UNAUTHORIZED
     );
 
+    // Values that hold a key but are refused locally: a JWT shape, a token-id prefix, junk, an
+    // overlong value, another scheme, two credentials. Their bodies never echo the key.
+    for value in [
+        format!("Bearer {org_key}.{user_key}.sig"),
+        format!("Bearer apit_{org_key}"),
+        format!("Bearer {org_key}!"),
+        format!("Bearer {}", org_key.repeat(8)),
+        format!("Basic {org_key}"),
+        format!("Bearer {org_key} {user_key}"),
+        format!("bearer {user_key}"),
+    ] {
+        let response = http
+            .get(format!("{base}/api/me"))
+            .header("authorization", value)
+            .send()
+            .await
+            .unwrap();
+        let headers = format!("{:?}", response.headers());
+        let text = headers + &response.text().await.unwrap();
+        assert!(!shows_part_of(&text, &org_key) && !shows_part_of(&text, &user_key));
+    }
+
     // After start-up, the keys appear nowhere in what the server wrote, even at TRACE.
     app.drain();
-    let key_lines: Vec<&String> = app
-        .output
-        .iter()
-        .filter(|line| line.contains(&org_key) || line.contains(&user_key))
-        .collect();
+    assert!(
+        app.output.iter().any(|line| line.contains("TRACE")),
+        "RUST_LOG=trace took effect"
+    );
+    let key_lines = app.lines_showing(&[&org_key, &user_key]);
     assert_eq!(
         key_lines.len(),
         2,
@@ -209,27 +258,15 @@ async fn quickstart_validates_with_scalekit_when_configured() {
     let revoked = fake.tokens().create(CreateToken::new("org_sk")).unwrap();
     fake.tokens().invalidate(&revoked.token_id);
 
-    let mut child = Command::new(example_binary("quickstart"))
-        .env("PORT", "0")
-        .env("SCALEKIT_ENVIRONMENT_URL", fake.url())
-        .env("SCALEKIT_CLIENT_ID", fake.client_id())
-        .env("SCALEKIT_CLIENT_SECRET", fake.client_secret())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut app = Quickstart {
-        child,
-        lines,
-        output: Vec::new(),
-    };
+    let url = fake.url();
+    let mut app = Quickstart::start_with(
+        &[
+            ("SCALEKIT_ENVIRONMENT_URL", &url),
+            ("SCALEKIT_CLIENT_ID", fake.client_id()),
+            ("SCALEKIT_CLIENT_SECRET", fake.client_secret()),
+        ],
+        &[],
+    );
     let base = app.wait_for_line("listening on ");
     assert!(
         !app.output.iter().any(|l| l.starts_with("org key: ")),
@@ -258,4 +295,36 @@ async fn quickstart_validates_with_scalekit_when_configured() {
         .unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert!(fake.count(axum_api_key::testing::Op::Validate) >= 2);
+
+    // Scalekit misbehaving, echoing the key (whole or in part), or down: still no key in the
+    // process's TRACE output.
+    use axum_api_key::testing::{Fault, Op};
+    let unknown: Vec<String> = (0..4)
+        .map(|i| format!("{}{i:02}", "Zz9".repeat(25)))
+        .collect();
+    let faults = [
+        Fault::rpc(400, 3, &format!("bad token {}", unknown[0])),
+        Fault::rpc(403, 7, &format!("{}...", &unknown[1][..40])),
+        Fault::html(503),
+        Fault::Truncated,
+    ];
+    for (fault, key) in faults.into_iter().zip(&unknown) {
+        // Twice: the client retries a 503 once.
+        fake.fail_next(Op::Validate, fault.clone());
+        fake.fail_next(Op::Validate, fault);
+        let status = http
+            .get(format!("{base}/api/me"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(matches!(status.as_u16(), 401 | 503), "{status}");
+    }
+    app.drain();
+    assert!(app.output.iter().any(|line| line.contains("TRACE")));
+    let mut keys = vec![user_key.key.expose_secret(), revoked.key.expose_secret()];
+    keys.extend(unknown.iter().map(String::as_str));
+    let leaks = app.lines_showing(&keys);
+    assert!(leaks.is_empty(), "keys in the output: {leaks:?}");
 }

@@ -80,6 +80,8 @@ impl fmt::Debug for AccessToken {
 struct RefreshState {
     generation: u64,
     last_forced: Option<Instant>,
+    /// The generation the last forced refresh minted (`None` if it failed).
+    forced_generation: Option<u64>,
     last_failure: Option<(Instant, ScalekitError)>,
 }
 
@@ -173,14 +175,34 @@ impl TokenCache {
             .last_forced
             .is_some_and(|at| now.duration_since(at) < FORCED_REFRESH_INTERVAL)
         {
-            tracing::debug!("access token refresh after 401 skipped: rate-limited");
-            return Ok(None);
+            if state.forced_generation == Some(stale.generation) {
+                // A token minted by the last forced refresh earned this 401: a fresh token is
+                // refused too, which is the caller's verdict to draw.
+                tracing::debug!("access token refresh after 401 skipped: rate-limited");
+                return Ok(None);
+            }
+            // The last forced refresh failed (or minted nothing this caller could use): the
+            // 401 is on a token Scalekit no longer takes, so it says nothing about the API
+            // key. Report the token endpoint's failure, never a verdict.
+            tracing::debug!("access token refused and the last forced refresh failed");
+            return Err(state
+                .last_failure
+                .as_ref()
+                .map(|(_, error)| error.clone())
+                .unwrap_or_else(|| ScalekitError::UpstreamAuth {
+                    status: None,
+                    message: "access token refused; a forced refresh ran less than 5 s ago"
+                        .to_owned(),
+                }));
         }
         if let Some(error) = recent_failure(&state, waiting_since) {
             return Err(error);
         }
         state.last_forced = Some(now);
-        self.fetch_locked(&mut state, fetch).await.map(Some)
+        state.forced_generation = None;
+        let token = self.fetch_locked(&mut state, fetch).await?;
+        state.forced_generation = Some(token.generation);
+        Ok(Some(token))
     }
 
     async fn fetch_locked<F, Fut>(
@@ -233,6 +255,61 @@ mod tests {
         let default = AccessToken::new("a".into(), None, 1);
         assert!(default.refresh_at - Instant::now() > Duration::from_secs(3000));
         assert_eq!(format!("{default:?}"), "AccessToken { generation: 1, .. }");
+    }
+
+    /// Regression (found by the fault matrix): after a forced refresh *failed*, further 401s
+    /// within the refresh interval were reported as `Ok(None)`, which the caller reads as
+    /// "refused even with a fresh token", i.e. an invalid API key (401), while the access
+    /// token was the problem (503).
+    #[tokio::test]
+    async fn a_failed_forced_refresh_is_never_a_verdict() {
+        let cache = TokenCache::default();
+        let stale = cache
+            .get(|g| async move { Ok(AccessToken::new("old".into(), None, g)) })
+            .await
+            .unwrap();
+        let failure = ScalekitError::UpstreamAuth {
+            status: Some(500),
+            message: "down".into(),
+        };
+        let first = cache
+            .refresh_after_401(&stale, |_| {
+                let failure = failure.clone();
+                async move { Err(failure) }
+            })
+            .await;
+        assert_eq!(first.unwrap_err(), failure);
+        // Rate-limited now, but the stale token is still the one Scalekit refused.
+        tokio::time::sleep(FAILURE_MEMORY + Duration::from_millis(50)).await;
+        let second = cache
+            .refresh_after_401(&stale, |g| async move {
+                Ok(AccessToken::new("new".into(), None, g))
+            })
+            .await;
+        assert_eq!(second.unwrap_err(), failure);
+    }
+
+    #[tokio::test]
+    async fn a_fresh_token_refused_again_is_the_callers_verdict() {
+        let cache = TokenCache::default();
+        let stale = cache
+            .get(|g| async move { Ok(AccessToken::new("old".into(), None, g)) })
+            .await
+            .unwrap();
+        let fresh = cache
+            .refresh_after_401(&stale, |g| async move {
+                Ok(AccessToken::new("new".into(), None, g))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let again = cache
+            .refresh_after_401(&fresh, |g| async move {
+                Ok(AccessToken::new("newer".into(), None, g))
+            })
+            .await
+            .unwrap();
+        assert!(again.is_none(), "rate-limited: no second forced refresh");
     }
 
     #[tokio::test]

@@ -207,7 +207,35 @@ fn scrub(message: &str, secret: Option<&str>) -> String {
         }
         _ => message.to_owned(),
     };
-    truncate(&message)
+    truncate(&redact_key_like(&message))
+}
+
+/// Runs of at least this many ASCII letters and digits are taken for keys (Scalekit's are 61 or
+/// more Base62 characters) or large pieces of them.
+const KEY_LIKE_RUN: usize = 32;
+
+/// Replaces every key-like run (see [`KEY_LIKE_RUN`]) with `[redacted]`: a server that quotes
+/// a key in part, or another key than the one sent, must not get it into our errors and logs.
+/// Ids (`apit_…`, `org_…`), words and UUIDs are far shorter.
+fn redact_key_like(message: &str) -> String {
+    let bytes = message.as_bytes();
+    let mut out = String::with_capacity(message.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let alphanumeric = bytes[at].is_ascii_alphanumeric();
+        let start = at;
+        while at < bytes.len() && bytes[at].is_ascii_alphanumeric() == alphanumeric {
+            at += 1;
+        }
+        // Both ends are ASCII bytes or the ends of the string: char boundaries.
+        let run = &message[start..at];
+        if alphanumeric && run.len() >= KEY_LIKE_RUN {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(run);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -255,6 +283,29 @@ mod tests {
                 message: String::new()
             }
         );
+    }
+
+    /// Regression: only the exact key sent was scrubbed, so a server quoting part of it (or
+    /// another key) got it into errors and logs.
+    #[test]
+    fn key_like_runs_are_redacted() {
+        let key =
+            "4cXk0nQ7rS1b9WmT2yVfA8hLdE3jPuGz6oRiKq5NwYtH0aBcD1eF2gH3iJ4kL5mN6oP7qR8sT9uV0wXyZ";
+        let message = format!(
+            "bad token {}... (request 1b4e28ba-2fa1-11d2-883f-0016d3cca427, apit_71234567890123456, é)",
+            &key[..40]
+        );
+        assert_eq!(
+            scrub(&message, Some("other")),
+            "bad token [redacted]... (request 1b4e28ba-2fa1-11d2-883f-0016d3cca427, apit_71234567890123456, é)"
+        );
+        assert_eq!(
+            scrub(&format!("{key}{key}"), Some(key)),
+            "[redacted][redacted]"
+        );
+        assert_eq!(redact_key_like(""), "");
+        assert_eq!(redact_key_like(&"a".repeat(31)), "a".repeat(31));
+        assert_eq!(redact_key_like(&"a".repeat(32)), "[redacted]");
     }
 
     #[test]

@@ -27,6 +27,7 @@
 
 mod auth;
 mod error;
+mod fuzzing;
 mod ops;
 mod transport;
 mod wire;
@@ -41,6 +42,8 @@ use zeroize::Zeroizing;
 use crate::events::{KeyEventSource, KeyEvents};
 
 pub use error::ScalekitError;
+#[doc(hidden)]
+pub use fuzzing::{ERROR_STATUSES, WireOutcomes, fuzz_decode};
 
 /// The `x-api-version` sent unless [`ScalekitClientBuilder::api_version`] sets another: the
 /// newest value any official SDK sends.

@@ -48,25 +48,11 @@ impl ScalekitClient {
     pub async fn create_token(&self, request: CreateToken) -> Result<CreatedToken, ScalekitError> {
         request.check()?;
         let body = json_body(&CreateBody::new(&request))?;
-        let answer: CreateResponse = self
-            .admin_call(Method::POST, TOKENS, Vec::new(), Some(body), None)
+        let answer = self
+            .admin_call_raw(Method::POST, TOKENS, Vec::new(), Some(body), None)
             .await?;
-        let key = answer
-            .token
-            .map(ApiKey::new)
-            .ok_or_else(|| ScalekitError::Decode("create answer without token".into()))?;
-        let info = match answer.token_info {
-            Some(wire) => wire.into_info().map_err(decode)?,
-            None => {
-                // The key exists now; rebuild its facts from what we asked for rather than
-                // losing the only copy of the key over a missing echo.
-                let token_id = answer.token_id.clone().ok_or_else(|| {
-                    ScalekitError::Decode("create answer without token_id".into())
-                })?;
-                info_from_request(token_id, &request, &key)
-            }
-        };
-        let token_id = answer.token_id.unwrap_or_else(|| info.token_id.clone());
+        let created = decode_create(&answer, &request)?;
+        let (key, token_id, info) = (created.key, created.token_id, created.info);
         tracing::info!(
             token_id,
             organization_id = info.organization_id,
@@ -133,17 +119,7 @@ impl ScalekitClient {
             secret: Some(token),
             deadline,
         };
-        let answer: TokenInfoResponse = decode_json(&self.call(&call).await?)?;
-        let info = answer
-            .token_info
-            .ok_or_else(|| ScalekitError::Decode("validate answer without token_info".into()))?
-            .into_info()
-            .map_err(decode)?;
-        // Fail closed on an answer that contradicts itself.
-        if info.is_expired_at(OffsetDateTime::now_utc()) {
-            return Err(ScalekitError::NotFound);
-        }
-        Ok(info)
+        decode_validate(&self.call(&call).await?)
     }
 
     /// One page of an organization's active keys (`GET /api/v1/tokens`). Empty cursors in the
@@ -160,20 +136,10 @@ impl ScalekitClient {
         if let Some(cursor) = request.page_token.as_ref().filter(|c| !c.is_empty()) {
             query.push(("page_token", cursor.clone()));
         }
-        let answer: ListResponse = self
-            .admin_call(Method::GET, TOKENS, query, None, None)
+        let answer = self
+            .admin_call_raw(Method::GET, TOKENS, query, None, None)
             .await?;
-        let tokens = answer
-            .tokens
-            .into_iter()
-            .map(|t| t.into_info().map_err(decode))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(TokenPage::new(
-            tokens,
-            answer.total_count,
-            answer.next_page_token,
-            answer.prev_page_token,
-        ))
+        decode_list(&answer)
     }
 
     /// Every active key of an organization (or of one of its users), walking all pages.
@@ -212,8 +178,8 @@ impl ScalekitClient {
     pub async fn update_token(&self, request: UpdateToken) -> Result<TokenInfo, ScalekitError> {
         request.check()?;
         let body = json_body(&UpdateBody::new(&request))?;
-        let answer: TokenInfoResponse = self
-            .admin_call(
+        let answer = self
+            .admin_call_raw(
                 Method::POST,
                 UPDATE,
                 Vec::new(),
@@ -221,11 +187,7 @@ impl ScalekitClient {
                 Some(&request.token),
             )
             .await?;
-        answer
-            .token_info
-            .ok_or_else(|| ScalekitError::Decode("update answer without token_info".into()))?
-            .into_info()
-            .map_err(decode)
+        decode_update(&answer)
     }
 
     /// Revokes a key, by key or token id (`POST /api/v1/tokens:invalidate`). Idempotent: an
@@ -257,14 +219,14 @@ impl ScalekitClient {
         Ok(())
     }
 
-    async fn admin_call<T: DeserializeOwned>(
+    async fn admin_call_raw(
         &self,
         method: Method,
         path: &'static str,
         query: Vec<(&'static str, String)>,
         body: Option<Vec<u8>>,
         secret: Option<&str>,
-    ) -> Result<T, ScalekitError> {
+    ) -> Result<bytes::Bytes, ScalekitError> {
         let call = Call {
             method,
             path,
@@ -273,7 +235,7 @@ impl ScalekitClient {
             secret,
             deadline: Instant::now() + self.inner.request_timeout,
         };
-        decode_json(&self.call(&call).await?)
+        self.call(&call).await
     }
 }
 
@@ -322,6 +284,74 @@ fn info_from_request(token_id: String, request: &CreateToken, key: &ApiKey) -> T
         builder = builder.description(description.clone());
     }
     builder.build()
+}
+
+/// The answer of validate: a `token_info` with its two ids, for a key that has not expired
+/// (an answer that contradicts itself fails closed, as "not found").
+pub(crate) fn decode_validate(body: &[u8]) -> Result<TokenInfo, ScalekitError> {
+    let answer: TokenInfoResponse = decode_json(body)?;
+    let info = answer
+        .token_info
+        .ok_or_else(|| ScalekitError::Decode("validate answer without token_info".into()))?
+        .into_info()
+        .map_err(decode)?;
+    if info.is_expired_at(OffsetDateTime::now_utc()) {
+        return Err(ScalekitError::NotFound);
+    }
+    Ok(info)
+}
+
+/// The answer of update: a `token_info` with its two ids.
+pub(crate) fn decode_update(body: &[u8]) -> Result<TokenInfo, ScalekitError> {
+    let answer: TokenInfoResponse = decode_json(body)?;
+    answer
+        .token_info
+        .ok_or_else(|| ScalekitError::Decode("update answer without token_info".into()))?
+        .into_info()
+        .map_err(decode)
+}
+
+/// The answer of create: the plain key, and its facts (rebuilt from `request` when the answer
+/// carries a `token_id` but no `token_info`).
+pub(crate) fn decode_create(
+    body: &[u8],
+    request: &CreateToken,
+) -> Result<CreatedToken, ScalekitError> {
+    let answer: CreateResponse = decode_json(body)?;
+    let key = answer
+        .token
+        .map(ApiKey::new)
+        .ok_or_else(|| ScalekitError::Decode("create answer without token".into()))?;
+    let info = match answer.token_info {
+        Some(wire) => wire.into_info().map_err(decode)?,
+        None => {
+            // The key exists now; rebuild its facts from what we asked for rather than
+            // losing the only copy of the key over a missing echo.
+            let token_id = answer
+                .token_id
+                .clone()
+                .ok_or_else(|| ScalekitError::Decode("create answer without token_id".into()))?;
+            info_from_request(token_id, request, &key)
+        }
+    };
+    let token_id = answer.token_id.unwrap_or_else(|| info.token_id.clone());
+    Ok(CreatedToken::new(key, token_id, info))
+}
+
+/// The answer of list: every token with its two ids; empty cursors become `None`.
+pub(crate) fn decode_list(body: &[u8]) -> Result<TokenPage, ScalekitError> {
+    let answer: ListResponse = decode_json(body)?;
+    let tokens = answer
+        .tokens
+        .into_iter()
+        .map(|t| t.into_info().map_err(decode))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TokenPage::new(
+        tokens,
+        answer.total_count,
+        answer.next_page_token,
+        answer.prev_page_token,
+    ))
 }
 
 fn json_body<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ScalekitError> {

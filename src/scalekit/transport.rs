@@ -136,38 +136,50 @@ impl ScalekitClient {
             .map_err(|e| ScalekitError::from_transport(&e))?;
         let status = response.status();
         let body = read_capped(response).await?;
-        if !status.is_success() {
-            let detail = serde_json::from_slice::<OAuthError>(&body.bytes)
-                .ok()
-                .and_then(|e| match (e.error, e.error_description) {
-                    (Some(code), Some(text)) => Some(format!("{code}: {text}")),
-                    (code, text) => code.or(text),
-                })
-                .unwrap_or_else(|| "no OAuth error in the answer".to_owned());
-            return Err(ScalekitError::UpstreamAuth {
-                status: Some(status.as_u16()),
-                message: truncate(&detail),
-            });
-        }
-        let malformed = |what: &str| ScalekitError::UpstreamAuth {
-            status: Some(status.as_u16()),
-            message: what.to_owned(),
-        };
-        if body.truncated {
-            return Err(malformed("token answer too large"));
-        }
-        let parsed: AccessTokenResponse =
-            serde_json::from_slice(&body.bytes).map_err(|_| malformed("token answer not JSON"))?;
-        let access_token = parsed
-            .access_token
-            .ok_or_else(|| malformed("token answer without access_token"))?;
+        let token = decode_access_token(status, &body.bytes, body.truncated, generation)?;
         tracing::debug!(generation, "fetched a Scalekit access token");
-        Ok(AccessToken::new(
-            access_token,
-            parsed.expires_in,
-            generation,
-        ))
+        Ok(token)
     }
+}
+
+/// The answer of `/oauth/token`: an access token, or [`ScalekitError::UpstreamAuth`] for an
+/// error status or a body that does not hold one.
+pub(crate) fn decode_access_token(
+    status: http::StatusCode,
+    body: &[u8],
+    truncated: bool,
+    generation: u64,
+) -> Result<AccessToken, ScalekitError> {
+    if !status.is_success() {
+        let detail = serde_json::from_slice::<OAuthError>(body)
+            .ok()
+            .and_then(|e| match (e.error, e.error_description) {
+                (Some(code), Some(text)) => Some(format!("{code}: {text}")),
+                (code, text) => code.or(text),
+            })
+            .unwrap_or_else(|| "no OAuth error in the answer".to_owned());
+        return Err(ScalekitError::UpstreamAuth {
+            status: Some(status.as_u16()),
+            message: truncate(&detail),
+        });
+    }
+    let malformed = |what: &str| ScalekitError::UpstreamAuth {
+        status: Some(status.as_u16()),
+        message: what.to_owned(),
+    };
+    if truncated {
+        return Err(malformed("token answer too large"));
+    }
+    let parsed: AccessTokenResponse =
+        serde_json::from_slice(body).map_err(|_| malformed("token answer not JSON"))?;
+    let access_token = parsed
+        .access_token
+        .ok_or_else(|| malformed("token answer without access_token"))?;
+    Ok(AccessToken::new(
+        access_token,
+        parsed.expires_in,
+        generation,
+    ))
 }
 
 /// Reads at most [`MAX_BODY`] bytes, trusting neither `Content-Length` nor the sender's pace
