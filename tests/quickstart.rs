@@ -38,6 +38,7 @@ impl Quickstart {
             .env("PORT", "0")
             .env("RUST_LOG", "trace")
             .env_remove("SCALEKIT_ENVIRONMENT_URL")
+            .env_remove("REDIS_URL")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

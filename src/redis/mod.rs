@@ -102,6 +102,7 @@ pub struct RedisRevocationsBuilder {
     max_backoff: Duration,
     ping_interval: Duration,
     timeout: Duration,
+    subscribe: bool,
 }
 
 /// Why a [`RedisRevocations`] could not be built.
@@ -120,7 +121,7 @@ pub enum RedisSetupError {
 /// The feed's tasks, aborted when the last [`RedisRevocations`] clone goes.
 struct Running {
     shared: Arc<Shared>,
-    tasks: [AbortHandle; 2],
+    tasks: Vec<AbortHandle>,
 }
 
 impl Drop for Running {
@@ -161,6 +162,7 @@ impl RedisRevocations {
             max_backoff: Duration::from_secs(5),
             ping_interval: Duration::from_secs(10),
             timeout: Duration::from_secs(2),
+            subscribe: true,
         }
     }
 
@@ -183,9 +185,26 @@ impl RedisRevocations {
     /// # }
     /// ```
     pub fn from_env() -> Result<Option<Self>, RedisSetupError> {
-        let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.trim().is_empty()) else {
-            return Ok(None);
-        };
+        Self::builder_from_env().map(RedisRevocationsBuilder::build).transpose()
+    }
+
+    /// A builder configured from `REDIS_URL` and `REDIS_CHANNEL` (see
+    /// [`from_env`](Self::from_env)), for further settings; `None` when `REDIS_URL` is unset.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum_api_key::redis::RedisRevocations;
+    ///
+    /// let feed = match RedisRevocations::builder_from_env() {
+    ///     Some(builder) => Some(builder.publish_only().build()?),
+    ///     None => None,
+    /// };
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder_from_env() -> Option<RedisRevocationsBuilder> {
+        let url = std::env::var("REDIS_URL").ok().filter(|u| !u.trim().is_empty())?;
         let mut builder = Self::builder(url.trim());
         if let Some(channel) = std::env::var("REDIS_CHANNEL")
             .ok()
@@ -193,7 +212,7 @@ impl RedisRevocations {
         {
             builder = builder.channel(channel.trim());
         }
-        builder.build().map(Some)
+        Some(builder)
     }
 
     /// Listens for revocations on behalf of `cache`, and publishes the revocations it applies
@@ -333,6 +352,13 @@ impl RedisRevocationsBuilder {
         self
     }
 
+    /// Publishes only, never subscribes: for a process that revokes keys but serves no
+    /// requests (an admin CLI). [`RedisRevocations::attach`] is then pointless.
+    pub fn publish_only(mut self) -> Self {
+        self.subscribe = false;
+        self
+    }
+
     /// Starts the feed: spawns the subscriber and the publisher on the current Tokio runtime
     /// and returns at once (the connection is made in the background; it is not an error for
     /// Redis to be down now).
@@ -368,13 +394,12 @@ impl RedisRevocationsBuilder {
             queued: AtomicU64::new(0),
             published: watch::Sender::new(0),
         });
-        let subscriber = tokio::spawn(subscriber::run(shared.clone())).abort_handle();
-        let publisher = tokio::spawn(publisher::run(shared.clone(), queue)).abort_handle();
+        let mut tasks = vec![tokio::spawn(publisher::run(shared.clone(), queue)).abort_handle()];
+        if self.subscribe {
+            tasks.push(tokio::spawn(subscriber::run(shared.clone())).abort_handle());
+        }
         Ok(RedisRevocations {
-            inner: Arc::new(Running {
-                shared,
-                tasks: [subscriber, publisher],
-            }),
+            inner: Arc::new(Running { shared, tasks }),
         })
     }
 }
@@ -389,6 +414,7 @@ impl fmt::Debug for RedisRevocationsBuilder {
             .field("max_backoff", &self.max_backoff)
             .field("ping_interval", &self.ping_interval)
             .field("timeout", &self.timeout)
+            .field("subscribe", &self.subscribe)
             .finish_non_exhaustive()
     }
 }
