@@ -207,10 +207,7 @@ where
         if check().await {
             return start.elapsed();
         }
-        assert!(
-            start.elapsed() < within,
-            "{what}: not within {within:?}"
-        );
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -277,7 +274,11 @@ async fn a_revocation_by_token_id_reaches_the_other_instance() {
     let (key, token_id) = mint(&setup.fake);
     cache_everywhere(&setup, &key).await;
     setup.a.cache.revoke_token_id(&token_id);
-    assert_eq!(setup.a.status(&key).await, 401, "local revocation is synchronous");
+    assert_eq!(
+        setup.a.status(&key).await,
+        401,
+        "local revocation is synchronous"
+    );
     let took = refused_within(&setup.b, &key, PROPAGATION).await;
     eprintln!("propagated in {took:?}");
 
@@ -379,7 +380,11 @@ async fn an_announcement_wins_over_a_validation_in_flight_on_the_other_instance(
 
     setup.b.gate.closed.store(false, Ordering::SeqCst);
     setup.b.gate.open.add_permits(1);
-    assert_eq!(in_flight.await.unwrap(), 401, "the held validation is refused");
+    assert_eq!(
+        in_flight.await.unwrap(),
+        401,
+        "the held validation is refused"
+    );
     // Not cached: the next request is no hit, and is refused (the fake still says valid).
     assert_eq!(setup.b.status(&key).await, 401);
     assert_eq!(setup.b.cache.stats().hits, 0);
@@ -388,7 +393,9 @@ async fn an_announcement_wins_over_a_validation_in_flight_on_the_other_instance(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_keeps_requests_flowing_and_the_gap_is_flushed() {
-    let Some(mut setup) = setup().await else { return };
+    let Some(mut setup) = setup().await else {
+        return;
+    };
     let (cached, cached_id) = mint(&setup.fake);
     cache_everywhere(&setup, &cached).await;
     let flushes_before = setup.b.feed.stats().flushes;
@@ -409,7 +416,11 @@ async fn an_outage_keeps_requests_flowing_and_the_gap_is_flushed() {
     // falls back to it), or when the gap is flushed.
     setup.a.client.invalidate_token(&cached_id).await.unwrap();
     assert_eq!(setup.a.status(&cached).await, 401);
-    assert_eq!(setup.b.status(&cached).await, 200, "stale on B while Redis is down");
+    assert_eq!(
+        setup.b.status(&cached).await,
+        200,
+        "stale on B while Redis is down"
+    );
 
     setup.redis.restart();
     setup.a.wait_connected(true).await;
@@ -474,7 +485,11 @@ async fn malformed_messages_are_ignored_and_counted() {
     assert!(stats.connected);
     assert_eq!(stats.events_received, 0);
     assert_eq!(stats.gaps, 0, "garbage does not break the subscription");
-    assert_eq!(setup.b.status(&key).await, 200, "an unknown version revokes nothing");
+    assert_eq!(
+        setup.b.status(&key).await,
+        200,
+        "an unknown version revokes nothing"
+    );
 
     // A well-formed message still works afterwards.
     setup.a.cache.revoke_token_id(&token_id);
@@ -518,7 +533,11 @@ async fn the_keys_cli_announces_its_revocations() {
     for by_key in [false, true] {
         let (key, token_id) = mint(&setup.fake);
         cache_everywhere(&setup, &key).await;
-        let target = if by_key { key.clone() } else { token_id.clone() };
+        let target = if by_key {
+            key.clone()
+        } else {
+            token_id.clone()
+        };
         let output = run(format!("revoke {target}")).await.unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{output:?}");

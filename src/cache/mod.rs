@@ -341,7 +341,10 @@ impl RemoteHandle {
     /// Revokes `token_id` as a local revocation would (tombstone included), without telling
     /// [`CachedValidator::local_revocations`]. `false` once the cache is gone.
     pub(crate) fn revoke_token_id(&self, token_id: &str) -> bool {
-        self.0.upgrade().map(|core| core.revoke_remote(token_id)).is_some()
+        self.0
+            .upgrade()
+            .map(|core| core.revoke_remote(token_id))
+            .is_some()
     }
 
     /// [`CachedValidator::flush_positive`]. `false` once the cache is gone.

@@ -324,6 +324,7 @@ impl Core {
 
     /// Revokes a key named by a remote feed: applied like a local revocation (tombstone
     /// included, so it wins over validations in flight) but not echoed to `outbound`.
+    #[cfg(feature = "redis")]
     pub(super) fn revoke_remote(&self, token_id: &str) {
         self.apply_revocation(None, Some(token_id));
     }

@@ -143,7 +143,9 @@ mod tests {
     fn round_trips() {
         let message = RevocationMessage::now("apit_123", "host-1");
         let text = message.encode();
-        assert!(text.starts_with(r#"{"v":1,"type":"revoked","token_id":"apit_123","origin":"host-1","at":""#));
+        assert!(text.starts_with(
+            r#"{"v":1,"type":"revoked","token_id":"apit_123","origin":"host-1","at":""#
+        ));
         let decoded = RevocationMessage::decode(text.as_bytes()).unwrap();
         assert_eq!(decoded.token_id, "apit_123");
         assert_eq!(decoded.origin, "host-1");
@@ -154,9 +156,7 @@ mod tests {
     fn ignores_extra_fields() {
         let text = r#"{"v":1,"type":"revoked","token_id":"apit_1","origin":"o","at":"2026-01-01T00:00:00Z","reason":"x"}"#;
         assert_eq!(
-            RevocationMessage::decode(text.as_bytes())
-                .unwrap()
-                .token_id,
+            RevocationMessage::decode(text.as_bytes()).unwrap().token_id,
             "apit_1"
         );
     }

@@ -185,7 +185,9 @@ impl RedisRevocations {
     /// # }
     /// ```
     pub fn from_env() -> Result<Option<Self>, RedisSetupError> {
-        Self::builder_from_env().map(RedisRevocationsBuilder::build).transpose()
+        Self::builder_from_env()
+            .map(RedisRevocationsBuilder::build)
+            .transpose()
     }
 
     /// A builder configured from `REDIS_URL` and `REDIS_CHANNEL` (see
@@ -204,7 +206,9 @@ impl RedisRevocations {
     /// # }
     /// ```
     pub fn builder_from_env() -> Option<RedisRevocationsBuilder> {
-        let url = std::env::var("REDIS_URL").ok().filter(|u| !u.trim().is_empty())?;
+        let url = std::env::var("REDIS_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())?;
         let mut builder = Self::builder(url.trim());
         if let Some(channel) = std::env::var("REDIS_CHANNEL")
             .ok()
@@ -367,18 +371,14 @@ impl RedisRevocationsBuilder {
     ///
     /// Outside a Tokio runtime.
     pub fn build(self) -> Result<RedisRevocations, RedisSetupError> {
-        let client =
-            ::redis::Client::open(self.url.as_str()).map_err(|e| RedisSetupError::Url(e.to_string()))?;
+        let client = ::redis::Client::open(self.url.as_str())
+            .map_err(|e| RedisSetupError::Url(e.to_string()))?;
         if self.channel.is_empty() {
             return Err(RedisSetupError::EmptyChannel);
         }
-        let origin = self.origin.unwrap_or_else(|| {
-            format!(
-                "{}-{:08x}",
-                std::process::id(),
-                rand::random::<u32>()
-            )
-        });
+        let origin = self
+            .origin
+            .unwrap_or_else(|| format!("{}-{:08x}", std::process::id(), rand::random::<u32>()));
         let (outgoing, queue) = mpsc::channel(QUEUE_CAPACITY);
         let shared = Arc::new(Shared {
             client,

@@ -143,7 +143,11 @@ pub(super) struct Backoff {
 
 impl Backoff {
     pub(super) fn new(min: Duration, max: Duration) -> Self {
-        Self { min, max, step: min }
+        Self {
+            min,
+            max,
+            step: min,
+        }
     }
 
     pub(super) fn reset(&mut self) {
