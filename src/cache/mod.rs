@@ -24,6 +24,7 @@
 //! | Revoked through... | Refused by this cache |
 //! |---|---|
 //! | this instance: the inner validator's `invalidate` (events), a subscribed [`KeyEvents`], or [`CachedValidator::revoke_token_id`] & co. | before the revoking call returns, even if a validation of that key is in flight |
+//! | another instance, through the crate, with a Redis feed attached (feature `redis`, `RedisRevocations`) | about one network hop later; within the `ttl` while Redis is unreachable |
 //! | anywhere else (another instance, Scalekit's dashboard) | within the [`ttl`](CacheBuilder::ttl) (default 30 s), or at once after [`flush_positive`](CachedValidator::flush_positive) |
 //! | anywhere else, with stale-if-error on and the upstream down | up to `ttl + window`: the price of staying up during an outage |
 //!
@@ -251,7 +252,7 @@ impl<V> CachedValidator<V> {
     /// validated. Revocations received from a remote feed are not repeated here, so a feed can
     /// listen to this without echoing its own messages back.
     ///
-    /// This is how [`RedisRevocations`](crate::redis::RedisRevocations) (feature `redis`)
+    /// This is how `RedisRevocations` (feature `redis`)
     /// hears what to publish.
     ///
     /// ```

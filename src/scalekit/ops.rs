@@ -234,7 +234,7 @@ impl ScalekitClient {
     ///
     /// Given a key, it first asks Scalekit for the key's token id (one validate call; best
     /// effort), so the event names the key by id too: other instances know keys by id only
-    /// (see [`RedisRevocations`](crate::redis::RedisRevocations), feature `redis`).
+    /// (see `RedisRevocations`, feature `redis`).
     pub async fn invalidate_token(&self, token: &str) -> Result<(), ScalekitError> {
         if token.is_empty() {
             return Err(LimitError::MissingToken.into());
