@@ -14,6 +14,11 @@
 //!
 //! Environment: `PORT` (default 3000; `0` picks a free port), `CACHE_TTL_SECS` (how long a
 //! validation is reused, default 30; `0` turns the cache off), `RUST_LOG` (default `info`).
+//!
+//! With `REDIS_URL` set (feature `redis`: `cargo run --example quickstart --features redis`),
+//! the cache shares revocations with every other instance over Redis pub/sub, on
+//! `REDIS_CHANNEL` (default `axum-api-key:revocations`): a key revoked through any instance or
+//! the `keys` CLI is refused here about one network hop later, instead of after the TTL.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -128,8 +133,10 @@ fn app(validator: BoxValidator) -> Router {
         .merge(api)
 }
 
-/// The embedded store with one organization key and one user key.
-fn demo_store() -> Result<(InMemoryTokens, String, String), Box<dyn std::error::Error>> {
+/// The embedded store with one organization key and one user key (keys, then their ids).
+type DemoStore = (InMemoryTokens, [String; 2], [String; 2]);
+
+fn demo_store() -> Result<DemoStore, Box<dyn std::error::Error>> {
     let tokens = InMemoryTokens::new();
     let org = tokens.create(
         CreateToken::new("org_demo")
@@ -144,9 +151,41 @@ fn demo_store() -> Result<(InMemoryTokens, String, String), Box<dyn std::error::
     )?;
     Ok((
         tokens,
-        org.key.expose_secret().to_owned(),
-        user.key.expose_secret().to_owned(),
+        [
+            org.key.expose_secret().to_owned(),
+            user.key.expose_secret().to_owned(),
+        ],
+        [org.token_id, user.token_id],
     ))
+}
+
+/// The revocation feed over Redis, when `REDIS_URL` is set (feature `redis`).
+#[cfg(feature = "redis")]
+type Feed = Option<axum_api_key::RedisRevocations>;
+#[cfg(not(feature = "redis"))]
+type Feed = ();
+
+#[cfg(feature = "redis")]
+fn revocation_feed() -> Result<Feed, Box<dyn std::error::Error>> {
+    let feed = axum_api_key::RedisRevocations::from_env()?;
+    if let Some(feed) = &feed {
+        tracing::info!(
+            channel = feed.channel(),
+            origin = feed.origin(),
+            "sharing revocations over Redis"
+        );
+    }
+    Ok(feed)
+}
+
+#[cfg(not(feature = "redis"))]
+fn revocation_feed() -> Result<Feed, Box<dyn std::error::Error>> {
+    if std::env::var_os("REDIS_URL").is_some() {
+        tracing::warn!(
+            "REDIS_URL is set but this build lacks feature `redis` (cargo run --example quickstart --features redis): revocations are not shared"
+        );
+    }
+    Ok(())
 }
 
 /// `CACHE_TTL_SECS`: `None` when the cache is off.
@@ -163,15 +202,30 @@ fn cache_ttl() -> Result<Option<Duration>, String> {
     }
 }
 
-/// Wraps `validator` in the cache (subscribed to its revocations) unless the cache is off.
-fn with_cache<V: Validator + KeyEventSource>(validator: V, ttl: Option<Duration>) -> BoxValidator {
+/// Wraps `validator` in the cache (subscribed to its revocations, and to the Redis feed if
+/// any) unless the cache is off.
+fn with_cache<V: Validator + KeyEventSource>(
+    validator: V,
+    ttl: Option<Duration>,
+    feed: &Feed,
+) -> BoxValidator {
     match ttl {
         Some(ttl) => {
             tracing::info!(ttl_secs = ttl.as_secs(), "validation cache on");
-            BoxValidator::new(CachedValidator::builder(validator).ttl(ttl).build())
+            let cache = CachedValidator::builder(validator).ttl(ttl).build();
+            #[cfg(feature = "redis")]
+            if let Some(feed) = feed {
+                feed.attach(&cache);
+            }
+            BoxValidator::new(cache)
         }
         None => {
             tracing::info!("validation cache off: every request asks the validator");
+            #[cfg(feature = "redis")]
+            if feed.is_some() {
+                tracing::warn!("REDIS_URL ignored: with the cache off there is nothing to evict");
+            }
+            let _ = feed;
             BoxValidator::new(validator)
         }
     }
@@ -196,21 +250,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = format!("http://{}", listener.local_addr()?);
 
     let cache_ttl = cache_ttl()?;
+    // Kept alive as long as the server: dropping it stops the feed.
+    let feed = revocation_feed()?;
     let validator = if let Some(client) = ScalekitClient::from_env_opt()? {
         println!("validating API keys with Scalekit at {}", client.base_url());
         println!("mint a key with: cargo run --example keys -- create --org <org_id>");
-        with_cache(client, cache_ttl)
+        with_cache(client, cache_ttl, &feed)
     } else {
-        let (tokens, org_key, user_key) = demo_store()?;
+        let (tokens, [org_key, user_key], [org_id, user_id]) = demo_store()?;
         println!("org key: {org_key}");
         println!("user key: {user_key}");
+        println!("key ids: {org_id} (org), {user_id} (user)");
         println!();
         println!("Try (with ORG_KEY and USER_KEY set to the keys above):");
         println!("  curl -s {base}/api/resources -H \"Authorization: Bearer $ORG_KEY\"");
         println!("  curl -s {base}/api/my/tasks -H \"Authorization: Bearer $USER_KEY\"");
         println!("  curl -si {base}/api/my/tasks -H \"Authorization: Bearer $ORG_KEY\"   # 403");
         println!("  curl -si {base}/api/me                                            # 401");
-        with_cache(tokens, cache_ttl)
+        with_cache(tokens, cache_ttl, &feed)
     };
 
     println!("listening on {base}");

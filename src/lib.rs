@@ -49,6 +49,8 @@ mod extract;
 mod key;
 mod layer;
 mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod reject;
 mod require;
 #[cfg(feature = "scalekit")]
@@ -66,6 +68,8 @@ pub use extract::{Claims, OrgScope, TypedClaims, UserScope};
 pub use key::{ApiKey, DEFAULT_MAX_KEY_LEN, Fingerprint, KeyFormat, KeyRejection};
 pub use layer::{ApiKeyLayer, ApiKeyService, DEFAULT_REALM, ResponseFuture};
 pub use memory::{InMemoryTokens, StoreError};
+#[cfg(feature = "redis")]
+pub use redis::{RedisRevocations, RedisStats};
 pub use reject::{AuthRejection, RejectionKind};
 pub use require::{Require, RequireLayer};
 #[cfg(feature = "scalekit")]

@@ -34,7 +34,7 @@ impl Drop for Quickstart {
 
 impl Quickstart {
     fn start() -> Self {
-        Self::start_with(&[], &["SCALEKIT_ENVIRONMENT_URL"])
+        Self::start_with(&[], &["SCALEKIT_ENVIRONMENT_URL", "REDIS_URL"])
     }
 
     /// Runs the quickstart at TRACE with `env`, capturing stdout and stderr line by line.
@@ -265,7 +265,7 @@ async fn quickstart_validates_with_scalekit_when_configured() {
             ("SCALEKIT_CLIENT_ID", fake.client_id()),
             ("SCALEKIT_CLIENT_SECRET", fake.client_secret()),
         ],
-        &[],
+        &["REDIS_URL"],
     );
     let base = app.wait_for_line("listening on ");
     assert!(

@@ -134,6 +134,7 @@ async fn run(binary: &PathBuf, fake: Option<&FakeScalekit>, line: &str) -> Outpu
     command.env_remove("SCALEKIT_ENVIRONMENT_URL");
     command.env_remove("SCALEKIT_CLIENT_ID");
     command.env_remove("SCALEKIT_CLIENT_SECRET");
+    command.env_remove("REDIS_URL");
     if let Some(fake) = fake {
         command
             .env("SCALEKIT_ENVIRONMENT_URL", fake.url())

@@ -22,7 +22,9 @@ commands:
   rotate TOKEN_ID                   mint a replacement with the same scope, claims, description
                                     and expiry, check it validates, then revoke the old key
 
-environment: SCALEKIT_ENVIRONMENT_URL, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET";
+environment: SCALEKIT_ENVIRONMENT_URL, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET;
+             REDIS_URL [REDIS_CHANNEL]: revoke and rotate announce the revocation to every
+             instance over Redis (feature redis)";
 
 /// When a new key expires.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,8 +9,13 @@
 //! cargo run --example keys -- revoke apit_71234567890123456
 //! ```
 //!
+//! With `REDIS_URL` set (and optionally `REDIS_CHANNEL`; needs feature `redis`), `revoke` and
+//! `rotate` also announce the revocation to every instance subscribed with
+//! `RedisRevocations`, and wait for the announcement to leave before exiting.
+//!
 //! Exit codes: 0 success, 1 the operation failed, 2 bad usage or configuration.
 
+mod announce;
 mod cli;
 
 use std::process::ExitCode;
@@ -40,7 +45,22 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(&client, command).await {
+    let announcer = if matches!(command, Command::Revoke { .. } | Command::Rotate { .. }) {
+        match announce::Announcer::from_env(&client) {
+            Ok(announcer) => Some(announcer),
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    let mut result = run(&client, command).await;
+    if let (Ok(()), Some(announcer)) = (&result, &announcer) {
+        result = announcer.finish().await;
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");

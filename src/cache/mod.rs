@@ -24,6 +24,7 @@
 //! | Revoked through... | Refused by this cache |
 //! |---|---|
 //! | this instance: the inner validator's `invalidate` (events), a subscribed [`KeyEvents`], or [`CachedValidator::revoke_token_id`] & co. | before the revoking call returns, even if a validation of that key is in flight |
+//! | another instance, through the crate, with a Redis feed attached (feature `redis`, `RedisRevocations`) | about one network hop later; within the `ttl` while Redis is unreachable |
 //! | anywhere else (another instance, Scalekit's dashboard) | within the [`ttl`](CacheBuilder::ttl) (default 30 s), or at once after [`flush_positive`](CachedValidator::flush_positive) |
 //! | anywhere else, with stale-if-error on and the upstream down | up to `ttl + window`: the price of staying up during an outage |
 //!
@@ -244,6 +245,41 @@ impl<V> CachedValidator<V> {
         self.core.invalidate_all();
     }
 
+    /// Every revocation this cache applies from a local source, told to listeners right after
+    /// it is applied: [`revoke_token_id`](Self::revoke_token_id) & co., [`apply_event`](Self::apply_event),
+    /// and the events of the sources it is subscribed to (its inner validator's, say). A
+    /// revocation made by key carries the key's token id when this cache has seen the key
+    /// validated. Revocations received from a remote feed are not repeated here, so a feed can
+    /// listen to this without echoing its own messages back.
+    ///
+    /// This is how `RedisRevocations` (feature `redis`)
+    /// hears what to publish.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use axum_api_key::{CachedValidator, InMemoryTokens, KeyEvent, KeyEventListener};
+    ///
+    /// struct Log;
+    /// impl KeyEventListener for Log {
+    ///     fn on_event(&self, event: &KeyEvent) {
+    ///         println!("revoked here: {event:?}");
+    ///     }
+    /// }
+    ///
+    /// let cache = CachedValidator::new(InMemoryTokens::new());
+    /// cache.local_revocations().subscribe(Arc::new(Log));
+    /// cache.revoke_token_id("apit_1"); // prints
+    /// ```
+    pub fn local_revocations(&self) -> &KeyEvents {
+        &self.core.outbound
+    }
+
+    /// A handle for a remote revocation feed: holds the cache weakly.
+    #[cfg(feature = "redis")]
+    pub(crate) fn remote_handle(&self) -> RemoteHandle {
+        RemoteHandle(Arc::downgrade(&self.core))
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> CacheStats {
         self.core.counters.snapshot(
@@ -327,5 +363,33 @@ impl KeyEventListener for Subscription {
         if let Some(core) = self.0.upgrade() {
             core.apply(event);
         }
+    }
+}
+
+/// What a remote revocation feed may do to a cache, held weakly so a feed does not keep a
+/// dropped cache alive.
+#[cfg(feature = "redis")]
+#[derive(Clone)]
+pub(crate) struct RemoteHandle(Weak<Core>);
+
+#[cfg(feature = "redis")]
+impl RemoteHandle {
+    /// Revokes `token_id` as a local revocation would (tombstone included), without telling
+    /// [`CachedValidator::local_revocations`]. `false` once the cache is gone.
+    pub(crate) fn revoke_token_id(&self, token_id: &str) -> bool {
+        self.0
+            .upgrade()
+            .map(|core| core.revoke_remote(token_id))
+            .is_some()
+    }
+
+    /// [`CachedValidator::flush_positive`]. `false` once the cache is gone.
+    pub(crate) fn flush_positive(&self) -> bool {
+        self.0.upgrade().map(|core| core.flush_positive()).is_some()
+    }
+
+    /// `true` while the cache lives.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.0.strong_count() > 0
     }
 }

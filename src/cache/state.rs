@@ -15,7 +15,8 @@ use super::entry::{CacheKey, Entry, FreshLifetime, KeepLifetime, PrefixHasherBui
 use super::revocation::{Revocations, Verdict};
 use super::stats::Counters;
 use crate::{
-    ApiKey, Authenticated, Fingerprint, InvalidReason, KeyEvent, ValidateError, Validator,
+    ApiKey, Authenticated, Fingerprint, InvalidReason, KeyEvent, KeyEvents, ValidateError,
+    Validator,
 };
 
 /// What a client is told to wait when the upstream budget is spent.
@@ -45,7 +46,13 @@ pub(super) struct Core {
     /// token id -> fingerprint, so a revocation by id can evict eagerly. Correctness does not
     /// rest on it (tombstones do), so it may be lossy.
     by_token_id: SyncCache<Box<str>, Fingerprint>,
+    /// fingerprint -> token id: names a revocation made by key when it is shared with other
+    /// instances (which know keys by id only; fingerprints are per process). Lossy too.
+    by_fingerprint: SyncCache<CacheKey, Box<str>, PrefixHasherBuilder>,
     revocations: Revocations,
+    /// Hears every revocation applied here from a local source (see
+    /// `CachedValidator::local_revocations`); remote ones are not echoed.
+    pub(super) outbound: KeyEvents,
     /// Bumped by every `Created` event: a negative answer fetched across one is not kept.
     creations: AtomicU64,
     budget: Budget,
@@ -107,6 +114,11 @@ impl Core {
                 .max_capacity(settings.capacity)
                 .time_to_live(longest_life)
                 .build(),
+            by_fingerprint: SyncCache::builder()
+                .max_capacity(settings.capacity)
+                .time_to_live(longest_life)
+                .build_with_hasher(PrefixHasherBuilder),
+            outbound: KeyEvents::new(),
             revocations: Revocations::new(longest_life.saturating_add(TOMBSTONE_MARGIN)),
             creations: AtomicU64::new(0),
             budget: Budget::new(settings.max_in_flight, settings.max_upstream_rate),
@@ -221,6 +233,8 @@ impl Core {
         if let Some(stale) = &self.stale {
             stale.insert(CacheKey(fingerprint), entry.clone());
         }
+        self.by_fingerprint
+            .insert(CacheKey(fingerprint), token_id.clone());
         self.by_token_id.insert(token_id, fingerprint);
         Ok(entry)
     }
@@ -287,9 +301,35 @@ impl Core {
         }
     }
 
-    /// Revokes a key by either of its names. Synchronous and lock-brief, so it can run in an
-    /// event listener or a background task.
+    /// Revokes a key by either of its names, from a local source (a `revoke_*` call, an event
+    /// of this process), then tells [`Self::outbound`] listeners, naming the key by id when
+    /// this cache knows it. Synchronous and lock-brief, so it can run in an event listener.
     pub(super) fn revoke(&self, fingerprint: Option<Fingerprint>, token_id: Option<&str>) {
+        if fingerprint.is_none() && token_id.is_none() {
+            return;
+        }
+        // Resolved before the revocation drops the index entry.
+        let resolved: Option<String> = match token_id {
+            Some(id) => Some(id.to_owned()),
+            None => fingerprint
+                .and_then(|fingerprint| self.by_fingerprint.get(&CacheKey(fingerprint)))
+                .map(String::from),
+        };
+        self.apply_revocation(fingerprint, token_id);
+        self.outbound.publish(&KeyEvent::Revoked {
+            token_id: resolved,
+            fingerprint,
+        });
+    }
+
+    /// Revokes a key named by a remote feed: applied like a local revocation (tombstone
+    /// included, so it wins over validations in flight) but not echoed to `outbound`.
+    #[cfg(feature = "redis")]
+    pub(super) fn revoke_remote(&self, token_id: &str) {
+        self.apply_revocation(None, Some(token_id));
+    }
+
+    fn apply_revocation(&self, fingerprint: Option<Fingerprint>, token_id: Option<&str>) {
         if fingerprint.is_none() && token_id.is_none() {
             return;
         }
@@ -310,6 +350,7 @@ impl Core {
             None => tracing::debug!(cache = "revoke", token_id, "API key revoked"),
         }
         for fingerprint in fingerprint.into_iter().chain(indexed) {
+            self.by_fingerprint.invalidate(&CacheKey(fingerprint));
             self.evict(fingerprint);
         }
     }
@@ -342,6 +383,7 @@ impl Core {
             stale.invalidate_all();
         }
         self.by_token_id.invalidate_all();
+        // `by_fingerprint` is kept: which id a key has does not change with a flush.
         tracing::debug!(cache = "flush", "positive answers flushed");
     }
 

@@ -193,10 +193,28 @@ impl ScalekitClient {
     /// Revokes a key, by key or token id (`POST /api/v1/tokens:invalidate`). Idempotent: an
     /// unknown or already revoked key (404) is success. Listeners hear
     /// [`KeyEvent::Revoked`] before this returns.
+    ///
+    /// Given a key, it first asks Scalekit for the key's token id (one validate call; best
+    /// effort), so the event names the key by id too: other instances know keys by id only
+    /// (see `RedisRevocations`, feature `redis`).
     pub async fn invalidate_token(&self, token: &str) -> Result<(), ScalekitError> {
         if token.is_empty() {
             return Err(LimitError::MissingToken.into());
         }
+        let by_id = token.starts_with("apit_");
+        let resolved_id = if by_id {
+            Some(token.to_owned())
+        } else {
+            match self.validate_token(token).await {
+                Ok(info) => Some(info.token_id),
+                // Unknown or already revoked: nobody can have it cached as valid from now on
+                // but for revocations made elsewhere, which no event can cover anyway.
+                Err(error) => {
+                    tracing::debug!(token = %redacted_token_ref(token), %error, "no token id for a revocation by key");
+                    None
+                }
+            }
+        };
         let body = json_body(&TokenBody { token })?;
         let call = Call {
             method: Method::POST,
@@ -210,10 +228,9 @@ impl ScalekitClient {
             Ok(_) | Err(ScalekitError::NotFound) => {}
             Err(error) => return Err(error),
         }
-        let by_id = token.starts_with("apit_");
-        tracing::info!(token = %redacted_token_ref(token), "revoked an API key");
+        tracing::info!(token = %redacted_token_ref(token), token_id = resolved_id.as_deref(), "revoked an API key");
         self.inner.events.publish(&KeyEvent::Revoked {
-            token_id: by_id.then(|| token.to_owned()),
+            token_id: resolved_id,
             fingerprint: (!by_id).then(|| Fingerprint::of(token)),
         });
         Ok(())

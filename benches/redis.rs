@@ -1,0 +1,117 @@
+//! A cached hit costs the same with the Redis revocation feed attached: the feed works on the
+//! revocation path and in background tasks, never on the hit path.
+//!
+//! `cargo bench --bench redis --features redis`. Starts its own `redis-server` on a free
+//! loopback port when one is installed (the feed is then connected, its subscriber live);
+//! otherwise it attaches to a port nobody listens on (the feed stays disconnected).
+
+use std::hint::black_box;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum_api_key::redis::RedisRevocations;
+use axum_api_key::{ApiKey, CachedValidator, CreateToken, InMemoryTokens, Validator};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+/// A redis-server of the bench's own, killed on drop.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_redis() -> (Option<Server>, String) {
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let url = format!("redis://127.0.0.1:{port}");
+    match child {
+        Ok(child) => {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err()
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (Some(Server(child)), url)
+        }
+        Err(_) => {
+            eprintln!("redis-server not found: the feed stays disconnected ({url})");
+            (None, url)
+        }
+    }
+}
+
+fn cached_hit(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_server, url) = start_redis();
+
+    let setup = |with_redis: bool| {
+        runtime.block_on(async {
+            let tokens = InMemoryTokens::new();
+            let key = ApiKey::new(
+                tokens
+                    .create(CreateToken::new("org_1"))
+                    .unwrap()
+                    .key
+                    .expose_secret(),
+            );
+            let cache = CachedValidator::builder(tokens)
+                .ttl(Duration::from_secs(300))
+                .build();
+            let feed = with_redis.then(|| {
+                let feed = RedisRevocations::builder(url.as_str()).build().unwrap();
+                feed.attach(&cache);
+                feed
+            });
+            if let Some(feed) = &feed {
+                // Let the first connect (and its flush) happen before the key is cached.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while !feed.is_connected() && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                eprintln!("feed connected: {}", feed.is_connected());
+            }
+            cache.validate(&key).await.unwrap();
+            (cache, key, feed)
+        })
+    };
+
+    let mut group = c.benchmark_group("redis");
+    let (plain, plain_key, _) = setup(false);
+    group.bench_function("cached_hit_plain", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { black_box(plain.validate(black_box(&plain_key)).await.unwrap()) })
+    });
+    let (with_redis, redis_key, feed) = setup(true);
+    group.bench_function("cached_hit_with_redis", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { black_box(with_redis.validate(black_box(&redis_key)).await.unwrap()) })
+    });
+    group.finish();
+    assert_eq!(plain.stats().misses, 1);
+    assert_eq!(
+        with_redis.stats().misses,
+        1,
+        "every measured call was a hit"
+    );
+    drop(feed);
+}
+
+criterion_group!(benches, cached_hit);
+criterion_main!(benches);

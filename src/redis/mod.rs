@@ -1,0 +1,475 @@
+//! Revocations shared across instances over Redis pub/sub (feature `redis`).
+//!
+//! Behind a load balancer every instance has its own [`CachedValidator`]. Without a shared
+//! feed, a key revoked through instance A stays accepted on instance B until B's cache TTL runs
+//! out. [`RedisRevocations`] closes that gap for every revocation made through this crate:
+//!
+//! - **Publishing.** Every revocation a cache applies from a local source
+//!   ([`CachedValidator::revoke_token_id`] & co., its inner validator's `invalidate`, the
+//!   Scalekit client's [`invalidate_token`](crate::ScalekitClient::invalidate_token)) is
+//!   evicted locally *synchronously*, then handed to a channel; a background task publishes it
+//!   to Redis. The revoking call never waits on Redis.
+//! - **Subscribing.** A background task subscribes to the channel and revokes each announced
+//!   token id in every attached cache: a tombstone, exactly like a local revocation, so an
+//!   announcement that lands while a validation of that key is in flight still wins.
+//! - **Gaps.** Redis pub/sub is at-most-once: messages sent while the subscription is down are
+//!   lost for good. So every time the subscription is (re)established, the attached caches drop
+//!   their positive entries ([`CachedValidator::flush_positive`]) before they are trusted again.
+//!   While Redis is unreachable requests keep flowing on the local cache, and the staleness
+//!   bound falls back to the cache TTL; [`stats`](RedisRevocations::stats) says so
+//!   (`connected: false`) and every state change is logged.
+//! - **Never on the request path.** A cache hit does exactly what it does without this feature.
+//!
+//! Messages name keys by token id only ([format](RevocationMessage)); never the key, never its
+//! fingerprint (fingerprints are keyed per process anyway). A revocation made by key is
+//! published only when its token id is known locally: the Scalekit client looks it up before
+//! revoking, and a cache knows the id of every key it has validated.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use axum::{routing::get, Router};
+//! use axum_api_key::redis::RedisRevocations;
+//! use axum_api_key::{ApiKeyLayer, CachedValidator, InMemoryTokens, TokenInfo};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tokens = InMemoryTokens::new(); // or a ScalekitClient
+//! let cache = CachedValidator::builder(tokens.clone())
+//!     .ttl(Duration::from_secs(300))
+//!     .build();
+//!
+//! // Keep it alive as long as the app: dropping the last clone stops its tasks.
+//! let revocations = RedisRevocations::builder("redis://127.0.0.1:6379")
+//!     .channel("myapp:revocations")
+//!     .build()?;
+//! revocations.attach(&cache);
+//!
+//! let app: Router = Router::new()
+//!     .route("/me", get(|info: TokenInfo| async move { info.token_id }))
+//!     .layer(ApiKeyLayer::new(cache.clone()));
+//!
+//! // Later, on this instance: evicted here at once, and on every other instance about one
+//! // network hop later.
+//! cache.revoke_token_id("apit_0123456789abcdefghij");
+//! # Ok(())
+//! # }
+//! ```
+
+mod event;
+mod publisher;
+mod stats;
+mod subscriber;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
+
+pub use event::{Rejected, RevocationMessage, VERSION};
+pub use stats::RedisStats;
+
+use self::stats::Counters;
+use crate::cache::RemoteHandle;
+use crate::{CachedValidator, KeyEvent, KeyEventListener, KeyEvents};
+
+/// The channel used unless [`RedisRevocationsBuilder::channel`] says otherwise.
+pub const DEFAULT_CHANNEL: &str = "axum-api-key:revocations";
+
+/// How many revocations may wait for Redis before new ones are dropped (and counted).
+const QUEUE_CAPACITY: usize = 1024;
+
+/// A Redis pub/sub feed of revocations, shared by every instance of a service; see the
+/// [module docs](self).
+///
+/// Clones share the feed. Its two background tasks (subscriber, publisher) stop when the last
+/// clone is dropped.
+#[derive(Clone)]
+pub struct RedisRevocations {
+    inner: Arc<Running>,
+}
+
+/// Configures a [`RedisRevocations`]; made by [`RedisRevocations::builder`].
+#[must_use]
+#[derive(Clone)]
+pub struct RedisRevocationsBuilder {
+    url: String,
+    channel: String,
+    origin: Option<String>,
+    min_backoff: Duration,
+    max_backoff: Duration,
+    ping_interval: Duration,
+    timeout: Duration,
+    subscribe: bool,
+}
+
+/// Why a [`RedisRevocations`] could not be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisSetupError {
+    /// The URL is not a Redis URL (`redis://[user:password@]host[:port][/db]`, `rediss://`
+    /// needs a TLS feature of the `redis` crate).
+    #[error("invalid Redis URL: {0}")]
+    Url(String),
+    /// The channel name is empty.
+    #[error("the Redis channel name is empty")]
+    EmptyChannel,
+}
+
+/// The feed's tasks, aborted when the last [`RedisRevocations`] clone goes.
+struct Running {
+    shared: Arc<Shared>,
+    tasks: Vec<AbortHandle>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// What the tasks and the publishing listeners share.
+pub(crate) struct Shared {
+    client: ::redis::Client,
+    channel: String,
+    origin: String,
+    min_backoff: Duration,
+    max_backoff: Duration,
+    ping_interval: Duration,
+    timeout: Duration,
+    caches: RwLock<Vec<RemoteHandle>>,
+    counters: Counters,
+    outgoing: mpsc::Sender<RevocationMessage>,
+    /// Messages accepted into the queue so far.
+    queued: AtomicU64,
+    /// Messages published so far; [`RedisRevocations::drain`] waits on it.
+    published: watch::Sender<u64>,
+}
+
+impl RedisRevocations {
+    /// Starts configuring a feed on the Redis server at `url` (`redis://host:port[/db]`, as in
+    /// a `REDIS_URL`).
+    pub fn builder(url: impl Into<String>) -> RedisRevocationsBuilder {
+        RedisRevocationsBuilder {
+            url: url.into(),
+            channel: DEFAULT_CHANNEL.to_owned(),
+            origin: None,
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            subscribe: true,
+        }
+    }
+
+    /// A feed configured from `REDIS_URL` (and `REDIS_CHANNEL`, default [`DEFAULT_CHANNEL`]),
+    /// or `None` when `REDIS_URL` is unset or empty.
+    ///
+    /// # Panics
+    ///
+    /// Like [`RedisRevocationsBuilder::build`], outside a Tokio runtime.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum_api_key::redis::RedisRevocations;
+    ///
+    /// if let Some(revocations) = RedisRevocations::from_env()? {
+    ///     println!("sharing revocations on {}", revocations.channel());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_env() -> Result<Option<Self>, RedisSetupError> {
+        Self::builder_from_env()
+            .map(RedisRevocationsBuilder::build)
+            .transpose()
+    }
+
+    /// A builder configured from `REDIS_URL` and `REDIS_CHANNEL` (see
+    /// [`from_env`](Self::from_env)), for further settings; `None` when `REDIS_URL` is unset.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum_api_key::redis::RedisRevocations;
+    ///
+    /// let feed = match RedisRevocations::builder_from_env() {
+    ///     Some(builder) => Some(builder.publish_only().build()?),
+    ///     None => None,
+    /// };
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder_from_env() -> Option<RedisRevocationsBuilder> {
+        let url = std::env::var("REDIS_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())?;
+        let mut builder = Self::builder(url.trim());
+        if let Some(channel) = std::env::var("REDIS_CHANNEL")
+            .ok()
+            .filter(|c| !c.trim().is_empty())
+        {
+            builder = builder.channel(channel.trim());
+        }
+        Some(builder)
+    }
+
+    /// Listens for revocations on behalf of `cache`, and publishes the revocations it applies
+    /// from local sources (see [`CachedValidator::local_revocations`]). Any number of caches
+    /// may be attached; each is flushed of positive entries now, since whatever it cached
+    /// before had no feed to vet it.
+    ///
+    /// Attaching holds the cache weakly: a dropped cache is simply forgotten.
+    pub fn attach<V>(&self, cache: &CachedValidator<V>) -> &Self {
+        let handle = cache.remote_handle();
+        handle.flush_positive();
+        self.shared()
+            .caches
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(handle);
+        cache
+            .local_revocations()
+            .subscribe(Arc::new(Publishing(self.shared().clone())));
+        self
+    }
+
+    /// Publishes the revocations announced on `events` too: for a process that revokes keys
+    /// without a cache of its own (an admin tool with a
+    /// [`ScalekitClient`](crate::ScalekitClient), say). Do not combine it with
+    /// [`attach`](Self::attach) on a cache that already listens to the same `events`: each
+    /// revocation would then be published twice (harmless, but wasted).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use axum_api_key::redis::RedisRevocations;
+    /// use axum_api_key::{KeyEventSource, ScalekitClient};
+    ///
+    /// let client = ScalekitClient::from_env()?;
+    /// let revocations = RedisRevocations::builder("redis://127.0.0.1:6379").build()?;
+    /// revocations.publish_events_of(client.key_events());
+    /// client.invalidate_token("apit_0123456789abcdefghij").await?;
+    /// // A short-lived process must wait for the message to leave.
+    /// assert!(revocations.drain(Duration::from_secs(5)).await);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn publish_events_of(&self, events: &KeyEvents) -> &Self {
+        events.subscribe(Arc::new(Publishing(self.shared().clone())));
+        self
+    }
+
+    /// Announces that `token_id` was revoked (without applying it to any local cache: use
+    /// [`CachedValidator::revoke_token_id`] for that, which also announces it when attached).
+    /// Returns at once; `false` when the queue is full (Redis long unreachable) and the
+    /// announcement was dropped.
+    pub fn publish_revoked(&self, token_id: &str) -> bool {
+        self.shared().enqueue(token_id)
+    }
+
+    /// Waits until every announcement queued before this call has been published, up to
+    /// `timeout`; `true` if they all were. Call it before a short-lived process exits.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        let target = self.shared().queued.load(Ordering::Acquire);
+        let mut published = self.shared().published.subscribe();
+        tokio::time::timeout(timeout, published.wait_for(|done| *done >= target))
+            .await
+            .is_ok_and(|waited| waited.is_ok())
+    }
+
+    /// `true` while the subscription is up: revocations from other instances then arrive
+    /// within about one network hop. `false` means the staleness bound is the cache TTL.
+    pub fn is_connected(&self) -> bool {
+        self.shared().counters.is_connected()
+    }
+
+    /// A snapshot of the feed's state and counters.
+    pub fn stats(&self) -> RedisStats {
+        self.shared().counters.snapshot()
+    }
+
+    /// The channel name.
+    pub fn channel(&self) -> &str {
+        &self.shared().channel
+    }
+
+    /// This instance's origin id, sent with every message (so it can skip its own).
+    pub fn origin(&self) -> &str {
+        &self.shared().origin
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+}
+
+impl fmt::Debug for RedisRevocations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRevocations")
+            .field("channel", &self.channel())
+            .field("origin", &self.origin())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisRevocationsBuilder {
+    /// The pub/sub channel (default [`DEFAULT_CHANNEL`]). Every instance of a service must use
+    /// the same one; separate services sharing a Redis should not.
+    pub fn channel(mut self, channel: impl Into<String>) -> Self {
+        self.channel = channel.into();
+        self
+    }
+
+    /// This instance's id in messages (default: process id and a random suffix). Only used to
+    /// skip this instance's own messages and in logs, so it must be unique, not meaningful.
+    pub fn origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
+    /// The subscriber's reconnection delays: doubling from `min` to `max`, with jitter
+    /// (defaults 100 ms and 5 s).
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.min_backoff = min.max(Duration::from_millis(1));
+        self.max_backoff = max.max(self.min_backoff);
+        self
+    }
+
+    /// How often an idle subscription is checked with a `PING` (default 10 s): catches a
+    /// connection that died without closing.
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.ping_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Deadline of one connection attempt, `SUBSCRIBE`, `PING` or `PUBLISH` (default 2 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Publishes only, never subscribes: for a process that revokes keys but serves no
+    /// requests (an admin CLI). [`RedisRevocations::attach`] is then pointless.
+    pub fn publish_only(mut self) -> Self {
+        self.subscribe = false;
+        self
+    }
+
+    /// Starts the feed: spawns the subscriber and the publisher on the current Tokio runtime
+    /// and returns at once (the connection is made in the background; it is not an error for
+    /// Redis to be down now).
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn build(self) -> Result<RedisRevocations, RedisSetupError> {
+        let client = ::redis::Client::open(self.url.as_str())
+            .map_err(|e| RedisSetupError::Url(e.to_string()))?;
+        if self.channel.is_empty() {
+            return Err(RedisSetupError::EmptyChannel);
+        }
+        let origin = self
+            .origin
+            .unwrap_or_else(|| format!("{}-{:08x}", std::process::id(), rand::random::<u32>()));
+        let (outgoing, queue) = mpsc::channel(QUEUE_CAPACITY);
+        let shared = Arc::new(Shared {
+            client,
+            channel: self.channel,
+            origin,
+            min_backoff: self.min_backoff,
+            max_backoff: self.max_backoff,
+            ping_interval: self.ping_interval,
+            timeout: self.timeout,
+            caches: RwLock::new(Vec::new()),
+            counters: Counters::default(),
+            outgoing,
+            queued: AtomicU64::new(0),
+            published: watch::Sender::new(0),
+        });
+        let mut tasks = vec![tokio::spawn(publisher::run(shared.clone(), queue)).abort_handle()];
+        if self.subscribe {
+            tasks.push(tokio::spawn(subscriber::run(shared.clone())).abort_handle());
+        }
+        Ok(RedisRevocations {
+            inner: Arc::new(Running { shared, tasks }),
+        })
+    }
+}
+
+impl fmt::Debug for RedisRevocationsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("RedisRevocationsBuilder")
+            .field("channel", &self.channel)
+            .field("origin", &self.origin)
+            .field("min_backoff", &self.min_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("ping_interval", &self.ping_interval)
+            .field("timeout", &self.timeout)
+            .field("subscribe", &self.subscribe)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Queues an announcement; never waits.
+    fn enqueue(&self, token_id: &str) -> bool {
+        let message = RevocationMessage::now(token_id, &self.origin);
+        match self.outgoing.try_send(message) {
+            Ok(()) => {
+                self.queued.fetch_add(1, Ordering::AcqRel);
+                true
+            }
+            Err(_) => {
+                self.counters.publish_dropped.bump();
+                tracing::warn!(
+                    redis = "publish",
+                    token_id,
+                    "revocation queue full (Redis unreachable for long?): not announced; other instances refuse the key within their cache TTL"
+                );
+                false
+            }
+        }
+    }
+
+    /// The live caches (dead ones are forgotten on the way).
+    fn caches(&self) -> Vec<RemoteHandle> {
+        let mut caches = self.caches.write().unwrap_or_else(PoisonError::into_inner);
+        caches.retain(RemoteHandle::is_alive);
+        caches.clone()
+    }
+}
+
+/// Hands the revocations of a [`KeyEvents`] list to the publisher.
+struct Publishing(Arc<Shared>);
+
+impl KeyEventListener for Publishing {
+    fn on_event(&self, event: &KeyEvent) {
+        match event {
+            KeyEvent::Revoked {
+                token_id: Some(token_id),
+                ..
+            } => {
+                self.0.enqueue(token_id);
+            }
+            KeyEvent::Revoked { token_id: None, .. } => {
+                // Naming the key (or its per-process fingerprint) to other instances is not an
+                // option; they will refuse it within their TTL.
+                self.0.counters.unresolved.bump();
+                tracing::info!(
+                    redis = "publish",
+                    "revocation by key not announced: its token id is unknown here (revoke by token id to reach every instance at once)"
+                );
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Counters for [`RedisStats`]: relaxed atomics, bumped off the request path.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// A snapshot of a [`RedisRevocations`](super::RedisRevocations) feed.
+///
+/// While `connected` is `false`, revocations made on other instances reach this one only
+/// through its cache TTL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisStats {
+    /// The subscription is up.
+    pub connected: bool,
+    /// Subscriptions established (the first one included).
+    pub connects: u64,
+    /// Subscriptions lost: each may have missed messages.
+    pub gaps: u64,
+    /// Times the attached caches dropped their positive entries because a subscription was
+    /// (re)established (one per connect): the gap rule at work.
+    pub flushes: u64,
+    /// Revocations received from other instances and applied.
+    pub events_received: u64,
+    /// Revocations published.
+    pub events_published: u64,
+    /// Failed attempts to publish (each is retried).
+    pub publish_failures: u64,
+    /// Revocations not announced because the queue was full.
+    pub publish_dropped: u64,
+    /// Revocations by key not announced because the key's token id was unknown here.
+    pub unresolved: u64,
+    /// Messages on the channel that were not valid JSON revocations (ignored).
+    pub malformed: u64,
+    /// Well-formed messages of an unknown version or type (ignored).
+    pub unknown: u64,
+}
+
+#[derive(Default)]
+pub(super) struct Counters {
+    connected: AtomicBool,
+    pub(super) connects: Counter,
+    pub(super) gaps: Counter,
+    pub(super) flushes: Counter,
+    pub(super) events_received: Counter,
+    pub(super) events_published: Counter,
+    pub(super) publish_failures: Counter,
+    pub(super) publish_dropped: Counter,
+    pub(super) unresolved: Counter,
+    pub(super) malformed: Counter,
+    pub(super) unknown: Counter,
+}
+
+impl Counters {
+    pub(super) fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    pub(super) fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Release);
+    }
+
+    pub(super) fn snapshot(&self) -> RedisStats {
+        RedisStats {
+            connected: self.is_connected(),
+            connects: self.connects.get(),
+            gaps: self.gaps.get(),
+            flushes: self.flushes.get(),
+            events_received: self.events_received.get(),
+            events_published: self.events_published.get(),
+            publish_failures: self.publish_failures.get(),
+            publish_dropped: self.publish_dropped.get(),
+            unresolved: self.unresolved.get(),
+            malformed: self.malformed.get(),
+            unknown: self.unknown.get(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Counter(AtomicU64);
+
+impl Counter {
+    pub(super) fn bump(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}

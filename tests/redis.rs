@@ -1,0 +1,557 @@
+//! Revocations across instances over a real Redis: every test starts its own `redis-server` on
+//! a free loopback port (killed on drop), its own fake Scalekit, and two "instances" (routers
+//! with their own cache and feed) served over HTTP on 127.0.0.1.
+//!
+//! Caches use a 300 s TTL, so an instance that refuses a cached key within a second can only
+//! have heard of the revocation through Redis.
+
+mod support;
+
+use std::future::Future;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::{Router, routing::get};
+use axum_api_key::redis::RedisRevocations;
+use axum_api_key::testing::FakeScalekit;
+use axum_api_key::{
+    ApiKey, ApiKeyLayer, Authenticated, CachedValidator, CreateToken, KeyEventSource, KeyEvents,
+    ScalekitClient, TokenInfo, ValidateError, Validator,
+};
+use tokio::sync::{Notify, Semaphore};
+
+/// How soon another instance must refuse a revoked key.
+const PROPAGATION: Duration = Duration::from_secs(1);
+/// How long connecting (or reconnecting) may take on a loaded machine.
+const CONNECT: Duration = Duration::from_secs(15);
+const TTL: Duration = Duration::from_secs(300);
+
+// ---------------------------------------------------------------------------------------------
+// A redis-server of our own.
+
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl RedisServer {
+    /// `None` (with a note) when `redis-server` is not installed: `scripts/test.sh` installs it.
+    fn start() -> Option<Self> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+        {
+            eprintln!("SKIPPED: redis-server not found (scripts/test.sh installs it)");
+            return None;
+        }
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = Self { child: None, port };
+        server.restart();
+        Some(server)
+    }
+
+    /// Starts the server (again) on its port and waits until it accepts connections.
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + CONNECT;
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// An instance: a router over its own cache over its own Scalekit client, with a gate that can
+// hold validations after the upstream has answered (to race them against revocations).
+
+struct Gate {
+    closed: AtomicBool,
+    held: Notify,
+    open: Semaphore,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            closed: AtomicBool::new(false),
+            held: Notify::new(),
+            open: Semaphore::new(0),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Gated {
+    client: ScalekitClient,
+    gate: Arc<Gate>,
+}
+
+impl Validator for Gated {
+    async fn validate(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
+        let answer = self.client.validate(key).await;
+        if self.gate.closed.load(Ordering::SeqCst) {
+            self.gate.held.notify_one();
+            let _permit = self.gate.open.acquire().await;
+        }
+        answer
+    }
+}
+
+impl KeyEventSource for Gated {
+    fn key_events(&self) -> &KeyEvents {
+        self.client.key_events()
+    }
+}
+
+struct Instance {
+    base: String,
+    client: ScalekitClient,
+    cache: CachedValidator<Gated>,
+    feed: RedisRevocations,
+    gate: Arc<Gate>,
+}
+
+impl Instance {
+    async fn start(fake: &FakeScalekit, redis_url: &str, channel: &str, name: &str) -> Self {
+        let client = fake.client();
+        let gate = Arc::new(Gate::default());
+        let cache = CachedValidator::builder(Gated {
+            client: client.clone(),
+            gate: gate.clone(),
+        })
+        .ttl(TTL)
+        .build();
+        let feed = RedisRevocations::builder(redis_url)
+            .channel(channel)
+            .origin(name)
+            .backoff(Duration::from_millis(20), Duration::from_millis(300))
+            .ping_interval(Duration::from_millis(500))
+            .build()
+            .expect("feed");
+        feed.attach(&cache);
+        let app = Router::new()
+            .route("/me", get(|info: TokenInfo| async move { info.token_id }))
+            .layer(ApiKeyLayer::new(cache.clone()));
+        let base = support::serve(app).await;
+        Self {
+            base,
+            client,
+            cache,
+            feed,
+            gate,
+        }
+    }
+
+    async fn status(&self, key: &str) -> u16 {
+        reqwest::Client::new()
+            .get(format!("{}/me", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
+    async fn wait_connected(&self, connected: bool) {
+        eventually(CONNECT, "feed state", || async {
+            self.feed.is_connected() == connected
+        })
+        .await;
+    }
+}
+
+/// Polls `check` until it holds, failing after `within`.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+struct Setup {
+    redis: RedisServer,
+    fake: FakeScalekit,
+    a: Instance,
+    b: Instance,
+    channel: String,
+}
+
+async fn setup() -> Option<Setup> {
+    let redis = RedisServer::start()?;
+    let fake = FakeScalekit::start().await;
+    let channel = format!("test:{}", rand_suffix());
+    let a = Instance::start(&fake, &redis.url(), &channel, "instance-a").await;
+    let b = Instance::start(&fake, &redis.url(), &channel, "instance-b").await;
+    a.wait_connected(true).await;
+    b.wait_connected(true).await;
+    Some(Setup {
+        redis,
+        fake,
+        a,
+        b,
+        channel,
+    })
+}
+
+fn rand_suffix() -> String {
+    format!("{}-{:?}", std::process::id(), Instant::now())
+}
+
+/// A key minted at the fake (so every instance's upstream accepts it).
+fn mint(fake: &FakeScalekit) -> (String, String) {
+    let created = fake.tokens().create(CreateToken::new("org_1")).unwrap();
+    (created.key.expose_secret().to_owned(), created.token_id)
+}
+
+/// Makes both instances cache `key` (the second request on each is a hit).
+async fn cache_everywhere(setup: &Setup, key: &str) {
+    for instance in [&setup.a, &setup.b] {
+        assert_eq!(instance.status(key).await, 200);
+        let hits = instance.cache.stats().hits;
+        assert_eq!(instance.status(key).await, 200);
+        assert_eq!(instance.cache.stats().hits, hits + 1, "cached");
+    }
+}
+
+async fn refused_within(instance: &Instance, key: &str, within: Duration) -> Duration {
+    eventually(within, "the other instance refuses the key", || async {
+        instance.status(key).await == 401
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_by_token_id_reaches_the_other_instance() {
+    let Some(setup) = setup().await else { return };
+
+    // Through the cache alone (the key stays valid at the fake): only the feed can tell B.
+    let (key, token_id) = mint(&setup.fake);
+    cache_everywhere(&setup, &key).await;
+    setup.a.cache.revoke_token_id(&token_id);
+    assert_eq!(
+        setup.a.status(&key).await,
+        401,
+        "local revocation is synchronous"
+    );
+    let took = refused_within(&setup.b, &key, PROPAGATION).await;
+    eprintln!("propagated in {took:?}");
+
+    // Through the Scalekit client of instance A.
+    let (key, token_id) = mint(&setup.fake);
+    cache_everywhere(&setup, &key).await;
+    setup.a.client.invalidate_token(&token_id).await.unwrap();
+    refused_within(&setup.b, &key, PROPAGATION).await;
+
+    let (a, b) = (setup.a.feed.stats(), setup.b.feed.stats());
+    assert_eq!(a.events_published, 2);
+    assert_eq!(a.events_received, 0, "A skips its own messages");
+    assert_eq!(b.events_received, 2);
+    assert_eq!((a.malformed, b.malformed), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_by_key_is_announced_by_token_id_only() {
+    let Some(setup) = setup().await else { return };
+    // A raw subscriber sees what goes on the wire.
+    let raw = ::redis::Client::open(setup.redis.url()).unwrap();
+    let mut pubsub = raw.get_async_pubsub().await.unwrap();
+    pubsub.subscribe(&setup.channel).await.unwrap();
+    let mut wire = pubsub.into_on_message();
+
+    // By key through the Scalekit client: it looks the id up before revoking.
+    let (key, token_id) = mint(&setup.fake);
+    cache_everywhere(&setup, &key).await;
+    setup.a.client.invalidate_token(&key).await.unwrap();
+    refused_within(&setup.b, &key, PROPAGATION).await;
+    let payload = next_payload(&mut wire).await;
+    assert!(payload.contains(&token_id), "{payload}");
+    assert!(!payload.contains(&key), "never the key");
+    let json: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(json["v"], 1);
+    assert_eq!(json["type"], "revoked");
+    assert_eq!(json["origin"], "instance-a");
+    assert!(json["at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(json.as_object().unwrap().len(), 5, "{json}");
+
+    // By key through the cache, the key still valid upstream: the cache's own index names it.
+    let (key, token_id) = mint(&setup.fake);
+    cache_everywhere(&setup, &key).await;
+    setup.a.cache.revoke_key(&ApiKey::new(key.clone()));
+    refused_within(&setup.b, &key, PROPAGATION).await;
+    let payload = next_payload(&mut wire).await;
+    assert!(payload.contains(&token_id) && !payload.contains(&key));
+
+    // By a key this instance never saw: its id is unknown, so nothing is announced.
+    let (unseen, _) = mint(&setup.fake);
+    setup.a.cache.revoke_key(&ApiKey::new(unseen));
+    assert_eq!(setup.a.feed.stats().unresolved, 1);
+    assert_eq!(setup.a.feed.stats().events_published, 2);
+}
+
+async fn next_payload(
+    wire: &mut (impl futures_util::Stream<Item = ::redis::Msg> + Unpin),
+) -> String {
+    use futures_util::StreamExt;
+    let message = tokio::time::timeout(CONNECT, wire.next())
+        .await
+        .expect("a message on the channel")
+        .expect("subscription open");
+    String::from_utf8(message.get_payload_bytes().to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_wins_over_a_validation_in_flight_on_the_other_instance() {
+    let Some(setup) = setup().await else { return };
+    let (key, token_id) = mint(&setup.fake);
+
+    // B's upstream has said "valid", but the answer is held before it reaches the cache.
+    setup.b.gate.closed.store(true, Ordering::SeqCst);
+    let held = setup.b.gate.held.notified();
+    let in_flight = tokio::spawn({
+        let base = setup.b.base.clone();
+        let key = key.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{base}/me"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    tokio::time::timeout(CONNECT, held)
+        .await
+        .expect("validation held at the gate");
+
+    // A revokes (through its cache only: the fake still says valid) and B hears of it.
+    setup.a.cache.revoke_token_id(&token_id);
+    eventually(PROPAGATION, "B receives the announcement", || async {
+        setup.b.feed.stats().events_received == 1
+    })
+    .await;
+
+    setup.b.gate.closed.store(false, Ordering::SeqCst);
+    setup.b.gate.open.add_permits(1);
+    assert_eq!(
+        in_flight.await.unwrap(),
+        401,
+        "the held validation is refused"
+    );
+    // Not cached: the next request is no hit, and is refused (the fake still says valid).
+    assert_eq!(setup.b.status(&key).await, 401);
+    assert_eq!(setup.b.cache.stats().hits, 0);
+    assert_eq!(setup.fake.tokens().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_keeps_requests_flowing_and_the_gap_is_flushed() {
+    let Some(mut setup) = setup().await else {
+        return;
+    };
+    let (cached, cached_id) = mint(&setup.fake);
+    cache_everywhere(&setup, &cached).await;
+    let flushes_before = setup.b.feed.stats().flushes;
+    let cache_flushes_before = setup.b.cache.stats().flushes;
+
+    setup.redis.kill();
+    setup.a.wait_connected(false).await;
+    setup.b.wait_connected(false).await;
+    assert!(setup.b.feed.stats().gaps >= 1);
+
+    // Requests keep flowing: cached keys from the cache, new keys through the upstream.
+    assert_eq!(setup.b.status(&cached).await, 200);
+    let (fresh, _) = mint(&setup.fake);
+    assert_eq!(setup.b.status(&fresh).await, 200);
+    assert_eq!(setup.a.status(&fresh).await, 200);
+
+    // A revocation during the outage: A refuses at once; B only within its TTL (the bound
+    // falls back to it), or when the gap is flushed.
+    setup.a.client.invalidate_token(&cached_id).await.unwrap();
+    assert_eq!(setup.a.status(&cached).await, 401);
+    assert_eq!(
+        setup.b.status(&cached).await,
+        200,
+        "stale on B while Redis is down"
+    );
+
+    setup.redis.restart();
+    setup.a.wait_connected(true).await;
+    setup.b.wait_connected(true).await;
+    let stats = setup.b.feed.stats();
+    assert!(stats.flushes > flushes_before, "{stats:?}");
+    assert!(setup.b.cache.stats().flushes > cache_flushes_before);
+    // The flush (and the announcement A retried, if B was back in time) makes B ask again.
+    refused_within(&setup.b, &cached, PROPAGATION).await;
+    eventually(CONNECT, "A's queued announcement goes out", || async {
+        setup.a.feed.stats().events_published >= 1
+    })
+    .await;
+
+    // And the feed works again both ways.
+    let (key, token_id) = mint(&setup.fake);
+    cache_everywhere(&setup, &key).await;
+    setup.b.cache.revoke_token_id(&token_id);
+    refused_within(&setup.a, &key, PROPAGATION).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_ignored_and_counted() {
+    let Some(setup) = setup().await else { return };
+    let (key, token_id) = mint(&setup.fake);
+    cache_everywhere(&setup, &key).await;
+
+    let raw = ::redis::Client::open(setup.redis.url()).unwrap();
+    let mut conn = raw.get_multiplexed_async_connection().await.unwrap();
+    let garbage: [&[u8]; 6] = [
+        b"not json",
+        b"\xff\x00\xfe",
+        b"{}",
+        br#"{"v":1,"type":"revoked"}"#,
+        br#"{"v":1,"type":"revoked","token_id":"sk_the_key_itself","at":"2026-01-01T00:00:00Z"}"#,
+        br#"{"v":1,"type":"revoked","token_id":["apit_1"],"at":"2026-01-01T00:00:00Z"}"#,
+    ];
+    for payload in garbage {
+        ::redis::cmd("PUBLISH")
+            .arg(&setup.channel)
+            .arg(payload)
+            .query_async::<i64>(&mut conn)
+            .await
+            .unwrap();
+    }
+    let unknown = format!(
+        r#"{{"v":2,"type":"revoked","token_id":"{token_id}","at":"2026-01-01T00:00:00Z"}}"#
+    );
+    ::redis::cmd("PUBLISH")
+        .arg(&setup.channel)
+        .arg(unknown)
+        .query_async::<i64>(&mut conn)
+        .await
+        .unwrap();
+
+    eventually(CONNECT, "garbage counted", || async {
+        let stats = setup.b.feed.stats();
+        stats.malformed == 6 && stats.unknown == 1
+    })
+    .await;
+    let stats = setup.b.feed.stats();
+    assert!(stats.connected);
+    assert_eq!(stats.events_received, 0);
+    assert_eq!(stats.gaps, 0, "garbage does not break the subscription");
+    assert_eq!(
+        setup.b.status(&key).await,
+        200,
+        "an unknown version revokes nothing"
+    );
+
+    // A well-formed message still works afterwards.
+    setup.a.cache.revoke_token_id(&token_id);
+    refused_within(&setup.b, &key, PROPAGATION).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The keys CLI publishes its revocations.
+
+fn keys_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?; // target/<profile>/deps/<test> -> target/<profile>
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("keys{}", std::env::consts::EXE_SUFFIX));
+    binary.is_file().then_some(binary)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_cli_announces_its_revocations() {
+    let Some(binary) = keys_binary() else {
+        eprintln!("SKIPPED: the keys example is not built (cargo test --all-features builds it)");
+        return;
+    };
+    let Some(setup) = setup().await else { return };
+    let run = |line: String| {
+        let mut command = Command::new(&binary);
+        command
+            .args(line.split_whitespace())
+            .env("SCALEKIT_ENVIRONMENT_URL", setup.fake.url())
+            .env("SCALEKIT_CLIENT_ID", setup.fake.client_id())
+            .env("SCALEKIT_CLIENT_SECRET", setup.fake.client_secret())
+            .env("REDIS_URL", setup.redis.url())
+            .env("REDIS_CHANNEL", &setup.channel)
+            .env_remove("RUST_LOG");
+        // Blocking wait off the runtime's workers, so the fake keeps serving.
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+    };
+
+    // revoke by token id, then by key (the CLI looks the id up first).
+    for by_key in [false, true] {
+        let (key, token_id) = mint(&setup.fake);
+        cache_everywhere(&setup, &key).await;
+        let target = if by_key {
+            key.clone()
+        } else {
+            token_id.clone()
+        };
+        let output = run(format!("revoke {target}")).await.unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{output:?}");
+        assert!(stdout.contains("announced"), "{stdout}");
+        // Both instances had it cached for 300 s: only the announcement can evict it.
+        refused_within(&setup.b, &key, PROPAGATION).await;
+        refused_within(&setup.a, &key, PROPAGATION).await;
+    }
+
+    // rotate: the old key goes everywhere.
+    let (key, token_id) = mint(&setup.fake);
+    cache_everywhere(&setup, &key).await;
+    let output = run(format!("rotate {token_id}")).await.unwrap();
+    assert!(output.status.success(), "{output:?}");
+    refused_within(&setup.b, &key, PROPAGATION).await;
+    assert_eq!(setup.b.feed.stats().events_received, 3);
+}
