@@ -35,6 +35,12 @@ fn handler_router() -> Router {
     Router::new().route("/", get(|| async { "ok" }))
 }
 
+/// Turns handlers into services once, as `axum::serve` does (`into_make_service` calls
+/// `with_state`): otherwise axum rebuilds each route, layers included, on every request.
+fn finalized(router: Router) -> Router {
+    router.with_state(())
+}
+
 fn request(authorization: Option<&str>) -> Request {
     let mut builder = Request::builder().uri("/");
     if let Some(value) = authorization {
@@ -69,15 +75,17 @@ fn bench_layer(c: &mut Criterion) {
         .unwrap();
     let mut group = c.benchmark_group("layer");
 
-    let bare = handler_router();
+    let bare = finalized(handler_router());
     group.bench_function("bare", |b| {
         b.to_async(&runtime)
             .iter(|| async { black_box(bare.clone().oneshot(request(None)).await.unwrap()) })
     });
 
     #[allow(deprecated)] // deprecated upstream; kept as the floor to beat
-    let tower_http = handler_router()
-        .layer(tower_http::validate_request::ValidateRequestHeaderLayer::bearer(STATIC_TOKEN));
+    let tower_http = finalized(
+        handler_router()
+            .layer(tower_http::validate_request::ValidateRequestHeaderLayer::bearer(STATIC_TOKEN)),
+    );
     let static_header = format!("Bearer {STATIC_TOKEN}");
     group.bench_function("tower_http_bearer", |b| {
         b.to_async(&runtime).iter(|| async {
@@ -108,7 +116,7 @@ fn bench_layer(c: &mut Criterion) {
     )
     .unwrap();
     let jwt_header = format!("Bearer {jwt}");
-    let jwt_router = handler_router().layer(middleware::from_fn(jwt_layer));
+    let jwt_router = finalized(handler_router().layer(middleware::from_fn(jwt_layer)));
     group.bench_function("jwt_hs256", |b| {
         b.to_async(&runtime).iter(|| async {
             let response = jwt_router
@@ -127,7 +135,8 @@ fn bench_layer(c: &mut Criterion) {
         .unwrap();
     let key_header = format!("Bearer {}", created.key.expose_secret());
 
-    let cached = handler_router().layer(ApiKeyLayer::new(CachedValidator::new(tokens.clone())));
+    let cached =
+        finalized(handler_router().layer(ApiKeyLayer::new(CachedValidator::new(tokens.clone()))));
     group.bench_function("api_key_cached", |b| {
         b.to_async(&runtime).iter(|| async {
             let response = cached
@@ -140,7 +149,7 @@ fn bench_layer(c: &mut Criterion) {
         })
     });
 
-    let memory = handler_router().layer(ApiKeyLayer::new(tokens.clone()));
+    let memory = finalized(handler_router().layer(ApiKeyLayer::new(tokens.clone())));
     group.bench_function("api_key_memory", |b| {
         b.to_async(&runtime).iter(|| async {
             let response = memory

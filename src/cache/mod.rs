@@ -57,6 +57,7 @@
 mod budget;
 mod builder;
 mod entry;
+mod front;
 mod revocation;
 mod state;
 mod stats;
@@ -137,17 +138,22 @@ impl<V: Validator> CachedValidator<V> {
         if let Some(entry) = self.core.fresh.get(&cache_key).await {
             match self.core.admit(fingerprint, &entry) {
                 Admission::Accept => {
+                    self.core.front.remember(cache_key, &entry);
                     self.core.counters.hits.bump();
                     tracing::trace!(cache = "hit", %fingerprint, token_id = %entry.auth.info().token_id);
                     return Ok(entry.auth.clone());
                 }
                 Admission::Refuse(reason) => {
+                    self.core.front.forget(&cache_key);
                     self.core.fresh.invalidate(&cache_key).await;
                     self.core.counters.negative_hits.bump();
                     tracing::debug!(cache = "negative", %fingerprint, %reason, "cached API key refused");
                     return Err(ValidateError::Invalid(reason));
                 }
-                Admission::Recheck => self.core.fresh.invalidate(&cache_key).await,
+                Admission::Recheck => {
+                    self.core.front.forget(&cache_key);
+                    self.core.fresh.invalidate(&cache_key).await;
+                }
             }
         }
         if let Some(reason) = self.core.negative.get(&cache_key) {
@@ -180,12 +186,19 @@ impl<V: Validator> CachedValidator<V> {
             // The entry may have been inserted after a revocation that its flight's own check
             // missed: vet it like any hit.
             match self.core.admit(fingerprint, &entry) {
-                Admission::Accept => return Ok(entry.auth.clone()),
+                Admission::Accept => {
+                    self.core.front.remember(cache_key, &entry);
+                    return Ok(entry.auth.clone());
+                }
                 Admission::Refuse(reason) => {
+                    self.core.front.forget(&cache_key);
                     self.core.fresh.invalidate(&cache_key).await;
                     return Err(ValidateError::Invalid(reason));
                 }
-                Admission::Recheck => self.core.fresh.invalidate(&cache_key).await,
+                Admission::Recheck => {
+                    self.core.front.forget(&cache_key);
+                    self.core.fresh.invalidate(&cache_key).await;
+                }
             }
         }
         Err(ValidateError::Unavailable {
@@ -299,9 +312,22 @@ impl<V: Validator> Validator for CachedValidator<V> {
     fn validate_now(&self, key: &ApiKey) -> Option<Result<Authenticated, ValidateError>> {
         let fingerprint = key.fingerprint();
         let cache_key = CacheKey(fingerprint);
+        // The mirror first: one lock-free lookup, no bookkeeping.
+        if let Some(entry) = self.core.front.get(&cache_key) {
+            return match self.core.admit(fingerprint, &entry) {
+                Admission::Accept => {
+                    self.core.counters.hits.bump();
+                    tracing::trace!(cache = "hit", %fingerprint, token_id = %entry.auth.info().token_id);
+                    Some(Ok(entry.auth.clone()))
+                }
+                // Refusals and re-checks go the asynchronous way, which also cleans up.
+                Admission::Refuse(_) | Admission::Recheck => None,
+            };
+        }
         match poll_once(self.core.fresh.get(&cache_key))? {
             Some(entry) => match self.core.admit(fingerprint, &entry) {
                 Admission::Accept => {
+                    self.core.front.remember(cache_key, &entry);
                     self.core.counters.hits.bump();
                     tracing::trace!(cache = "hit", %fingerprint, token_id = %entry.auth.info().token_id);
                     Some(Ok(entry.auth.clone()))

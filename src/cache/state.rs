@@ -12,6 +12,7 @@ use moka::sync::Cache as SyncCache;
 
 use super::budget::Budget;
 use super::entry::{CacheKey, Entry, FreshLifetime, KeepLifetime, PrefixHasherBuilder};
+use super::front::FrontIndex;
 use super::revocation::{Revocations, Verdict};
 use super::stats::Counters;
 use crate::{
@@ -37,7 +38,9 @@ pub(super) struct Settings {
 }
 
 pub(super) struct Core {
-    /// Fresh positive answers; the only cache on the hit path.
+    /// A lock-free mirror of `fresh`, read first on the hit path (see `front`).
+    pub(super) front: Arc<FrontIndex>,
+    /// Fresh positive answers: the authority on what stays cached.
     pub(super) fresh: AsyncCache<CacheKey, Arc<Entry>, PrefixHasherBuilder>,
     /// Last good answers kept `ttl + window` for stale-if-error; `None` when it is off.
     stale: Option<SyncCache<CacheKey, Arc<Entry>, PrefixHasherBuilder>>,
@@ -95,10 +98,20 @@ impl Core {
     pub(super) fn new(settings: &Settings) -> Self {
         let stale_window = settings.stale_window.unwrap_or(Duration::ZERO);
         let longest_life = settings.ttl.saturating_add(stale_window);
+        let front = Arc::new(FrontIndex::new(settings.capacity));
+        let mirror = Arc::downgrade(&front);
         Self {
+            front,
             fresh: AsyncCache::builder()
                 .max_capacity(settings.capacity)
                 .expire_after(FreshLifetime)
+                // Whatever moka lets go of (evicted, expired, replaced, invalidated) leaves the
+                // mirror too.
+                .eviction_listener(move |key: Arc<CacheKey>, entry: Arc<Entry>, _cause| {
+                    if let Some(front) = mirror.upgrade() {
+                        front.forget_entry(&key, &entry);
+                    }
+                })
                 .build_with_hasher(PrefixHasherBuilder),
             stale: settings.stale_window.map(|_| {
                 SyncCache::builder()
@@ -357,6 +370,7 @@ impl Core {
 
     fn evict(&self, fingerprint: Fingerprint) {
         let key = CacheKey(fingerprint);
+        self.front.forget(&key);
         if let Some(stale) = &self.stale {
             stale.invalidate(&key);
         }
@@ -378,6 +392,7 @@ impl Core {
     pub(super) fn flush_positive(&self) {
         self.revocations.flush();
         self.counters.flushes.bump();
+        self.front.clear();
         self.fresh.invalidate_all();
         if let Some(stale) = &self.stale {
             stale.invalidate_all();
