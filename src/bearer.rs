@@ -76,11 +76,7 @@ pub fn parse_credentials(value: &[u8], max_len: usize) -> Result<&str, BearerErr
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
 pub fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
-    body_len > 0
-        && crate::charset::all_bytes(&token[..body_len], |b| {
-            crate::charset::is_alphanumeric(b)
-                | matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+    body_len > 0 && crate::charset::all_in(&token[..body_len], crate::charset::B64TOKEN)
 }
 
 fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use siphasher::sip128::SipHasher24;
 use zeroize::Zeroize;
 
-use crate::charset::{all_bytes, is_alphanumeric};
+use crate::charset::{BASE62, BASE62_SEPARATORS, all_in};
 
 /// A process-wide random key for [`Fingerprint`]s.
 ///
@@ -264,25 +264,23 @@ impl KeyFormat {
     }
 
     pub(crate) fn check_bytes(&self, value: &[u8]) -> Result<(), KeyRejection> {
-        // Order matters only for the log line: a token id or a JWT is named as such even when
-        // it would also fail the length or alphabet rule.
+        // A token id or a JWT is named as such in the log even when it would also fail the
+        // length or alphabet rule; the `.` search runs only on the way to a refusal.
         if value.starts_with(b"apit_") {
             return Err(KeyRejection::TokenId);
         }
-        if value.contains(&b'.') {
-            return Err(KeyRejection::JwtShaped);
-        }
-        if value.len() < self.min_len || value.len() > self.max_len {
-            return Err(KeyRejection::BadLength);
-        }
-        let allowed = match self.alphabet {
-            Alphabet::Base62 => all_bytes(value, is_alphanumeric),
-            Alphabet::Base62WithSeparators => {
-                all_bytes(value, |b| is_alphanumeric(b) | (b == b'_') | (b == b'-'))
-            }
+        let class = match self.alphabet {
+            Alphabet::Base62 => BASE62,
+            Alphabet::Base62WithSeparators => BASE62_SEPARATORS,
         };
-        if allowed {
-            Ok(())
+        let length_ok = value.len() >= self.min_len && value.len() <= self.max_len;
+        if length_ok && all_in(value, class) {
+            return Ok(());
+        }
+        if value.contains(&b'.') {
+            Err(KeyRejection::JwtShaped)
+        } else if !length_ok {
+            Err(KeyRejection::BadLength)
         } else {
             Err(KeyRejection::BadCharacter)
         }

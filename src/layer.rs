@@ -183,7 +183,7 @@ impl<V: Validator> ApiKeyLayer<V> {
 
     /// Validates a bare key (no `Bearer` prefix) with the layer's local checks and validator.
     pub async fn validate_key(&self, key: &str) -> Result<Authenticated, AuthRejection> {
-        let key = self.shared.check_key(key.as_bytes())?;
+        let key = self.shared.check_key(key)?;
         self.shared.validate(&*self.validator, &key).await
     }
 }
@@ -200,7 +200,7 @@ impl Shared {
     /// Reads and checks the key. `Ok(None)`: no credentials, and the layer is optional.
     fn parse(&self, headers: &HeaderMap) -> Result<Option<ApiKey>, AuthRejection> {
         match bearer_token(headers, self.format.max_len()) {
-            Ok(token) => self.check_key(token.as_bytes()).map(Some),
+            Ok(token) => self.check_key(token).map(Some),
             Err(BearerError::Missing) if self.mode == Mode::Optional => Ok(None),
             Err(BearerError::Missing) => Err(self.reject(RejectionKind::MissingCredentials)),
             Err(BearerError::Multiple) => Err(self.reject(RejectionKind::InvalidRequest(
@@ -216,13 +216,9 @@ impl Shared {
         }
     }
 
-    fn check_key(&self, token: &[u8]) -> Result<ApiKey, AuthRejection> {
-        match self.format.check_bytes(token) {
-            // `check_bytes` admits ASCII only, so the conversion cannot fail.
-            Ok(()) => match std::str::from_utf8(token) {
-                Ok(token) => Ok(ApiKey::new(token)),
-                Err(_) => Err(self.reject(RejectionKind::InvalidToken)),
-            },
+    fn check_key(&self, token: &str) -> Result<ApiKey, AuthRejection> {
+        match self.format.check(token) {
+            Ok(()) => Ok(ApiKey::new(token)),
             Err(reason) => {
                 tracing::debug!(reason = reason.as_str(), "API key rejected locally");
                 Err(self.reject(RejectionKind::InvalidToken))
