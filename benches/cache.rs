@@ -4,6 +4,7 @@
 //! `cargo bench --bench cache --features test-util`
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use axum_api_key::testing::{FakeScalekit, Op};
 use axum_api_key::{ApiKey, CachedValidator, CreateToken, Fingerprint, InMemoryTokens, Validator};
@@ -31,7 +32,11 @@ fn bench_cache(c: &mut Criterion) {
                 .claim("tier", "gold"),
         )
         .unwrap();
-    let cache = CachedValidator::new(tokens.clone());
+    // Lifetimes longer than the whole run, so every iteration measures a hit.
+    let cache = CachedValidator::builder(tokens.clone())
+        .ttl(Duration::from_secs(3600))
+        .negative_ttl(Duration::from_secs(3600))
+        .build();
     runtime.block_on(cache.validate(&created.key)).unwrap();
     group.bench_function("hit", |b| {
         b.iter(|| {

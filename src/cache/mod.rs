@@ -133,6 +133,10 @@ impl<V: Validator> CachedValidator<V> {
 
     /// Validates through the cache (what the [`Validator`] impl does).
     async fn validate_cached(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
+        // Whatever can be answered on the spot (the mirror, then moka) is.
+        if let Some(answer) = self.validate_now(key) {
+            return answer;
+        }
         let fingerprint = key.fingerprint();
         let cache_key = CacheKey(fingerprint);
         if let Some(entry) = self.core.fresh.get(&cache_key).await {
