@@ -299,6 +299,15 @@ impl State {
     }
 }
 
+impl InMemoryTokens {
+    /// The [`Validator`] answer for a key (never a token id: the layer refuses those first).
+    fn answer(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
+        self.lookup(key.expose_secret())
+            .map(Authenticated::new)
+            .map_err(ValidateError::Invalid)
+    }
+}
+
 impl KeyEventSource for InMemoryTokens {
     fn key_events(&self) -> &KeyEvents {
         &self.inner.events
@@ -307,18 +316,12 @@ impl KeyEventSource for InMemoryTokens {
 
 impl Validator for InMemoryTokens {
     async fn validate(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
-        self.lookup(key.expose_secret())
-            .map(Authenticated::new)
-            .map_err(ValidateError::Invalid)
+        self.answer(key)
     }
 
     /// The store never waits: every answer is immediate.
     fn validate_now(&self, key: &ApiKey) -> Option<Result<Authenticated, ValidateError>> {
-        Some(
-            self.lookup(key.expose_secret())
-                .map(Authenticated::new)
-                .map_err(ValidateError::Invalid),
-        )
+        Some(self.answer(key))
     }
 }
 

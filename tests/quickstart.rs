@@ -1,7 +1,6 @@
 //! Runs the quickstart example as a process, as a user would, and talks to it over HTTP.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -9,15 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-/// The example binary that `cargo test` builds beside the test binaries.
-fn example_binary(name: &str) -> PathBuf {
-    let mut dir = std::env::current_exe().expect("test binary path");
-    dir.pop(); // the test binary
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir.join("examples").join(name)
-}
+mod support;
 
 struct Quickstart {
     child: Child,
@@ -39,7 +30,10 @@ impl Quickstart {
 
     /// Runs the quickstart at TRACE with `env`, capturing stdout and stderr line by line.
     fn start_with(env: &[(&str, &str)], remove: &[&str]) -> Self {
-        let mut command = Command::new(example_binary("quickstart"));
+        let mut command = Command::new(
+            support::example_binary("quickstart")
+                .expect("the quickstart example, built by cargo test"),
+        );
         command.env("PORT", "0").env("RUST_LOG", "trace");
         for (name, value) in env {
             command.env(name, value);

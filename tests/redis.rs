@@ -9,7 +9,6 @@ mod support;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -499,18 +498,9 @@ async fn malformed_messages_are_ignored_and_counted() {
 // ---------------------------------------------------------------------------------------------
 // The keys CLI publishes its revocations.
 
-fn keys_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?; // target/<profile>/deps/<test> -> target/<profile>
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("keys{}", std::env::consts::EXE_SUFFIX));
-    binary.is_file().then_some(binary)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_keys_cli_announces_its_revocations() {
-    let Some(binary) = keys_binary() else {
+    let Some(binary) = support::example_binary("keys") else {
         eprintln!("SKIPPED: the keys example is not built (cargo test --all-features builds it)");
         return;
     };

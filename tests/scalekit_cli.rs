@@ -2,6 +2,8 @@
 //! the example binary has been built (`cargo test` builds examples), the binary itself against
 //! the fake.
 
+mod support;
+
 #[allow(dead_code)]
 #[path = "../examples/keys/cli.rs"]
 mod cli;
@@ -118,16 +120,6 @@ fn rejects_bad_command_lines() {
     );
 }
 
-/// The example binary, if `cargo test` built it (it does not for `--test scalekit_cli` alone).
-fn example_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?; // target/<profile>/deps/<test> -> target/<profile>
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("keys{}", std::env::consts::EXE_SUFFIX));
-    binary.is_file().then_some(binary)
-}
-
 async fn run(binary: &PathBuf, fake: Option<&FakeScalekit>, line: &str) -> Output {
     let mut command = std::process::Command::new(binary);
     command.args(args(line));
@@ -162,7 +154,7 @@ fn field(text: &str, label: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_creates_lists_rotates_and_revokes() {
-    let Some(binary) = example_binary() else {
+    let Some(binary) = support::example_binary("keys") else {
         eprintln!("skipped: the keys example is not built (run the whole `cargo test`)");
         return;
     };
@@ -222,7 +214,7 @@ async fn the_binary_creates_lists_rotates_and_revokes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_fails_cleanly() {
-    let Some(binary) = example_binary() else {
+    let Some(binary) = support::example_binary("keys") else {
         eprintln!("skipped: the keys example is not built (run the whole `cargo test`)");
         return;
     };

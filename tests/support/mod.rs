@@ -47,6 +47,17 @@ impl<V: Validator> Validator for Counting<V> {
     }
 }
 
+/// An example binary (`keys`, `quickstart`...) that `cargo test` built beside the test
+/// binaries, or `None` when it was not built (`cargo test --test X` alone builds no examples).
+pub fn example_binary(name: &str) -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?; // target/<profile>/deps/<test> -> target/<profile>
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    binary.is_file().then_some(binary)
+}
+
 /// A format-valid key (77 Base62 characters) that no store knows.
 pub fn unknown_key(seed: u64) -> String {
     let digits = format!("{seed:020}");
