@@ -581,6 +581,67 @@ async fn stale_if_error_accepts_recent_keys_while_the_upstream_is_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_upstream_refused_never_comes_back_through_stale_if_error() {
+    let tokens = InMemoryTokens::new();
+    let (key, token_id) = new_key(&tokens);
+    let (upstream, control) = Upstream::new(tokens.clone());
+    // Standalone: the revocation below happens "in Scalekit's dashboard", unheard by the cache.
+    let cache = CachedValidator::builder(upstream)
+        .ttl(Duration::from_millis(200))
+        .negative_ttl(Duration::from_millis(200))
+        .stale_if_error(Duration::from_secs(60))
+        .build_standalone();
+    let url = serve(cache.clone()).await;
+    let client = reqwest::Client::new();
+    assert_eq!(status(&client, &url, &key).await, 200);
+
+    tokens.invalidate(&token_id);
+    tokio::time::sleep(Duration::from_millis(300)).await; // past the TTL: the upstream is asked
+    assert_eq!(status(&client, &url, &key).await, 401);
+    tokio::time::sleep(Duration::from_millis(300)).await; // past the negative TTL too
+
+    // An upstream fault now must not revive the refused key from its stale record.
+    control.fail(true);
+    let answer = call(&client, &url, &key).await;
+    assert_eq!(answer.status, 503, "a refused key came back: {}", answer.body);
+    assert_eq!(cache.stats().stale_served, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_does_not_trigger_stale_if_error() {
+    let tokens = InMemoryTokens::new();
+    let (key, _) = new_key(&tokens);
+    let (upstream, control) = Upstream::new(tokens.clone());
+    let cache = CachedValidator::builder(upstream)
+        .ttl(Duration::from_millis(200))
+        .stale_if_error(Duration::from_secs(60))
+        .max_in_flight(1)
+        .build();
+    let url = serve(cache.clone()).await;
+    let client = reqwest::Client::new();
+    assert_eq!(status(&client, &url, &key).await, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await; // only the stale record is left
+
+    // A garbage key takes the only upstream slot and is held there.
+    control.hold();
+    let at_gate = control.at_gate.notified();
+    let flood = tokio::spawn({
+        let (client, url) = (client.clone(), url.clone());
+        async move { status(&client, &url, &garbage(1)).await }
+    });
+    at_gate.await;
+    // The budget is spent by someone else's flood: 503, not "degraded" 200 from the stale record.
+    let answer = call(&client, &url, &key).await;
+    assert_eq!(answer.status, 503, "served stale: {}", answer.body);
+    assert_eq!(answer.retry_after.as_deref(), Some("1"));
+    assert_eq!(cache.stats().stale_served, 0);
+
+    control.release();
+    assert_eq!(flood.await.unwrap(), 401);
+    assert_eq!(status(&client, &url, &key).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_stale_if_error_a_down_upstream_means_503() {
     let tokens = InMemoryTokens::new();
     let (key, _) = new_key(&tokens);

@@ -92,10 +92,16 @@ impl<V: Validator> CacheBuilder<V> {
         self
     }
 
-    /// Opts in to stale-if-error: when the upstream cannot answer (down, or the budget below is
-    /// spent), a key validated successfully within the last `ttl + window` is accepted as
+    /// Opts in to stale-if-error: when the upstream cannot answer (down, timing out, 5xx), a
+    /// key validated successfully within the last `ttl + window` is accepted as
     /// [`Authenticated::degraded`](crate::Authenticated::degraded), with a warning in the log.
-    /// Unknown keys still get `Unavailable` (503); revoked and expired keys never come back.
+    /// Unknown keys still get `Unavailable` (503); revoked and expired keys never come back, and
+    /// neither does a key the upstream refused even once: a refusal ends its stale record.
+    ///
+    /// A spent upstream budget ([`max_in_flight`](Self::max_in_flight),
+    /// [`max_upstream_rate`](Self::max_upstream_rate)) does **not** trigger stale-if-error:
+    /// anyone can spend it by flooding random keys, and must not be able to switch the cache
+    /// into serving old answers. Such misses get 503 with `Retry-After: 1`.
     pub fn stale_if_error(mut self, window: Duration) -> Self {
         self.stale_if_error = Some(window.min(MAX_LIFETIME));
         self

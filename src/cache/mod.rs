@@ -26,7 +26,7 @@
 //! | this instance: the inner validator's `invalidate` (events), a subscribed [`KeyEvents`], or [`CachedValidator::revoke_token_id`] & co. | before the revoking call returns, even if a validation of that key is in flight |
 //! | another instance, through the crate, with a Redis feed attached (feature `redis`, `RedisRevocations`) | about one network hop later; within the `ttl` while Redis is unreachable |
 //! | anywhere else (another instance, Scalekit's dashboard) | within the [`ttl`](CacheBuilder::ttl) (default 30 s), or at once after [`flush_positive`](CachedValidator::flush_positive) |
-//! | anywhere else, with stale-if-error on and the upstream down | up to `ttl + window`: the price of staying up during an outage |
+//! | anywhere else, with stale-if-error on and the upstream down | up to `ttl + window`: the price of staying up during an outage; never after the upstream refused the key once, and never because the budget is spent |
 //!
 //! A key is never accepted past its own `expiry`, fresh or stale.
 //!

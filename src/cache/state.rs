@@ -185,13 +185,13 @@ impl Core {
         let Some(permit) = self.budget.try_spend() else {
             self.counters.budget_rejections.bump();
             tracing::debug!(cache = "budget", %fingerprint, "upstream validation budget spent");
-            return Err(self.fall_back(
-                fingerprint,
-                ValidateError::Unavailable {
-                    message: "upstream validation budget exhausted".into(),
-                    retry_after: Some(BUDGET_RETRY_AFTER),
-                },
-            ));
+            // No stale-if-error here: whoever floods random keys spends the budget, and must
+            // not be able to switch the cache into "accept what was good a while ago" mode,
+            // which would keep a key revoked in the dashboard alive past its TTL.
+            return Err(NotCached::Unavailable(ValidateError::Unavailable {
+                message: "upstream validation budget exhausted".into(),
+                retry_after: Some(BUDGET_RETRY_AFTER),
+            }));
         };
         self.counters.upstream_calls.bump();
         let began = Instant::now();
@@ -261,6 +261,9 @@ impl Core {
         creations: impl Into<Option<u64>>,
     ) {
         let key = CacheKey(fingerprint);
+        // A refusal ends every positive record of the key: the stale one too, or a later
+        // outage would serve it again (stale-if-error) although the upstream said no.
+        self.evict(fingerprint);
         self.negative.insert(key, reason);
         // Checked after the insert: a `Created` landing before this load is seen here, one
         // landing after it removes the entry itself.
@@ -273,7 +276,13 @@ impl Core {
     }
 
     /// The upstream could not tell: a stale answer if stale-if-error allows one, else `error`.
+    /// Only for upstream faults, never for a spent budget (see `fly`).
     fn fall_back(&self, fingerprint: Fingerprint, error: ValidateError) -> NotCached {
+        // Belt and braces: a key the upstream refused is never served stale, even if its stale
+        // record outlived the eviction (e.g. inserted by a flight that overlapped the refusal).
+        if let Some(reason) = self.negative.get(&CacheKey(fingerprint)) {
+            return NotCached::Invalid(reason);
+        }
         let Some(entry) = self
             .stale
             .as_ref()
