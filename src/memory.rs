@@ -180,12 +180,7 @@ impl InMemoryTokens {
         let record = state
             .record(token, |key| self.hash(key))
             .ok_or(InvalidReason::Unknown)?;
-        if !record.active {
-            return Err(InvalidReason::Revoked);
-        }
-        if record.info.is_expired_at(OffsetDateTime::now_utc()) {
-            return Err(InvalidReason::Expired);
-        }
+        record.check_usable(OffsetDateTime::now_utc())?;
         Ok(record.info.clone())
     }
 
@@ -217,7 +212,10 @@ impl InMemoryTokens {
             .take(size)
             .map(|r| r.info.clone())
             .collect();
-        let next = (offset + size < total).then(|| format!("o{}", offset + size));
+        // Saturating: a page token is client input, and "o18446744073709551615" must not
+        // overflow (it simply names a page past the end).
+        let next_offset = offset.saturating_add(size);
+        let next = (next_offset < total).then(|| format!("o{next_offset}"));
         let prev = (offset > 0).then(|| format!("o{}", offset.saturating_sub(size)));
         Ok(TokenPage::new(
             tokens,
@@ -279,6 +277,19 @@ impl InMemoryTokens {
     }
 }
 
+impl Record {
+    /// Whether the key may authenticate at `now`, and why not.
+    fn check_usable(&self, now: OffsetDateTime) -> Result<(), InvalidReason> {
+        if !self.active {
+            Err(InvalidReason::Revoked)
+        } else if self.info.is_expired_at(now) {
+            Err(InvalidReason::Expired)
+        } else {
+            Ok(())
+        }
+    }
+}
+
 impl State {
     fn id_of(&self, token: &str, hash: impl Fn(&str) -> [u8; 32]) -> Option<String> {
         if token.starts_with("apit_") {
@@ -300,10 +311,20 @@ impl State {
 }
 
 impl InMemoryTokens {
-    /// The [`Validator`] answer for a key (never a token id: the layer refuses those first).
+    /// The [`Validator`] answer for a key. Looked up by the key's hash only, never as a token
+    /// id: ids are public (logs, lists, events), so an `apit_...` value presented as a key is
+    /// unknown here even when called outside the layer, which refuses them first anyway.
     fn answer(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
-        self.lookup(key.expose_secret())
-            .map(Authenticated::new)
+        let hash = self.hash(key.expose_secret());
+        let state = self.read();
+        let record = state
+            .by_hash
+            .get(&hash)
+            .and_then(|id| state.records.get(id))
+            .ok_or(ValidateError::Invalid(InvalidReason::Unknown))?;
+        record
+            .check_usable(OffsetDateTime::now_utc())
+            .map(|()| Authenticated::new(record.info.clone()))
             .map_err(ValidateError::Invalid)
     }
 }
