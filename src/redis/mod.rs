@@ -81,6 +81,9 @@ pub const DEFAULT_CHANNEL: &str = "axum-api-key:revocations";
 /// How many revocations may wait for Redis before new ones are dropped (and counted).
 const QUEUE_CAPACITY: usize = 1024;
 
+/// The longest timeout or interval the builder keeps: longer settings are clamped to it.
+const MAX_REDIS_WAIT: Duration = Duration::from_secs(3600);
+
 /// A Redis pub/sub feed of revocations, shared by every instance of a service; see the
 /// [module docs](self).
 ///
@@ -336,23 +339,24 @@ impl RedisRevocationsBuilder {
     }
 
     /// The subscriber's reconnection delays: doubling from `min` to `max`, with jitter
-    /// (defaults 100 ms and 5 s).
+    /// (defaults 100 ms and 5 s), each clamped to 1 ms..=1 h.
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.min_backoff = min.max(Duration::from_millis(1));
-        self.max_backoff = max.max(self.min_backoff);
+        self.min_backoff = min.clamp(Duration::from_millis(1), MAX_REDIS_WAIT);
+        self.max_backoff = max.clamp(self.min_backoff, MAX_REDIS_WAIT);
         self
     }
 
     /// How often an idle subscription is checked with a `PING` (default 10 s): catches a
-    /// connection that died without closing.
+    /// connection that died without closing. Clamped to 10 ms..=1 h.
     pub fn ping_interval(mut self, interval: Duration) -> Self {
-        self.ping_interval = interval.max(Duration::from_millis(10));
+        self.ping_interval = interval.clamp(Duration::from_millis(10), MAX_REDIS_WAIT);
         self
     }
 
     /// Deadline of one connection attempt, `SUBSCRIBE`, `PING` or `PUBLISH` (default 2 s).
+    /// Clamped to 1 ms..=1 h, so no setting (`Duration::MAX` included) can overflow a deadline.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout.max(Duration::from_millis(1));
+        self.timeout = timeout.clamp(Duration::from_millis(1), MAX_REDIS_WAIT);
         self
     }
 

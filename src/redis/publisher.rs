@@ -37,7 +37,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Revocatio
                     .query_async::<i64>(conn)
                     .await
             };
-            let error = match timeout(shared.timeout * 2, attempt).await {
+            let error = match timeout(shared.timeout.saturating_mul(2), attempt).await {
                 Ok(Ok(receivers)) => {
                     shared.counters.events_published.bump();
                     shared.published.send_modify(|count| *count += 1);

@@ -52,6 +52,9 @@ pub const DEFAULT_API_VERSION: &str = "20260716";
 pub const DEFAULT_VALIDATE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The default deadline of one admin call (create, list, update, invalidate).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest timeout the builder accepts (an hour is already far beyond any useful
+/// deadline; `Duration::MAX` would overflow the deadline arithmetic).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The default deadline of one `/oauth/token` exchange.
 pub const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -277,8 +280,21 @@ impl ScalekitClientBuilder {
     }
 
     /// Builds the client. Fails on an empty id or secret, a URL that is not `http(s)://host`,
-    /// or an API version that is not a valid header value.
+    /// an API version that is not a valid header value, or a timeout that is zero or over
+    /// [`MAX_TIMEOUT`].
     pub fn build(self) -> Result<ScalekitClient, ScalekitError> {
+        for (name, timeout) in [
+            ("validate_timeout", self.validate_timeout),
+            ("request_timeout", self.request_timeout),
+            ("token_timeout", self.token_timeout),
+        ] {
+            if timeout.is_zero() || timeout > MAX_TIMEOUT {
+                return Err(ScalekitError::Config(format!(
+                    "{name} must be between 1 ns and {} s",
+                    MAX_TIMEOUT.as_secs()
+                )));
+            }
+        }
         let base_url = self.environment_url.trim().trim_end_matches('/').to_owned();
         let parsed = reqwest::Url::parse(&base_url)
             .map_err(|e| ScalekitError::Config(format!("bad environment URL: {e}")))?;
