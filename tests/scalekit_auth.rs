@@ -112,8 +112,9 @@ async fn access_tokens_are_refreshed_before_they_expire() {
     assert_eq!(fake.count(Op::Token), 1);
     tokio::time::sleep(Duration::from_millis(1300)).await;
     client.validate_token(&unknown_key()).await.unwrap_err();
-    // A new token was fetched proactively: no validate request was wasted on a 401.
-    assert_eq!(fake.count(Op::Token), 2);
+    // A new token was fetched proactively (in the background): no validate request was wasted
+    // on a 401.
+    eventually("the renewal", || fake.count(Op::Token) == 2).await;
     assert_eq!(fake.count(Op::Validate), 3);
 }
 
@@ -133,8 +134,90 @@ async fn a_failed_renewal_keeps_using_the_still_valid_token() {
         client.validate_token(&unknown_key()).await.unwrap_err(),
         ScalekitError::NotFound
     );
-    assert_eq!(fake.count(Op::Token), 2); // the renewal was tried
+    eventually("the renewal attempt", || fake.count(Op::Token) == 2).await;
     assert_eq!(fake.count(Op::Validate), 2);
+}
+
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Regression: while the access token was due for renewal but still valid, a token endpoint
+/// that hangs made every validation wait for it and fail at the validate deadline (503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_token_endpoint_does_not_fail_validations_while_the_token_is_valid() {
+    let fake = FakeScalekit::builder()
+        .access_token_lifetime(Duration::from_secs(6))
+        .start()
+        .await
+        .unwrap();
+    let created = fake
+        .tokens()
+        .create(axum_api_key::CreateToken::new("org_1"))
+        .unwrap();
+    let key = created.key.expose_secret().to_owned();
+    let client = fake
+        .client_builder()
+        .validate_timeout(Duration::from_millis(800))
+        .build()
+        .unwrap();
+    client.validate_token(&key).await.unwrap();
+    // Due for renewal after 3 s, accepted by the server for 6 s; the endpoint now hangs.
+    fake.set_fault(Op::Token, Some(Fault::Delay(Duration::from_secs(30))));
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let validations: Vec<_> = (0..10)
+        .map(|_| {
+            let (client, key) = (client.clone(), key.clone());
+            tokio::spawn(async move { client.validate_token(&key).await })
+        })
+        .collect();
+    for validation in validations {
+        let info = validation.await.unwrap().expect("the still-valid token was not used");
+        assert_eq!(info.token_id, created.token_id);
+    }
+    // One renewal went out, in the background; it is still hanging, and nobody waited for it.
+    eventually("the renewal attempt", || fake.count(Op::Token) == 2).await;
+    client.validate_token(&key).await.unwrap();
+    assert_eq!(fake.count(Op::Token), 2, "one renewal at a time");
+}
+
+/// Regression: a forced refresh (after a 401) whose caller hit its deadline was cancelled with
+/// it and recorded nothing, so later 401s within the 5 s rate-limit window read as a failed
+/// refresh (503) although the token endpoint was merely slow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_forced_refresh_completes_for_the_next_callers() {
+    let fake = FakeScalekit::start().await;
+    let created = fake
+        .tokens()
+        .create(axum_api_key::CreateToken::new("org_1"))
+        .unwrap();
+    let key = created.key.expose_secret().to_owned();
+    let client = fake
+        .client_builder()
+        .validate_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    client.validate_token(&key).await.unwrap();
+
+    fake.expire_access_tokens(); // the next call earns a 401 and forces a refresh...
+    fake.set_fault(Op::Token, Some(Fault::Delay(Duration::from_millis(900)))); // ...a slow one
+    assert_eq!(
+        client.validate_token(&key).await.unwrap_err(),
+        ScalekitError::Timeout
+    );
+    fake.set_fault(Op::Token, None);
+    // The refresh finished on its own after the caller gave up; the next callers use its token.
+    eventually("the forced refresh", || fake.count(Op::Token) == 2).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let info = client.validate_token(&key).await.expect("a 401 read as a failed refresh");
+    assert_eq!(info.token_id, created.token_id);
+    assert_eq!(fake.count(Op::Token), 2);
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! [`FORCED_REFRESH_INTERVAL`].
 
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -89,10 +90,16 @@ struct RefreshState {
 /// fetching happens under a tokio mutex, so exactly one fetch is in flight and every waiter
 /// re-checks the cache once it gets the lock (single flight, no lock held across I/O but the
 /// refresh lock itself).
+///
+/// Every fetch runs in a task of its own that owns the refresh lock: a caller whose deadline
+/// passes stops waiting, but the fetch goes on and records its outcome (the new token, or the
+/// failure), so a slow token endpoint never leaves the cache half-updated. While the current
+/// token is still accepted by the server, renewal happens in the background and nobody waits
+/// for it.
 #[derive(Default)]
 pub(crate) struct TokenCache {
-    current: RwLock<Option<Arc<AccessToken>>>,
-    refresh: tokio::sync::Mutex<RefreshState>,
+    current: Arc<RwLock<Option<Arc<AccessToken>>>>,
+    refresh: Arc<tokio::sync::Mutex<RefreshState>>,
 }
 
 impl fmt::Debug for TokenCache {
@@ -103,16 +110,22 @@ impl fmt::Debug for TokenCache {
     }
 }
 
+/// What `fetch` closures must be: owned, so a fetch can outlive the caller that started it.
+pub(crate) trait Fetch: FnOnce(u64) -> Self::Fut + Send + 'static {
+    type Fut: Future<Output = Result<AccessToken, ScalekitError>> + Send + 'static;
+}
+
+impl<F, Fut> Fetch for F
+where
+    F: FnOnce(u64) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<AccessToken, ScalekitError>> + Send + 'static,
+{
+    type Fut = Fut;
+}
+
 impl TokenCache {
     fn peek(&self) -> Option<Arc<AccessToken>> {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn store(&self, token: Arc<AccessToken>) {
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(token);
+        peek(&self.current)
     }
 
     /// Drops the cached token (the next call fetches a new one).
@@ -120,49 +133,55 @@ impl TokenCache {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
-    /// A fresh token: the cached one, or one fetched by `fetch` (by this caller or by the
-    /// caller that held the refresh lock before it).
-    pub(crate) async fn get<F, Fut>(&self, fetch: F) -> Result<Arc<AccessToken>, ScalekitError>
-    where
-        F: FnOnce(u64) -> Fut,
-        Fut: Future<Output = Result<AccessToken, ScalekitError>>,
-    {
-        if let Some(token) = self.peek().filter(|t| t.is_fresh(Instant::now())) {
-            return Ok(token);
+    /// A token the server accepts: the cached one, or one fetched by `fetch` (by this caller or
+    /// by the caller that held the refresh lock before it). A token due for renewal but not
+    /// expired is returned at once, and renewed in the background.
+    pub(crate) async fn get(&self, fetch: impl Fetch) -> Result<Arc<AccessToken>, ScalekitError> {
+        let now = Instant::now();
+        match self.peek() {
+            Some(token) if token.is_fresh(now) => return Ok(token),
+            Some(token) if token.is_usable(now) => {
+                self.renew_in_background(now, fetch);
+                return Ok(token);
+            }
+            _ => {}
         }
         let waiting_since = Instant::now();
-        let mut state = self.refresh.lock().await;
-        if let Some(token) = self.peek().filter(|t| t.is_fresh(Instant::now())) {
+        let state = self.refresh.clone().lock_owned().await;
+        if let Some(token) = self.peek().filter(|t| t.is_usable(Instant::now())) {
             return Ok(token);
         }
-        let result = match recent_failure(&state, waiting_since) {
-            Some(error) => Err(error),
-            None => self.fetch_locked(&mut state, fetch).await,
+        if let Some(error) = recent_failure(&state, waiting_since) {
+            return Err(error);
+        }
+        self.fetch_detached(state, false, fetch).await
+    }
+
+    /// Starts a renewal unless one is running or one failed a moment ago (an outage of the
+    /// token endpoint is retried at most every [`FAILURE_MEMORY`], one fetch at a time).
+    fn renew_in_background(&self, now: Instant, fetch: impl Fetch) {
+        let Ok(state) = self.refresh.clone().try_lock_owned() else {
+            return; // a fetch is already running
         };
-        // A failed proactive renewal is no outage while the old token is still within its
-        // announced lifetime: keep using it (the renewal is tried again on later calls).
-        result.or_else(|error| {
-            self.peek()
-                .filter(|t| t.is_usable(Instant::now()))
-                .ok_or(error)
-        })
+        if self.peek().is_some_and(|t| t.is_fresh(now)) || recent_failure(&state, now).is_some() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(fetch_task(self.current.clone(), state, false, fetch));
+        }
     }
 
     /// Replaces `stale` (which just earned a 401) with a new token. Returns `None` when no
     /// better token can be had now: a forced refresh happened less than
     /// [`FORCED_REFRESH_INTERVAL`] ago. If another caller already replaced `stale`, its token is
     /// returned without a new fetch.
-    pub(crate) async fn refresh_after_401<F, Fut>(
+    pub(crate) async fn refresh_after_401(
         &self,
         stale: &AccessToken,
-        fetch: F,
-    ) -> Result<Option<Arc<AccessToken>>, ScalekitError>
-    where
-        F: FnOnce(u64) -> Fut,
-        Fut: Future<Output = Result<AccessToken, ScalekitError>>,
-    {
+        fetch: impl Fetch,
+    ) -> Result<Option<Arc<AccessToken>>, ScalekitError> {
         let waiting_since = Instant::now();
-        let mut state = self.refresh.lock().await;
+        let mut state = self.refresh.clone().lock_owned().await;
         // Let chains would need Rust 1.88; the crate supports 1.85.
         let replaced = self
             .peek()
@@ -181,9 +200,10 @@ impl TokenCache {
                 tracing::debug!("access token refresh after 401 skipped: rate-limited");
                 return Ok(None);
             }
-            // The last forced refresh failed (or minted nothing this caller could use): the
-            // 401 is on a token Scalekit no longer takes, so it says nothing about the API
-            // key. Report the token endpoint's failure, never a verdict.
+            // The last forced refresh failed: the 401 is on a token Scalekit no longer takes,
+            // so it says nothing about the API key. Report the token endpoint's failure, never
+            // a verdict. (A forced refresh whose caller gave up still completes in its own
+            // task, so "failed" here means the endpoint really failed.)
             tracing::debug!("access token refused and the last forced refresh failed");
             return Err(state
                 .last_failure
@@ -200,33 +220,60 @@ impl TokenCache {
         }
         state.last_forced = Some(now);
         state.forced_generation = None;
-        let token = self.fetch_locked(&mut state, fetch).await?;
-        state.forced_generation = Some(token.generation);
-        Ok(Some(token))
+        self.fetch_detached(state, true, fetch).await.map(Some)
     }
 
-    async fn fetch_locked<F, Fut>(
+    /// Runs `fetch` in a task of its own (holding the refresh lock) and waits for it; the
+    /// fetch completes and records its outcome even if this caller stops waiting.
+    async fn fetch_detached(
         &self,
-        state: &mut RefreshState,
-        fetch: F,
-    ) -> Result<Arc<AccessToken>, ScalekitError>
-    where
-        F: FnOnce(u64) -> Fut,
-        Fut: Future<Output = Result<AccessToken, ScalekitError>>,
-    {
-        state.generation += 1;
-        match fetch(state.generation).await {
-            Ok(token) => {
-                let token = Arc::new(token);
-                state.last_failure = None;
-                self.store(token.clone());
-                Ok(token)
+        state: tokio::sync::OwnedMutexGuard<RefreshState>,
+        forced: bool,
+        fetch: impl Fetch,
+    ) -> Result<Arc<AccessToken>, ScalekitError> {
+        let task = fetch_task(self.current.clone(), state, forced, fetch);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => runtime
+                .spawn(task)
+                .await
+                .unwrap_or_else(|_| Err(ScalekitError::UpstreamAuth {
+                    status: None,
+                    message: "the access-token fetch was aborted".to_owned(),
+                })),
+            Err(_) => task.await,
+        }
+    }
+}
+
+fn peek(current: &RwLock<Option<Arc<AccessToken>>>) -> Option<Arc<AccessToken>> {
+    current
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
+/// One fetch, holding the refresh lock until its outcome is recorded.
+async fn fetch_task(
+    current: Arc<RwLock<Option<Arc<AccessToken>>>>,
+    mut state: tokio::sync::OwnedMutexGuard<RefreshState>,
+    forced: bool,
+    fetch: impl Fetch,
+) -> Result<Arc<AccessToken>, ScalekitError> {
+    state.generation += 1;
+    match fetch(state.generation).await {
+        Ok(token) => {
+            let token = Arc::new(token);
+            state.last_failure = None;
+            if forced {
+                state.forced_generation = Some(token.generation);
             }
-            Err(error) => {
-                tracing::warn!(%error, "could not get a Scalekit access token");
-                state.last_failure = Some((Instant::now(), error.clone()));
-                Err(error)
-            }
+            *current.write().unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
+            Ok(token)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not get a Scalekit access token");
+            state.last_failure = Some((Instant::now(), error.clone()));
+            Err(error)
         }
     }
 }
@@ -273,9 +320,9 @@ mod tests {
             message: "down".into(),
         };
         let first = cache
-            .refresh_after_401(&stale, |_| {
+            .refresh_after_401(&stale, {
                 let failure = failure.clone();
-                async move { Err(failure) }
+                move |_| async move { Err(failure) }
             })
             .await;
         assert_eq!(first.unwrap_err(), failure);

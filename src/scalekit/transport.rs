@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
 use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderValue, Method};
 use tokio::time::Instant;
@@ -44,7 +45,7 @@ impl ScalekitClient {
                 let fresh = self
                     .inner
                     .tokens
-                    .refresh_after_401(&token, |generation| self.fetch_access_token(generation))
+                    .refresh_after_401(&token, self.token_fetcher())
                     .await?;
                 match fresh {
                     Some(fresh) => self.send(call, &fresh).await,
@@ -58,10 +59,16 @@ impl ScalekitClient {
     }
 
     async fn access_token(&self) -> Result<Arc<AccessToken>, ScalekitError> {
-        self.inner
-            .tokens
-            .get(|generation| self.fetch_access_token(generation))
-            .await
+        self.inner.tokens.get(self.token_fetcher()).await
+    }
+
+    /// An owned access-token fetch: it may outlive the call that started it (see `auth`).
+    fn token_fetcher(
+        &self,
+    ) -> impl FnOnce(u64) -> BoxFuture<'static, Result<AccessToken, ScalekitError>> + Send + 'static
+    {
+        let client = self.clone();
+        move |generation| Box::pin(async move { client.fetch_access_token(generation).await })
     }
 
     async fn send(&self, call: &Call<'_>, token: &AccessToken) -> Result<Bytes, ScalekitError> {
