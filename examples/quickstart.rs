@@ -163,7 +163,7 @@ fn demo_store() -> Result<DemoStore, Box<dyn std::error::Error>> {
 #[cfg(feature = "redis")]
 type Feed = Option<axum_api_key::RedisRevocations>;
 #[cfg(not(feature = "redis"))]
-type Feed = ();
+type Feed = Option<std::convert::Infallible>;
 
 #[cfg(feature = "redis")]
 fn revocation_feed() -> Result<Feed, Box<dyn std::error::Error>> {
@@ -185,7 +185,7 @@ fn revocation_feed() -> Result<Feed, Box<dyn std::error::Error>> {
             "REDIS_URL is set but this build lacks feature `redis` (cargo run --example quickstart --features redis): revocations are not shared"
         );
     }
-    Ok(())
+    Ok(None)
 }
 
 /// `CACHE_TTL_SECS`: `None` when the cache is off.

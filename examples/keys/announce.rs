@@ -1,6 +1,7 @@
 //! Announcing revocations to other instances over Redis when `REDIS_URL` is set (feature
 //! `redis`), so `revoke` and `rotate` reach every instance's cache at once, not after its TTL.
 
+#[cfg(feature = "redis")]
 use std::time::Duration;
 
 use axum_api_key::ScalekitClient;
