@@ -6,8 +6,11 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use axum_api_key::cache::CachedValidator;
+use axum_api_key::keys::CreateToken;
+use axum_api_key::request::Fingerprint;
 use axum_api_key::testing::{FakeScalekit, Op};
-use axum_api_key::{ApiKey, CachedValidator, CreateToken, Fingerprint, InMemoryTokens, Validator};
+use axum_api_key::{ApiKey, InMemoryTokens, Validator};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
 fn garbage_key() -> ApiKey {

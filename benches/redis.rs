@@ -10,8 +10,10 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use axum_api_key::cache::CachedValidator;
+use axum_api_key::keys::CreateToken;
 use axum_api_key::redis::RedisRevocations;
-use axum_api_key::{ApiKey, CachedValidator, CreateToken, InMemoryTokens, Validator};
+use axum_api_key::{ApiKey, InMemoryTokens, Validator};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// A redis-server of the bench's own, killed on drop.

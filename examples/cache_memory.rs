@@ -9,7 +9,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
-use axum_api_key::{ApiKey, CachedValidator, TokenInfo, ValidateError, Validator, validator_fn};
+use axum_api_key::cache::CachedValidator;
+use axum_api_key::{ApiKey, TokenInfo, ValidateError, Validator, validator_fn};
 
 /// Counts the bytes live on the heap.
 struct Counting;

@@ -11,7 +11,7 @@
 //! It serves Scalekit's token REST routes with the wire format of `scalekit-wire.md`, in memory,
 //! until it is stopped. For local experiments and the load test; never for production.
 
-use axum_api_key::CreateToken;
+use axum_api_key::keys::CreateToken;
 use axum_api_key::testing::FakeScalekit;
 
 #[tokio::main]

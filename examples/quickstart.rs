@@ -24,10 +24,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use axum::{Json, Router, routing::get};
-use axum_api_key::{
-    ApiKeyLayer, BoxValidator, CachedValidator, CreateToken, InMemoryTokens, KeyEventSource,
-    OrgScope, ScalekitClient, TokenInfo, UserScope, Validator,
-};
+use axum_api_key::cache::CachedValidator;
+use axum_api_key::keys::{CreateToken, KeyEventSource};
+use axum_api_key::scalekit::ScalekitClient;
+use axum_api_key::validator::BoxValidator;
+use axum_api_key::{ApiKeyLayer, InMemoryTokens, OrgScope, TokenInfo, UserScope, Validator};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -161,13 +162,13 @@ fn demo_store() -> Result<DemoStore, Box<dyn std::error::Error>> {
 
 /// The revocation feed over Redis, when `REDIS_URL` is set (feature `redis`).
 #[cfg(feature = "redis")]
-type Feed = Option<axum_api_key::RedisRevocations>;
+type Feed = Option<axum_api_key::redis::RedisRevocations>;
 #[cfg(not(feature = "redis"))]
 type Feed = Option<std::convert::Infallible>;
 
 #[cfg(feature = "redis")]
 fn revocation_feed() -> Result<Feed, Box<dyn std::error::Error>> {
-    let feed = axum_api_key::RedisRevocations::from_env()?;
+    let feed = axum_api_key::redis::RedisRevocations::from_env()?;
     if let Some(feed) = &feed {
         tracing::info!(
             channel = feed.channel(),

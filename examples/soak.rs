@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
+use axum_api_key::cache::CachedValidator;
+use axum_api_key::keys::CreateToken;
 use axum_api_key::testing::{FakeScalekit, Fault, Op};
-use axum_api_key::{ApiKeyLayer, CachedValidator, CreateToken, OrgScope};
+use axum_api_key::{ApiKeyLayer, OrgScope};
 use time::OffsetDateTime;
 
 const CAPACITY: u64 = 1_000;

@@ -1,22 +1,25 @@
 //! The invariants the fuzz targets check, shared with `tests/fuzz_corpus.rs` so that CI replays
 //! the checked-in corpus with the ordinary toolchain.
 
-use axum_api_key::KeyFormat;
-use axum_api_key::bearer::{BearerError, is_b64token, parse_credentials};
+use axum_api_key::request::KeyFormat;
+use axum_api_key::request::{BearerError, is_b64token, parse_credentials};
 
-/// One `Authorization` value through the parser and the strict and lenient pre-checks: no
+/// One `Authorization` value through the parser and Scalekit's and the neutral pre-checks: no
 /// panic, and whatever is accepted obeys the grammar and the format.
 pub fn check_authorization_value(value: &[u8]) {
     match parse_credentials(value, 512) {
         Ok(token) => {
             assert!(is_b64token(token.as_bytes()), "accepted a non-b64token");
             assert!(!token.is_empty() && token.len() <= 512);
-            for format in [KeyFormat::strict(), KeyFormat::lenient()] {
+            let scalekit = axum_api_key::scalekit::shape::key_format();
+            if scalekit.check(token).is_ok() {
+                assert!(
+                    !token.starts_with(axum_api_key::scalekit::shape::TOKEN_ID_PREFIX),
+                    "a Scalekit token id passed Scalekit's pre-checks"
+                );
+            }
+            for format in [scalekit, KeyFormat::neutral()] {
                 if format.check(token).is_ok() {
-                    assert!(
-                        !token.starts_with("apit_"),
-                        "a token id passed the pre-checks"
-                    );
                     assert!(
                         !token.contains('.'),
                         "a JWT-shaped value passed the pre-checks"
@@ -48,7 +51,7 @@ pub const WIRE_SECRET: &str =
 ///
 /// An input `secret\0body` plays `secret` (when it looks like a key) instead of [`WIRE_SECRET`].
 pub fn check_wire_body(input: &[u8]) {
-    use axum_api_key::ScalekitError;
+    use axum_api_key::scalekit::ScalekitError;
     use axum_api_key::scalekit::fuzz_decode;
 
     let (secret, body) = match input.iter().position(|b| *b == 0) {

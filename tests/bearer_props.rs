@@ -1,7 +1,6 @@
 //! Property tests of the `Authorization` parser against the RFC 6750 / RFC 9110 grammar.
 
-use axum_api_key::KeyFormat;
-use axum_api_key::bearer::{BearerError, is_b64token, parse_credentials};
+use axum_api_key::request::{BearerError, is_b64token, parse_credentials};
 use proptest::prelude::*;
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
@@ -59,6 +58,6 @@ proptest! {
     #[test]
     fn the_strict_format_is_exactly_base62_61_to_512(value in "[ -~]{0,600}") {
         let expected = value.len() >= 61 && value.len() <= 512 && value.bytes().all(|b| b.is_ascii_alphanumeric());
-        prop_assert_eq!(KeyFormat::strict().check(&value).is_ok(), expected);
+        prop_assert_eq!(axum_api_key::scalekit::shape::key_format().check(&value).is_ok(), expected);
     }
 }

@@ -11,9 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::{Router, routing::get};
+use axum_api_key::cache::CachedValidator;
+use axum_api_key::keys::{CreateToken, KeyEvent, KeyEventSource, KeyEvents};
+use axum_api_key::request::Fingerprint;
+use axum_api_key::validator::InvalidReason;
 use axum_api_key::{
-    ApiKey, ApiKeyLayer, Authenticated, CachedValidator, CreateToken, Fingerprint, InMemoryTokens,
-    InvalidReason, KeyEvent, KeyEventSource, KeyEvents, TokenInfo, ValidateError, Validator,
+    ApiKey, ApiKeyLayer, Authenticated, InMemoryTokens, TokenInfo, ValidateError, Validator,
     validator_fn,
 };
 use time::OffsetDateTime;
@@ -603,7 +606,11 @@ async fn a_key_the_upstream_refused_never_comes_back_through_stale_if_error() {
     // An upstream fault now must not revive the refused key from its stale record.
     control.fail(true);
     let answer = call(&client, &url, &key).await;
-    assert_eq!(answer.status, 503, "a refused key came back: {}", answer.body);
+    assert_eq!(
+        answer.status, 503,
+        "a refused key came back: {}",
+        answer.body
+    );
     assert_eq!(cache.stats().stale_served, 0);
 }
 

@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
+use axum_api_key::cache::CachedValidator;
+use axum_api_key::keys::CreateToken;
+use axum_api_key::scalekit::ScalekitClient;
 use axum_api_key::testing::{FakeScalekit, Fault, Op};
-use axum_api_key::{ApiKeyLayer, CachedValidator, CreateToken, OrgScope, ScalekitClient};
+use axum_api_key::{ApiKeyLayer, OrgScope};
 use reqwest::StatusCode;
 use support::{serve, unknown_key};
 

@@ -3,13 +3,16 @@
 
 use std::time::Duration;
 
-use axum_api_key::{ScalekitClient, ScalekitError};
+use axum_api_key::scalekit::{ScalekitClient, ScalekitError};
 
 #[test]
 fn absurd_scalekit_timeouts_are_refused_at_the_builder() {
     let builder = || ScalekitClient::builder("https://acme.scalekit.dev", "skc_1", "secret");
     for (name, built) in [
-        ("validate", builder().validate_timeout(Duration::MAX).build()),
+        (
+            "validate",
+            builder().validate_timeout(Duration::MAX).build(),
+        ),
         ("request", builder().request_timeout(Duration::MAX).build()),
         ("token", builder().token_timeout(Duration::MAX).build()),
         ("zero", builder().validate_timeout(Duration::ZERO).build()),
@@ -21,7 +24,12 @@ fn absurd_scalekit_timeouts_are_refused_at_the_builder() {
             other => panic!("{name}: expected a configuration error, got {other:?}"),
         }
     }
-    assert!(builder().validate_timeout(Duration::from_secs(3600)).build().is_ok());
+    assert!(
+        builder()
+            .validate_timeout(Duration::from_secs(3600))
+            .build()
+            .is_ok()
+    );
 }
 
 #[cfg(feature = "redis")]
@@ -31,7 +39,7 @@ async fn absurd_redis_timeouts_are_clamped_and_publishing_does_not_panic() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let feed = axum_api_key::RedisRevocations::builder(format!("redis://127.0.0.1:{port}"))
+    let feed = axum_api_key::redis::RedisRevocations::builder(format!("redis://127.0.0.1:{port}"))
         .timeout(Duration::MAX)
         .ping_interval(Duration::MAX)
         .backoff(Duration::MAX, Duration::MAX)

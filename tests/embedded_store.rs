@@ -1,7 +1,8 @@
 //! The embedded store as a validator outside the layer: it must hold Scalekit's promises by
 //! itself (defence in depth), and no client input may make it panic.
 
-use axum_api_key::{ApiKey, CreateToken, InMemoryTokens, ListTokens, ValidateError, Validator};
+use axum_api_key::keys::{CreateToken, ListTokens};
+use axum_api_key::{ApiKey, InMemoryTokens, ValidateError, Validator};
 
 #[tokio::test]
 async fn a_token_id_is_never_accepted_as_a_key() {

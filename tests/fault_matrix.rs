@@ -21,10 +21,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
+use axum_api_key::cache::CachedValidator;
+use axum_api_key::keys::CreateToken;
+use axum_api_key::scalekit::ScalekitClient;
 use axum_api_key::testing::{FakeScalekit, Fault, Op};
-use axum_api_key::{
-    ApiKeyLayer, BoxValidator, CachedValidator, CreateToken, OrgScope, ScalekitClient,
-};
+use axum_api_key::validator::BoxValidator;
+use axum_api_key::{ApiKeyLayer, OrgScope};
 use futures_util::future::join_all;
 use time::OffsetDateTime;
 

@@ -8,9 +8,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum_api_key::keys::CreateToken;
+use axum_api_key::request::KeyFormat;
 use axum_api_key::{
-    ApiKeyLayer, Claims, CreateToken, InMemoryTokens, KeyFormat, OrgScope, RequireLayer, TokenInfo,
-    TypedClaims, UserScope, ValidateError, validator_fn,
+    ApiKeyLayer, Claims, InMemoryTokens, OrgScope, RequireLayer, TokenInfo, TypedClaims, UserScope,
+    ValidateError, validator_fn,
 };
 use http::HeaderMap;
 use reqwest::StatusCode;
@@ -421,10 +423,12 @@ async fn lenient_format_admits_prefixed_keys_for_other_validators() {
         if key.expose_secret() == "sk_live_0123456789abcdef" {
             Ok(TokenInfo::builder("key_1", "org_x").build())
         } else {
-            Err(ValidateError::Invalid(axum_api_key::InvalidReason::Unknown))
+            Err(ValidateError::Invalid(
+                axum_api_key::validator::InvalidReason::Unknown,
+            ))
         }
     });
-    let app = routes().layer(ApiKeyLayer::new(validator).key_format(KeyFormat::lenient()));
+    let app = routes().layer(ApiKeyLayer::new(validator).key_format(KeyFormat::neutral()));
     let base = serve(app).await;
     let response = reqwest::Client::new()
         .get(format!("{base}/org"))

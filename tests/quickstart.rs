@@ -237,7 +237,7 @@ async fn quickstart_serves_the_documented_routes() {
 #[cfg(feature = "test-util")]
 #[tokio::test]
 async fn quickstart_validates_with_scalekit_when_configured() {
-    use axum_api_key::CreateToken;
+    use axum_api_key::keys::CreateToken;
     use axum_api_key::testing::FakeScalekit;
 
     let fake = FakeScalekit::start().await;

@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::{Router, routing::get};
+use axum_api_key::cache::CachedValidator;
+use axum_api_key::keys::{CreateToken, KeyEventSource, KeyEvents};
 use axum_api_key::redis::RedisRevocations;
+use axum_api_key::scalekit::ScalekitClient;
 use axum_api_key::testing::FakeScalekit;
-use axum_api_key::{
-    ApiKey, ApiKeyLayer, Authenticated, CachedValidator, CreateToken, KeyEventSource, KeyEvents,
-    ScalekitClient, TokenInfo, ValidateError, Validator,
-};
+use axum_api_key::{ApiKey, ApiKeyLayer, Authenticated, TokenInfo, ValidateError, Validator};
 use tokio::sync::{Notify, Semaphore};
 
 /// How soon another instance must refuse a revoked key.

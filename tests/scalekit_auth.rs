@@ -10,10 +10,10 @@ use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
+use axum_api_key::scalekit::{ScalekitClient, ScalekitError};
 use axum_api_key::testing::{FakeScalekit, Fault, Op};
-use axum_api_key::{
-    ApiKey, InvalidReason, ScalekitClient, ScalekitError, ValidateError, Validator,
-};
+use axum_api_key::validator::InvalidReason;
+use axum_api_key::{ApiKey, ValidateError, Validator};
 use common::unknown_key;
 use serde_json::{Value, json};
 
@@ -22,7 +22,7 @@ async fn fifty_concurrent_first_calls_fetch_one_access_token() {
     let fake = FakeScalekit::start().await;
     let created = fake
         .tokens()
-        .create(axum_api_key::CreateToken::new("org_1"))
+        .create(axum_api_key::keys::CreateToken::new("org_1"))
         .unwrap();
     let client = fake.client();
     let key = created.key.expose_secret().to_owned();
@@ -45,7 +45,7 @@ async fn an_expired_access_token_is_renewed_without_failing_the_call() {
     let fake = FakeScalekit::start().await;
     let created = fake
         .tokens()
-        .create(axum_api_key::CreateToken::new("org_1"))
+        .create(axum_api_key::keys::CreateToken::new("org_1"))
         .unwrap();
     let client = fake.client();
     client
@@ -64,12 +64,12 @@ async fn an_expired_access_token_is_renewed_without_failing_the_call() {
     // are rate-limited, see below).
     let admin = fake.client();
     admin
-        .list_tokens(&axum_api_key::ListTokens::new("org_1"))
+        .list_tokens(&axum_api_key::keys::ListTokens::new("org_1"))
         .await
         .unwrap();
     fake.expire_access_tokens();
     admin
-        .list_tokens(&axum_api_key::ListTokens::new("org_1"))
+        .list_tokens(&axum_api_key::keys::ListTokens::new("org_1"))
         .await
         .unwrap();
     assert_eq!(fake.count(Op::Token), 4);
@@ -159,7 +159,7 @@ async fn a_hanging_token_endpoint_does_not_fail_validations_while_the_token_is_v
         .unwrap();
     let created = fake
         .tokens()
-        .create(axum_api_key::CreateToken::new("org_1"))
+        .create(axum_api_key::keys::CreateToken::new("org_1"))
         .unwrap();
     let key = created.key.expose_secret().to_owned();
     let client = fake
@@ -178,7 +178,10 @@ async fn a_hanging_token_endpoint_does_not_fail_validations_while_the_token_is_v
         })
         .collect();
     for validation in validations {
-        let info = validation.await.unwrap().expect("the still-valid token was not used");
+        let info = validation
+            .await
+            .unwrap()
+            .expect("the still-valid token was not used");
         assert_eq!(info.token_id, created.token_id);
     }
     // One renewal went out, in the background; it is still hanging, and nobody waited for it.
@@ -195,7 +198,7 @@ async fn a_slow_forced_refresh_completes_for_the_next_callers() {
     let fake = FakeScalekit::start().await;
     let created = fake
         .tokens()
-        .create(axum_api_key::CreateToken::new("org_1"))
+        .create(axum_api_key::keys::CreateToken::new("org_1"))
         .unwrap();
     let key = created.key.expose_secret().to_owned();
     let client = fake
@@ -215,7 +218,10 @@ async fn a_slow_forced_refresh_completes_for_the_next_callers() {
     // The refresh finished on its own after the caller gave up; the next callers use its token.
     eventually("the forced refresh", || fake.count(Op::Token) == 2).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let info = client.validate_token(&key).await.expect("a 401 read as a failed refresh");
+    let info = client
+        .validate_token(&key)
+        .await
+        .expect("a 401 read as a failed refresh");
     assert_eq!(info.token_id, created.token_id);
     assert_eq!(fake.count(Op::Token), 2);
 }
@@ -225,7 +231,7 @@ async fn one_401_is_cured_by_a_refresh() {
     let fake = FakeScalekit::start().await;
     let created = fake
         .tokens()
-        .create(axum_api_key::CreateToken::new("org_1"))
+        .create(axum_api_key::keys::CreateToken::new("org_1"))
         .unwrap();
     let client = fake.client();
     fake.fail_next(Op::Validate, Fault::Unauthorized);

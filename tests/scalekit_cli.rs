@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
+use axum_api_key::keys::{CreateToken, KeyStoreError};
 use axum_api_key::testing::FakeScalekit;
-use axum_api_key::{CreateToken, StoreError};
 use cli::{Command, Expiry, parse, parse_ttl};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -192,7 +192,7 @@ async fn the_binary_creates_lists_rotates_and_revokes() {
     assert_ne!(new_id, token_id);
     assert_eq!(
         fake.tokens().validate_token(&key),
-        Err(StoreError::NotFound)
+        Err(KeyStoreError::NotFound)
     );
     let new_info = fake.tokens().validate_token(&new_key).unwrap();
     assert_eq!(new_info.user_id.as_deref(), Some("usr_1"));
@@ -208,7 +208,7 @@ async fn the_binary_creates_lists_rotates_and_revokes() {
     );
     assert_eq!(
         fake.tokens().validate_token(&new_key),
-        Err(StoreError::NotFound)
+        Err(KeyStoreError::NotFound)
     );
 }
 

@@ -4,11 +4,11 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use axum_api_key::admin::LimitError;
+use axum_api_key::keys::LimitError;
+use axum_api_key::keys::{CreateToken, KeyEvent, KeyEventSource, ListTokens, UpdateToken};
+use axum_api_key::request::Fingerprint;
+use axum_api_key::scalekit::ScalekitError;
 use axum_api_key::testing::{FakeScalekit, Fault, Op};
-use axum_api_key::{
-    CreateToken, Fingerprint, KeyEvent, KeyEventSource, ListTokens, ScalekitError, UpdateToken,
-};
 use common::{Recorder, assert_hides, unknown_key};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};

@@ -5,10 +5,10 @@ mod common;
 
 use std::time::Duration;
 
+use axum_api_key::scalekit::{ScalekitClient, ScalekitError};
 use axum_api_key::testing::{FakeScalekit, Fault, Op};
-use axum_api_key::{
-    ApiKey, InvalidReason, ScalekitClient, ScalekitError, ValidateError, Validator,
-};
+use axum_api_key::validator::InvalidReason;
+use axum_api_key::{ApiKey, ValidateError, Validator};
 use common::{assert_hides, unknown_key};
 use serde_json::json;
 
@@ -133,7 +133,7 @@ async fn gateway_errors_with_html_are_retried_once() {
     // A single 503 is absorbed by the retry.
     let created = fake
         .tokens()
-        .create(axum_api_key::CreateToken::new("org_1"))
+        .create(axum_api_key::keys::CreateToken::new("org_1"))
         .unwrap();
     fake.reset_counts();
     fake.fail_next(Op::Validate, Fault::html(503));
@@ -161,7 +161,7 @@ async fn connection_refused_is_connect() {
     assert!(is_unavailable(&verdict));
     assert!(matches!(
         client
-            .create_token(axum_api_key::CreateToken::new("org_1"))
+            .create_token(axum_api_key::keys::CreateToken::new("org_1"))
             .await,
         Err(ScalekitError::Connect(_))
     ));
@@ -178,7 +178,7 @@ async fn connection_reset_is_connect_and_retried_once() {
 
     let created = fake
         .tokens()
-        .create(axum_api_key::CreateToken::new("org_1"))
+        .create(axum_api_key::keys::CreateToken::new("org_1"))
         .unwrap();
     fake.fail_next(Op::Validate, Fault::Reset);
     assert!(
@@ -205,7 +205,7 @@ async fn slow_answers_time_out() {
     fake.fail_next(Op::Create, Fault::Delay(Duration::from_secs(3)));
     assert_eq!(
         client
-            .create_token(axum_api_key::CreateToken::new("org_1"))
+            .create_token(axum_api_key::keys::CreateToken::new("org_1"))
             .await
             .unwrap_err(),
         ScalekitError::Timeout
@@ -252,28 +252,28 @@ async fn broken_bodies_are_decode_errors() {
     fake.fail_next(Op::Create, Fault::WrongTypes);
     assert!(matches!(
         client
-            .create_token(axum_api_key::CreateToken::new("org_1"))
+            .create_token(axum_api_key::keys::CreateToken::new("org_1"))
             .await,
         Err(ScalekitError::Decode(_))
     ));
     fake.fail_next(Op::List, Fault::WrongTypes);
     assert!(matches!(
         client
-            .list_tokens(&axum_api_key::ListTokens::new("org_1"))
+            .list_tokens(&axum_api_key::keys::ListTokens::new("org_1"))
             .await,
         Err(ScalekitError::Decode(_))
     ));
     fake.fail_next(Op::Update, Fault::Empty);
     assert!(matches!(
         client
-            .update_token(axum_api_key::UpdateToken::new("apit_1").description("d"))
+            .update_token(axum_api_key::keys::UpdateToken::new("apit_1").description("d"))
             .await,
         Err(ScalekitError::Decode(_))
     ));
     fake.fail_next(Op::Create, Fault::Empty);
     assert!(matches!(
         client
-            .create_token(axum_api_key::CreateToken::new("org_1"))
+            .create_token(axum_api_key::keys::CreateToken::new("org_1"))
             .await,
         Err(ScalekitError::Decode(_))
     ));

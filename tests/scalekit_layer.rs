@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Json, Router};
+use axum_api_key::keys::CreateToken;
+use axum_api_key::scalekit::ScalekitClient;
 use axum_api_key::testing::{FakeScalekit, Fault, Op};
-use axum_api_key::{
-    ApiKey, ApiKeyLayer, Claims, CreateToken, InvalidReason, ScalekitClient, UserScope,
-    ValidateError, Validator,
-};
+use axum_api_key::validator::InvalidReason;
+use axum_api_key::{ApiKey, ApiKeyLayer, Claims, UserScope, ValidateError, Validator};
 use common::unknown_key;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

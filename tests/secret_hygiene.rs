@@ -15,12 +15,14 @@ use std::sync::{Mutex, MutexGuard, Once};
 
 use axum::Router;
 use axum::routing::get;
-use axum_api_key::testing::{FakeScalekit, Fault, Op};
-use axum_api_key::{
-    ApiKey, ApiKeyLayer, BoxValidator, CachedValidator, CreateToken, InMemoryTokens, KeyEvent,
-    KeyEventListener, KeyEventSource, ListTokens, OrgScope, ScalekitError, TokenInfo, UpdateToken,
-    Validator,
+use axum_api_key::cache::CachedValidator;
+use axum_api_key::keys::{
+    CreateToken, KeyEvent, KeyEventListener, KeyEventSource, ListTokens, UpdateToken,
 };
+use axum_api_key::scalekit::ScalekitError;
+use axum_api_key::testing::{FakeScalekit, Fault, Op};
+use axum_api_key::validator::BoxValidator;
+use axum_api_key::{ApiKey, ApiKeyLayer, InMemoryTokens, OrgScope, TokenInfo, Validator};
 use serde_json::json;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::FmtSpan;

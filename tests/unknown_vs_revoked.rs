@@ -8,8 +8,11 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::routing::get;
+use axum_api_key::cache::CachedValidator;
+use axum_api_key::keys::CreateToken;
 use axum_api_key::testing::FakeScalekit;
-use axum_api_key::{ApiKeyLayer, BoxValidator, CachedValidator, CreateToken, OrgScope};
+use axum_api_key::validator::BoxValidator;
+use axum_api_key::{ApiKeyLayer, OrgScope};
 
 #[derive(Debug, PartialEq, Eq)]
 struct Seen {

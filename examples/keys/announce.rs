@@ -4,7 +4,7 @@
 #[cfg(feature = "redis")]
 use std::time::Duration;
 
-use axum_api_key::ScalekitClient;
+use axum_api_key::scalekit::ScalekitClient;
 
 /// How long the CLI waits for its announcements to leave before giving up.
 #[cfg(feature = "redis")]
@@ -13,7 +13,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The feed a command's revocations are announced on, if any.
 pub struct Announcer {
     #[cfg(feature = "redis")]
-    feed: Option<axum_api_key::RedisRevocations>,
+    feed: Option<axum_api_key::redis::RedisRevocations>,
 }
 
 impl Announcer {
@@ -21,7 +21,7 @@ impl Announcer {
     pub fn from_env(client: &ScalekitClient) -> Result<Self, String> {
         #[cfg(feature = "redis")]
         {
-            use axum_api_key::KeyEventSource;
+            use axum_api_key::keys::KeyEventSource;
             use axum_api_key::redis::RedisRevocations;
             let feed = match RedisRevocations::builder_from_env() {
                 Some(builder) => {

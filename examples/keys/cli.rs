@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum_api_key::CreateToken;
+use axum_api_key::keys::CreateToken;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 

@@ -18,12 +18,18 @@
 mod announce;
 mod cli;
 
+use std::collections::HashSet;
 use std::process::ExitCode;
 
-use axum_api_key::admin::redacted_token_ref;
-use axum_api_key::{CreateToken, ScalekitClient, ScalekitError, TokenInfo};
+use axum_api_key::keys::{CreateToken, KeyStoreError, ListTokens, MAX_PAGE_SIZE};
+use axum_api_key::request::Fingerprint;
+use axum_api_key::scalekit::{ScalekitClient, shape};
+use axum_api_key::{ApiKey, KeyStore, TokenInfo, Validator};
 use cli::Command;
 use time::OffsetDateTime;
+
+/// A listing stops after this many pages, whatever the server says.
+const MAX_PAGES: usize = 1_000;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -69,17 +75,18 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(client: &ScalekitClient, command: Command) -> Result<(), String> {
+/// Every command, written against the crate's contracts only ([`KeyStore`] to manage keys,
+/// [`Validator`] to check a new one), so it works the same over any store.
+async fn run<S: KeyStore + Validator>(store: &S, command: Command) -> Result<(), String> {
     match command {
         Command::Create { .. } => {
             let request = command
                 .create_request(OffsetDateTime::now_utc())
                 .ok_or("internal: not a create command")?;
-            create(client, request).await.map(|_| ())
+            create(store, request).await.map(|_| ())
         }
         Command::List { org, user } => {
-            let keys = client
-                .list_all_tokens(&org, user.as_deref())
+            let keys = list_all(store, &org, user.as_deref())
                 .await
                 .map_err(|e| format!("listing keys: {e}"))?;
             for info in &keys {
@@ -89,35 +96,60 @@ async fn run(client: &ScalekitClient, command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Revoke { token } => {
-            client
-                .invalidate_token(&token)
+            store
+                .invalidate(&token)
                 .await
-                .map_err(|e| format!("revoking {}: {e}", redacted_token_ref(&token)))?;
-            println!("revoked {}", redacted_token_ref(&token));
+                .map_err(|e| format!("revoking {}: {e}", printable(&token)))?;
+            println!("revoked {}", printable(&token));
             Ok(())
         }
-        Command::Rotate { token_id } => rotate(client, &token_id).await,
+        Command::Rotate { token_id } => rotate(store, &token_id).await,
         Command::Help => Ok(()),
     }
 }
 
+/// Every page of an organization's (or user's) keys, with a bound on the walk and a check
+/// for a server that repeats a cursor.
+async fn list_all<S: KeyStore>(
+    store: &S,
+    org: &str,
+    user: Option<&str>,
+) -> Result<Vec<TokenInfo>, String> {
+    let mut request = ListTokens::new(org).page_size(MAX_PAGE_SIZE);
+    request.user_id = user.map(str::to_owned);
+    let mut all = Vec::new();
+    let mut seen = HashSet::new();
+    for _ in 0..MAX_PAGES {
+        let page = store.list(&request).await.map_err(|e| e.to_string())?;
+        all.extend(page.tokens);
+        match page.next_page_token {
+            None => return Ok(all),
+            Some(cursor) if !seen.insert(cursor.clone()) => {
+                return Err("the store repeated a page cursor".to_owned());
+            }
+            Some(cursor) => request.page_token = Some(cursor),
+        }
+    }
+    Err(format!("more than {MAX_PAGES} pages of keys"))
+}
+
 /// Mints a key and prints it, once.
-async fn create(client: &ScalekitClient, request: CreateToken) -> Result<String, String> {
-    let created = client
-        .create_token(request)
+async fn create<S: KeyStore>(store: &S, request: CreateToken) -> Result<ApiKey, String> {
+    let created = store
+        .create(request)
         .await
         .map_err(|e| format!("creating a key: {e}"))?;
     println!("token_id: {}", created.token_id);
     println!("key: {}", created.key.expose_secret());
     println!("(store the key now: it cannot be shown again)");
-    Ok(created.key.expose_secret().to_owned())
+    Ok(created.key)
 }
 
 /// New key first, checked; the old one is revoked only once the new one works, so a failed
 /// rotation never leaves the owner without a working key.
-async fn rotate(client: &ScalekitClient, token_id: &str) -> Result<(), String> {
-    let old = client.validate_token(token_id).await.map_err(|e| match e {
-        ScalekitError::NotFound => format!("{token_id} is not an active key"),
+async fn rotate<S: KeyStore + Validator>(store: &S, token_id: &str) -> Result<(), String> {
+    let old = store.get(token_id).await.map_err(|e| match e {
+        KeyStoreError::NotFound => format!("{token_id} is not an active key"),
         other => format!("looking up {token_id}: {other}"),
     })?;
     let mut request = CreateToken::new(old.organization_id.clone());
@@ -125,18 +157,19 @@ async fn rotate(client: &ScalekitClient, token_id: &str) -> Result<(), String> {
     request.custom_claims = old.custom_claims.clone();
     request.expiry = old.expiry;
     request.description = old.description.clone();
-    let new_key = create(client, request).await?;
-    let new_info = client
-        .validate_token(&new_key)
+    let new_key = create(store, request).await?;
+    let new_auth = store
+        .validate(&new_key)
         .await
         .map_err(|e| format!("the new key does not validate ({e}); {token_id} was left active"))?;
+    let new_info = new_auth.info();
     if new_info.organization_id != old.organization_id || new_info.user_id != old.user_id {
         return Err(format!(
             "the new key {} has another scope than {token_id}; {token_id} was left active",
             new_info.token_id
         ));
     }
-    client.invalidate_token(token_id).await.map_err(|e| {
+    store.invalidate(token_id).await.map_err(|e| {
         format!(
             "the new key {} works, but revoking {token_id} failed: {e}",
             new_info.token_id
@@ -144,6 +177,15 @@ async fn rotate(client: &ScalekitClient, token_id: &str) -> Result<(), String> {
     })?;
     println!("revoked {token_id}; replaced by {}", new_info.token_id);
     Ok(())
+}
+
+/// A key-or-id argument as it may be printed: an id as it is, a key as its fingerprint.
+fn printable(key_or_id: &str) -> String {
+    if shape::is_token_id(key_or_id) {
+        key_or_id.to_owned()
+    } else {
+        format!("[api key {}]", Fingerprint::of(key_or_id))
+    }
 }
 
 fn describe(info: &TokenInfo) -> String {

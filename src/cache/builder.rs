@@ -4,7 +4,8 @@ use std::fmt;
 use std::time::Duration;
 
 use super::CachedValidator;
-use crate::{KeyEventSource, KeyEvents, Validator};
+use crate::keys::{KeyEventSource, KeyEvents};
+use crate::validator::contract::Validator;
 
 /// Default time a positive answer is reused: 30 s.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
@@ -25,7 +26,8 @@ const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 ///
 /// ```
 /// use std::time::Duration;
-/// use axum_api_key::{CachedValidator, InMemoryTokens};
+/// use axum_api_key::InMemoryTokens;
+/// use axum_api_key::cache::CachedValidator;
 ///
 /// let cache = CachedValidator::builder(InMemoryTokens::new())
 ///     .ttl(Duration::from_secs(10))

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use moka::Expiry;
 use time::OffsetDateTime;
 
-use crate::{Authenticated, Fingerprint};
+use crate::request::key::Fingerprint;
+use crate::token_info::Authenticated;
 
 /// The cache key: a [`Fingerprint`], hashed by its first 64 bits.
 ///
@@ -152,7 +153,7 @@ impl Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TokenInfo;
+    use crate::token_info::TokenInfo;
 
     fn auth_expiring_in(seconds: i64) -> Authenticated {
         TokenInfo::builder("apit_1", "org_1")

@@ -11,7 +11,7 @@
 //!   in a separately bounded cache, so garbage floods neither reach the upstream twice per key
 //!   nor evict valid keys. "Unavailable" answers are never cached.
 //! - **Expiry clamp.** An entry never outlives the key's `expiry`; an answer for an already
-//!   expired key is refused as [`InvalidReason::Expired`](crate::InvalidReason::Expired).
+//!   expired key is refused as [`InvalidReason::Expired`](crate::validator::InvalidReason::Expired).
 //! - **Revocation wins.** See below.
 //! - **Upstream budget.** At most [`max_in_flight`](CacheBuilder::max_in_flight) validations
 //!   (and optionally [`max_upstream_rate`](CacheBuilder::max_upstream_rate) per second) reach the
@@ -36,7 +36,9 @@
 //!
 //! ```
 //! use axum::{routing::get, Router};
-//! use axum_api_key::{ApiKeyLayer, CachedValidator, CreateToken, InMemoryTokens, OrgScope};
+//! use axum_api_key::{ApiKeyLayer, InMemoryTokens, OrgScope};
+//! use axum_api_key::cache::CachedValidator;
+//! use axum_api_key::keys::CreateToken;
 //!
 //! async fn whoami(OrgScope { organization_id, .. }: OrgScope) -> String {
 //!     organization_id
@@ -63,6 +65,7 @@ mod state;
 mod stats;
 
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Weak};
 
 pub use builder::{
@@ -73,10 +76,13 @@ pub use stats::CacheStats;
 
 use self::entry::CacheKey;
 use self::state::{Admission, Core, Settings};
-use crate::{
-    ApiKey, Authenticated, Fingerprint, KeyEvent, KeyEventListener, KeyEventSource, KeyEvents,
-    ValidateError, Validator,
+use crate::keys::{
+    CreateToken, CreatedToken, KeyEvent, KeyEventListener, KeyEventSource, KeyEvents, KeyStore,
+    KeyStoreError, ListTokens, TokenPage, UpdateToken,
 };
+use crate::request::key::{ApiKey, Fingerprint, KeyFormat};
+use crate::token_info::{Authenticated, TokenInfo};
+use crate::validator::contract::{ValidateError, Validator};
 
 /// A [`Validator`] that caches another one; see the [module docs](self) for what it
 /// guarantees and how stale an answer can be.
@@ -85,7 +91,8 @@ use crate::{
 /// another to the [`ApiKeyLayer`](crate::ApiKeyLayer).
 ///
 /// ```
-/// use axum_api_key::{validator_fn, CachedValidator, TokenInfo};
+/// use axum_api_key::{TokenInfo, validator_fn};
+/// use axum_api_key::cache::CachedValidator;
 ///
 /// // A validator with no events of its own: revocations come through `revoke_*` calls.
 /// let upstream = validator_fn(|_key| async { Ok(TokenInfo::builder("apit_1", "org_1").build()) });
@@ -274,7 +281,9 @@ impl<V> CachedValidator<V> {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use axum_api_key::{CachedValidator, InMemoryTokens, KeyEvent, KeyEventListener};
+    /// use axum_api_key::InMemoryTokens;
+    /// use axum_api_key::cache::CachedValidator;
+    /// use axum_api_key::keys::{KeyEvent, KeyEventListener};
     ///
     /// struct Log;
     /// impl KeyEventListener for Log {
@@ -307,6 +316,11 @@ impl<V> CachedValidator<V> {
 }
 
 impl<V: Validator> Validator for CachedValidator<V> {
+    /// The inner validator's: the cache accepts no key its upstream would refuse locally.
+    fn key_format(&self) -> KeyFormat {
+        self.inner.key_format()
+    }
+
     async fn validate(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
         self.validate_cached(key).await
     }
@@ -421,5 +435,37 @@ impl RemoteHandle {
     /// `true` while the cache lives.
     pub(crate) fn is_alive(&self) -> bool {
         self.0.strong_count() > 0
+    }
+}
+
+/// Key management passes through to the inner store; revocations made through it reach the
+/// cache through the store's events (see [`CachedValidator::new`]), before the call returns.
+impl<V: Validator + KeyStore> KeyStore for CachedValidator<V> {
+    fn create(
+        &self,
+        request: CreateToken,
+    ) -> impl Future<Output = Result<CreatedToken, KeyStoreError>> + Send {
+        self.inner.create(request)
+    }
+    fn get(&self, token_id: &str) -> impl Future<Output = Result<TokenInfo, KeyStoreError>> + Send {
+        self.inner.get(token_id)
+    }
+    fn list(
+        &self,
+        request: &ListTokens,
+    ) -> impl Future<Output = Result<TokenPage, KeyStoreError>> + Send {
+        self.inner.list(request)
+    }
+    fn update(
+        &self,
+        request: UpdateToken,
+    ) -> impl Future<Output = Result<TokenInfo, KeyStoreError>> + Send {
+        self.inner.update(request)
+    }
+    fn invalidate(
+        &self,
+        key_or_id: &str,
+    ) -> impl Future<Output = Result<(), KeyStoreError>> + Send {
+        self.inner.invalidate(key_or_id)
     }
 }

@@ -21,7 +21,7 @@ use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use super::entry::{CacheKey, PrefixHasherBuilder};
-use crate::Fingerprint;
+use crate::request::key::Fingerprint;
 
 /// Fewest tombstones worth a pruning pass.
 const PRUNE_THRESHOLD: usize = 1024;

@@ -15,10 +15,10 @@ use super::entry::{CacheKey, Entry, FreshLifetime, KeepLifetime, PrefixHasherBui
 use super::front::FrontIndex;
 use super::revocation::{Revocations, Verdict};
 use super::stats::Counters;
-use crate::{
-    ApiKey, Authenticated, Fingerprint, InvalidReason, KeyEvent, KeyEvents, ValidateError,
-    Validator,
-};
+use crate::keys::{KeyEvent, KeyEvents};
+use crate::request::key::{ApiKey, Fingerprint};
+use crate::token_info::Authenticated;
+use crate::validator::contract::{InvalidReason, ValidateError, Validator};
 
 /// What a client is told to wait when the upstream budget is spent.
 const BUDGET_RETRY_AFTER: Duration = Duration::from_secs(1);

@@ -6,7 +6,7 @@
 //!
 //! - **Publishing.** Every revocation a cache applies from a local source
 //!   ([`CachedValidator::revoke_token_id`] & co., its inner validator's `invalidate`, the
-//!   Scalekit client's [`invalidate_token`](crate::ScalekitClient::invalidate_token)) is
+//!   Scalekit client's [`invalidate_token`](crate::scalekit::ScalekitClient::invalidate_token)) is
 //!   evicted locally *synchronously*, then handed to a channel; a background task publishes it
 //!   to Redis. The revoking call never waits on Redis.
 //! - **Subscribing.** A background task subscribes to the channel and revokes each announced
@@ -29,7 +29,8 @@
 //! use std::time::Duration;
 //! use axum::{routing::get, Router};
 //! use axum_api_key::redis::RedisRevocations;
-//! use axum_api_key::{ApiKeyLayer, CachedValidator, InMemoryTokens, TokenInfo};
+//! use axum_api_key::{ApiKeyLayer, InMemoryTokens, TokenInfo};
+//! use axum_api_key::cache::CachedValidator;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -72,8 +73,9 @@ pub use event::{Rejected, RevocationMessage, VERSION};
 pub use stats::RedisStats;
 
 use self::stats::Counters;
+use crate::cache::CachedValidator;
 use crate::cache::RemoteHandle;
-use crate::{CachedValidator, KeyEvent, KeyEventListener, KeyEvents};
+use crate::keys::{KeyEvent, KeyEventListener, KeyEvents};
 
 /// The channel used unless [`RedisRevocationsBuilder::channel`] says otherwise.
 pub const DEFAULT_CHANNEL: &str = "axum-api-key:revocations";
@@ -244,7 +246,7 @@ impl RedisRevocations {
 
     /// Publishes the revocations announced on `events` too: for a process that revokes keys
     /// without a cache of its own (an admin tool with a
-    /// [`ScalekitClient`](crate::ScalekitClient), say). Do not combine it with
+    /// [`ScalekitClient`](crate::scalekit::ScalekitClient), say). Do not combine it with
     /// [`attach`](Self::attach) on a cache that already listens to the same `events`: each
     /// revocation would then be published twice (harmless, but wasted).
     ///
@@ -253,7 +255,8 @@ impl RedisRevocations {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::time::Duration;
     /// use axum_api_key::redis::RedisRevocations;
-    /// use axum_api_key::{KeyEventSource, ScalekitClient};
+    /// use axum_api_key::keys::KeyEventSource;
+    /// use axum_api_key::scalekit::ScalekitClient;
     ///
     /// let client = ScalekitClient::from_env()?;
     /// let revocations = RedisRevocations::builder("redis://127.0.0.1:6379").build()?;

@@ -233,13 +233,12 @@ impl TokenCache {
     ) -> Result<Arc<AccessToken>, ScalekitError> {
         let task = fetch_task(self.current.clone(), state, forced, fetch);
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => runtime
-                .spawn(task)
-                .await
-                .unwrap_or_else(|_| Err(ScalekitError::UpstreamAuth {
+            Ok(runtime) => runtime.spawn(task).await.unwrap_or_else(|_| {
+                Err(ScalekitError::UpstreamAuth {
                     status: None,
                     message: "the access-token fetch was aborted".to_owned(),
-                })),
+                })
+            }),
             Err(_) => task.await,
         }
     }

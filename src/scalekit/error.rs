@@ -6,7 +6,8 @@ use std::time::Duration;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use crate::{InvalidReason, LimitError, ValidateError};
+use crate::keys::LimitError;
+use crate::validator::contract::{InvalidReason, ValidateError};
 
 /// Why a call to Scalekit failed.
 ///

@@ -6,7 +6,8 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use super::ScalekitError;
 use super::ops::{decode_create, decode_list, decode_update, decode_validate};
 use super::transport::decode_access_token;
-use crate::{CreateToken, CreatedToken, TokenInfo, TokenPage};
+use crate::keys::{CreateToken, CreatedToken, TokenPage};
+use crate::token_info::TokenInfo;
 
 /// The statuses every body is classified under, as an error answer.
 pub const ERROR_STATUSES: &[u16] = &[

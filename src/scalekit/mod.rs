@@ -8,7 +8,8 @@
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
-//! use axum_api_key::{ApiKeyLayer, OrgScope, ScalekitClient};
+//! use axum_api_key::{ApiKeyLayer, OrgScope};
+//! use axum_api_key::scalekit::ScalekitClient;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! async fn whoami(OrgScope { organization_id, .. }: OrgScope) -> String {
@@ -27,8 +28,11 @@
 
 mod auth;
 mod error;
+#[cfg(feature = "fuzzing")]
 mod fuzzing;
 mod ops;
+pub mod shape;
+mod store;
 mod transport;
 mod wire;
 
@@ -39,9 +43,10 @@ use std::time::Duration;
 use http::HeaderValue;
 use zeroize::Zeroizing;
 
-use crate::events::{KeyEventSource, KeyEvents};
+use crate::keys::{KeyEventSource, KeyEvents};
 
 pub use error::ScalekitError;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use fuzzing::{ERROR_STATUSES, WireOutcomes, fuzz_decode};
 
@@ -121,7 +126,7 @@ impl ScalekitClient {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use axum_api_key::ScalekitClient;
+    /// use axum_api_key::scalekit::ScalekitClient;
     ///
     /// let client = ScalekitClient::builder("https://acme.scalekit.dev/", "skc_123", "secret")
     ///     .validate_timeout(Duration::from_secs(2))
@@ -152,8 +157,8 @@ impl ScalekitClient {
     /// [`ScalekitError::Config`] naming it.
     ///
     /// ```no_run
-    /// let client = axum_api_key::ScalekitClient::from_env()?;
-    /// # Ok::<(), axum_api_key::ScalekitError>(())
+    /// let client = axum_api_key::scalekit::ScalekitClient::from_env()?;
+    /// # Ok::<(), axum_api_key::scalekit::ScalekitError>(())
     /// ```
     pub fn from_env() -> Result<Self, ScalekitError> {
         Self::builder(
@@ -170,14 +175,16 @@ impl ScalekitClient {
     /// are required.
     ///
     /// ```
-    /// use axum_api_key::{BoxValidator, InMemoryTokens, ScalekitClient};
+    /// use axum_api_key::InMemoryTokens;
+    /// use axum_api_key::scalekit::ScalekitClient;
+    /// use axum_api_key::validator::BoxValidator;
     ///
     /// // Scalekit when configured, the in-memory store otherwise (tests, demos).
     /// let validator = match ScalekitClient::from_env_opt()? {
     ///     Some(client) => BoxValidator::new(client),
     ///     None => BoxValidator::new(InMemoryTokens::new()),
     /// };
-    /// # Ok::<(), axum_api_key::ScalekitError>(())
+    /// # Ok::<(), axum_api_key::scalekit::ScalekitError>(())
     /// ```
     pub fn from_env_opt() -> Result<Option<Self>, ScalekitError> {
         match std::env::var(ENV_URL) {

@@ -8,19 +8,19 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use super::shape;
 use super::transport::Call;
 use super::wire::{
     CreateBody, CreateResponse, ListResponse, TokenBody, TokenInfoResponse, UpdateBody,
 };
 use super::{ScalekitClient, ScalekitError};
-use crate::admin::{
-    CreateToken, CreatedToken, LimitError, ListTokens, MAX_PAGE_SIZE, TokenPage, UpdateToken,
-    redacted_token_ref,
+use crate::keys::{
+    CreateToken, CreatedToken, KeyEvent, LimitError, ListTokens, MAX_PAGE_SIZE, TokenPage,
+    UpdateToken,
 };
-use crate::events::KeyEvent;
-use crate::{
-    ApiKey, Authenticated, Fingerprint, InvalidReason, TokenInfo, ValidateError, Validator,
-};
+use crate::request::key::{ApiKey, Fingerprint, KeyFormat};
+use crate::token_info::{Authenticated, TokenInfo};
+use crate::validator::contract::{InvalidReason, ValidateError, Validator};
 
 const TOKENS: &str = "/api/v1/tokens";
 const VALIDATE: &str = "/api/v1/tokens:validate";
@@ -36,8 +36,8 @@ impl ScalekitClient {
     /// show it to its owner once. Listeners hear [`KeyEvent::Created`] before this returns.
     ///
     /// ```no_run
-    /// # async fn run(client: axum_api_key::ScalekitClient) -> Result<(), axum_api_key::ScalekitError> {
-    /// use axum_api_key::CreateToken;
+    /// # async fn run(client: axum_api_key::scalekit::ScalekitClient) -> Result<(), axum_api_key::scalekit::ScalekitError> {
+    /// use axum_api_key::keys::CreateToken;
     ///
     /// let created = client
     ///     .create_token(CreateToken::new("org_59615193906282635").claim("env", "prod"))
@@ -72,7 +72,7 @@ impl ScalekitClient {
     /// The layer never calls this with a token id (see [`Validator`] below).
     ///
     /// ```no_run
-    /// # async fn run(client: axum_api_key::ScalekitClient) -> Result<(), axum_api_key::ScalekitError> {
+    /// # async fn run(client: axum_api_key::scalekit::ScalekitClient) -> Result<(), axum_api_key::scalekit::ScalekitError> {
     /// let info = client.validate_token("apit_71234567890123456").await?;
     /// println!("{} belongs to {}", info.token_id, info.organization_id);
     /// # Ok(()) }
@@ -101,7 +101,7 @@ impl ScalekitClient {
             .await
             .unwrap_or(Err(ScalekitError::Timeout));
         if let Err(error) = &result {
-            tracing::debug!(token = %redacted_token_ref(token), %error, "validation failed");
+            tracing::debug!(token = %shape::redacted_ref(token), %error, "validation failed");
         }
         result
     }
@@ -201,7 +201,7 @@ impl ScalekitClient {
         if token.is_empty() {
             return Err(LimitError::MissingToken.into());
         }
-        let by_id = token.starts_with("apit_");
+        let by_id = shape::is_token_id(token);
         let resolved_id = if by_id {
             Some(token.to_owned())
         } else {
@@ -210,7 +210,7 @@ impl ScalekitClient {
                 // Unknown or already revoked: nobody can have it cached as valid from now on
                 // but for revocations made elsewhere, which no event can cover anyway.
                 Err(error) => {
-                    tracing::debug!(token = %redacted_token_ref(token), %error, "no token id for a revocation by key");
+                    tracing::debug!(token = %shape::redacted_ref(token), %error, "no token id for a revocation by key");
                     None
                 }
             }
@@ -228,7 +228,7 @@ impl ScalekitClient {
             Ok(_) | Err(ScalekitError::NotFound) => {}
             Err(error) => return Err(error),
         }
-        tracing::info!(token = %redacted_token_ref(token), token_id = resolved_id.as_deref(), "revoked an API key");
+        tracing::info!(token = %shape::redacted_ref(token), token_id = resolved_id.as_deref(), "revoked an API key");
         self.inner.events.publish(&KeyEvent::Revoked {
             token_id: resolved_id,
             fingerprint: (!by_id).then(|| Fingerprint::of(token)),
@@ -257,11 +257,16 @@ impl ScalekitClient {
 }
 
 impl Validator for ScalekitClient {
+    /// Scalekit's shape: Base62 keys, token ids refused by name.
+    fn key_format(&self) -> KeyFormat {
+        shape::key_format()
+    }
+
     async fn validate(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
         let secret = key.expose_secret();
         // The layer already refuses token ids; refuse them here too, since Scalekit would
         // happily "validate" one.
-        if secret.starts_with("apit_") {
+        if secret.starts_with(shape::TOKEN_ID_PREFIX) {
             return Err(ValidateError::Invalid(InvalidReason::Rejected));
         }
         match self.validate_token(secret).await {

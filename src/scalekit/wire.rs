@@ -11,8 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::TokenInfo;
-use crate::admin::{CreateToken, UpdateToken};
+use crate::keys::{CreateToken, UpdateToken};
+use crate::token_info::TokenInfo;
 
 /// The body of `POST /api/v1/tokens`: the inner `CreateToken` object (`body: "token"`), not a
 /// `{"token": …}` wrapper, which the gateway would silently ignore.

@@ -9,7 +9,8 @@
 //!
 //! ```
 //! use axum_api_key::testing::{Fault, FakeScalekit, Op};
-//! use axum_api_key::{CreateToken, ScalekitError};
+//! use axum_api_key::keys::CreateToken;
+//! use axum_api_key::scalekit::ScalekitError;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -37,9 +38,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::events::{KeyEvent, KeyEventListener, KeyEventSource};
+use crate::keys::memory::InMemoryTokens;
+use crate::keys::{KeyEvent, KeyEventListener, KeyEventSource};
+use crate::request::key::Fingerprint;
 use crate::scalekit::{ScalekitClient, ScalekitClientBuilder};
-use crate::{Fingerprint, InMemoryTokens};
 
 /// The client id [`FakeScalekit::start`] accepts.
 pub const DEFAULT_CLIENT_ID: &str = "skc_fake_client";
@@ -166,7 +168,7 @@ pub(crate) struct Known {
 
 impl Known {
     pub(crate) fn contains(&self, token: &str) -> bool {
-        if token.starts_with("apit_") {
+        if crate::scalekit::shape::is_token_id(token) {
             lock(&self.ids).contains(token)
         } else {
             lock(&self.fingerprints).contains(&Fingerprint::of(token))

@@ -22,8 +22,9 @@ use tokio::sync::{Notify, watch};
 use tower::Service;
 
 use super::{Fault, Op, State, lock};
-use crate::admin::{CreateToken, ListTokens, UpdateToken};
-use crate::{StoreError, TokenInfo};
+use crate::keys::KeyStoreError;
+use crate::keys::{CreateToken, ListTokens, UpdateToken};
+use crate::token_info::TokenInfo;
 
 type Shared = Arc<State>;
 
@@ -300,9 +301,9 @@ fn token_field(body: &[u8]) -> Result<String, &'static str> {
     }
 }
 
-fn store_error(error: StoreError) -> Response {
+fn store_error(error: KeyStoreError) -> Response {
     match error {
-        StoreError::NotFound => rpc_error(StatusCode::NOT_FOUND, 5, "token not found"),
+        KeyStoreError::NotFound => rpc_error(StatusCode::NOT_FOUND, 5, "token not found"),
         other => bad_request(&other.to_string()),
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum_api_key::{KeyEvent, KeyEventListener};
+use axum_api_key::keys::{KeyEvent, KeyEventListener};
 
 /// A well-formed (strict format) key that no store has minted.
 pub fn unknown_key() -> String {

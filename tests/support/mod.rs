@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
+use axum_api_key::request::KeyFormat;
 use axum_api_key::{ApiKey, Authenticated, ValidateError, Validator};
 
 /// Serves `app` on an ephemeral loopback port; returns its base URL. The server lives as long
@@ -44,6 +45,11 @@ impl<V: Validator> Validator for Counting<V> {
     async fn validate(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.validate(key).await
+    }
+
+    /// A wrapper keeps the inner validator's key format (and its local refusals).
+    fn key_format(&self) -> KeyFormat {
+        self.inner.key_format()
     }
 }
 

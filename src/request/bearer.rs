@@ -25,7 +25,7 @@ pub enum BearerError {
 /// most `max_len` bytes long.
 ///
 /// ```
-/// use axum_api_key::bearer::{bearer_token, BearerError};
+/// use axum_api_key::request::{bearer_token, BearerError};
 /// use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
 ///
 /// let mut headers = HeaderMap::new();
@@ -76,7 +76,7 @@ pub fn parse_credentials(value: &[u8], max_len: usize) -> Result<&str, BearerErr
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
 pub fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
-    body_len > 0 && crate::charset::all_in(&token[..body_len], crate::charset::B64TOKEN)
+    body_len > 0 && super::charset::all_in(&token[..body_len], super::charset::B64TOKEN)
 }
 
 fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {

@@ -6,11 +6,13 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use time::OffsetDateTime;
 
-use crate::admin::{CreateToken, CreatedToken, LimitError, ListTokens, TokenPage, UpdateToken};
-use crate::events::{KeyEvent, KeyEventSource, KeyEvents};
-use crate::{
-    ApiKey, Authenticated, Fingerprint, InvalidReason, TokenInfo, ValidateError, Validator,
-};
+use super::events::{KeyEvent, KeyEventSource, KeyEvents};
+use super::requests::{CreateToken, CreatedToken, ListTokens, TokenPage, UpdateToken};
+use super::store::{KeyStore, KeyStoreError};
+use crate::request::key::{ApiKey, Fingerprint, KeyFormat};
+use crate::scalekit::shape;
+use crate::token_info::{Authenticated, TokenInfo};
+use crate::validator::contract::{InvalidReason, ValidateError, Validator};
 
 /// Length of minted keys: a Branca token with a 12-byte payload is 77 Base62 characters.
 const KEY_LEN: usize = 77;
@@ -25,7 +27,8 @@ const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop
 /// and idempotent. Clones share the store.
 ///
 /// ```
-/// use axum_api_key::{CreateToken, InMemoryTokens};
+/// use axum_api_key::InMemoryTokens;
+/// use axum_api_key::keys::CreateToken;
 ///
 /// let tokens = InMemoryTokens::new();
 /// let created = tokens.create(CreateToken::new("org_demo").claim("env", "prod")).unwrap();
@@ -58,21 +61,6 @@ struct Record {
     info: TokenInfo,
     seq: u64,
     active: bool,
-}
-
-/// Why a store operation failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The request breaks a documented limit.
-    #[error(transparent)]
-    Limit(#[from] LimitError),
-    /// No active key matches (unknown, revoked or expired).
-    #[error("no active key matches")]
-    NotFound,
-    /// The page token was not issued by this store.
-    #[error("invalid page token")]
-    BadPageToken,
 }
 
 impl Default for InMemoryTokens {
@@ -122,13 +110,13 @@ impl InMemoryTokens {
     }
 
     /// Mints a key. The plain key is in the answer and nowhere else.
-    pub fn create(&self, request: CreateToken) -> Result<CreatedToken, StoreError> {
+    pub fn create(&self, request: CreateToken) -> Result<CreatedToken, KeyStoreError> {
         request.check()?;
         let key = random_key();
         let (token_id, info) = {
             let mut state = self.write();
             let token_id = loop {
-                let candidate = random_token_id();
+                let candidate = shape::new_token_id();
                 if !state.records.contains_key(&candidate) {
                     break candidate;
                 }
@@ -171,8 +159,8 @@ impl InMemoryTokens {
 
     /// Validates a key **or a token id**, as Scalekit's validate call does. Layers use the
     /// [`Validator`] impl, which never sees token ids.
-    pub fn validate_token(&self, token: &str) -> Result<TokenInfo, StoreError> {
-        self.lookup(token).map_err(|_| StoreError::NotFound)
+    pub fn validate_token(&self, token: &str) -> Result<TokenInfo, KeyStoreError> {
+        self.lookup(token).map_err(|_| KeyStoreError::NotFound)
     }
 
     fn lookup(&self, token: &str) -> Result<TokenInfo, InvalidReason> {
@@ -184,15 +172,25 @@ impl InMemoryTokens {
         Ok(record.info.clone())
     }
 
+    /// The facts of an active key, by id only (never by key).
+    pub fn get_by_id(&self, token_id: &str) -> Result<TokenInfo, KeyStoreError> {
+        let state = self.read();
+        let record = state.records.get(token_id).ok_or(KeyStoreError::NotFound)?;
+        record
+            .check_usable(OffsetDateTime::now_utc())
+            .map_err(|_| KeyStoreError::NotFound)?;
+        Ok(record.info.clone())
+    }
+
     /// Lists the active (not revoked, not expired) keys of an organization, oldest first.
-    pub fn list(&self, request: &ListTokens) -> Result<TokenPage, StoreError> {
+    pub fn list(&self, request: &ListTokens) -> Result<TokenPage, KeyStoreError> {
         request.check()?;
         let offset: usize = match request.page_token.as_deref() {
             None | Some("") => 0,
             Some(token) => token
                 .strip_prefix("o")
                 .and_then(|n| n.parse().ok())
-                .ok_or(StoreError::BadPageToken)?,
+                .ok_or(KeyStoreError::BadPageToken)?,
         };
         let now = OffsetDateTime::now_utc();
         let state = self.read();
@@ -226,16 +224,16 @@ impl InMemoryTokens {
     }
 
     /// Changes the description and/or the claims of an active key (by key or token id).
-    pub fn update(&self, request: UpdateToken) -> Result<TokenInfo, StoreError> {
+    pub fn update(&self, request: UpdateToken) -> Result<TokenInfo, KeyStoreError> {
         request.check()?;
         let mut state = self.write();
         let id = state
             .id_of(&request.token, |key| self.hash(key))
-            .ok_or(StoreError::NotFound)?;
+            .ok_or(KeyStoreError::NotFound)?;
         let now = OffsetDateTime::now_utc();
-        let record = state.records.get_mut(&id).ok_or(StoreError::NotFound)?;
+        let record = state.records.get_mut(&id).ok_or(KeyStoreError::NotFound)?;
         if !record.active || record.info.is_expired_at(now) {
-            return Err(StoreError::NotFound);
+            return Err(KeyStoreError::NotFound);
         }
         if let Some(description) = request.description {
             record.info.description = (!description.is_empty()).then_some(description);
@@ -257,7 +255,7 @@ impl InMemoryTokens {
             }
             id
         };
-        let fingerprint = (!token.starts_with("apit_")).then(|| Fingerprint::of(token));
+        let fingerprint = (!shape::is_token_id(token)).then(|| Fingerprint::of(token));
         if token_id.is_some() || fingerprint.is_some() {
             self.inner.events.publish(&KeyEvent::Revoked {
                 token_id,
@@ -292,7 +290,7 @@ impl Record {
 
 impl State {
     fn id_of(&self, token: &str, hash: impl Fn(&str) -> [u8; 32]) -> Option<String> {
-        if token.starts_with("apit_") {
+        if shape::is_token_id(token) {
             self.records.contains_key(token).then(|| token.to_owned())
         } else {
             self.by_hash.get(&hash(token)).cloned()
@@ -300,7 +298,7 @@ impl State {
     }
 
     fn record(&self, token: &str, hash: impl Fn(&str) -> [u8; 32]) -> Option<&Record> {
-        if token.starts_with("apit_") {
+        if shape::is_token_id(token) {
             self.records.get(token)
         } else {
             self.by_hash
@@ -344,6 +342,36 @@ impl Validator for InMemoryTokens {
     fn validate_now(&self, key: &ApiKey) -> Option<Result<Authenticated, ValidateError>> {
         Some(self.answer(key))
     }
+
+    /// Scalekit's shape, which this store emulates: its token ids are refused as keys.
+    fn key_format(&self) -> KeyFormat {
+        shape::key_format()
+    }
+}
+
+/// The same operations as the inherent methods (which answer at once), behind the common
+/// contract.
+impl KeyStore for InMemoryTokens {
+    async fn create(&self, request: CreateToken) -> Result<CreatedToken, KeyStoreError> {
+        InMemoryTokens::create(self, request)
+    }
+
+    async fn get(&self, token_id: &str) -> Result<TokenInfo, KeyStoreError> {
+        self.get_by_id(token_id)
+    }
+
+    async fn list(&self, request: &ListTokens) -> Result<TokenPage, KeyStoreError> {
+        InMemoryTokens::list(self, request)
+    }
+
+    async fn update(&self, request: UpdateToken) -> Result<TokenInfo, KeyStoreError> {
+        InMemoryTokens::update(self, request)
+    }
+
+    async fn invalidate(&self, key_or_id: &str) -> Result<(), KeyStoreError> {
+        InMemoryTokens::invalidate(self, key_or_id);
+        Ok(())
+    }
 }
 
 fn random_key() -> ApiKey {
@@ -354,27 +382,18 @@ fn random_key() -> ApiKey {
     ApiKey::new(key)
 }
 
-fn random_token_id() -> String {
-    // 17 digits with no leading zero, like Scalekit's ids (`org_59615193906282635`).
-    format!(
-        "apit_{}",
-        rand::random_range(10_000_000_000_000_000u64..100_000_000_000_000_000)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::KeyFormat;
 
     #[test]
     fn minted_keys_pass_the_strict_format() {
         let tokens = InMemoryTokens::new();
         let created = tokens.create(CreateToken::new("org_1")).unwrap();
         assert_eq!(
-            KeyFormat::strict().check(created.key.expose_secret()),
+            crate::scalekit::shape::key_format().check(created.key.expose_secret()),
             Ok(())
         );
         assert!(created.token_id.starts_with("apit_"));
@@ -446,7 +465,7 @@ mod tests {
         tokens.invalidate("apit_00000000000000000");
         assert_eq!(
             tokens.validate_token(&created.token_id),
-            Err(StoreError::NotFound)
+            Err(KeyStoreError::NotFound)
         );
         assert!(
             tokens

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use siphasher::sip128::SipHasher24;
 use zeroize::Zeroize;
 
-use crate::charset::{BASE62, BASE62_SEPARATORS, all_in};
+use super::charset::{BASE62, BASE62_SEPARATORS, all_in};
 
 /// A process-wide random key for [`Fingerprint`]s.
 ///
@@ -155,28 +155,35 @@ impl fmt::Debug for Fingerprint {
 
 /// Which values may be API keys, checked locally before any validator is asked.
 ///
-/// Every mode rejects Scalekit token ids (`apit_...`: Scalekit's validate call accepts them as if
-/// they were keys), JWT-shaped values (any `.`) and values longer than the configured cap.
+/// A validator says which format its keys have ([`Validator::key_format`](crate::Validator::key_format));
+/// the layer uses it unless told otherwise. Every format refuses JWT-shaped values (any `.`:
+/// an access token is not an API key) and values outside its length range; a format may also
+/// name a prefix of the provider's public key ids, so an id presented as a key is refused by
+/// name (Scalekit's validate call would accept one as if it were the key).
 ///
 /// ```
-/// use axum_api_key::{KeyFormat, KeyRejection};
+/// use axum_api_key::request::{KeyFormat, KeyRejection};
 ///
-/// let strict = KeyFormat::strict();
-/// assert!(strict.check(&"a1B2".repeat(20)).is_ok());
-/// assert_eq!(strict.check("apit_123456789012345"), Err(KeyRejection::TokenId));
-/// assert_eq!(strict.check("eyJhbGciOi.eyJzdWIi.c2ln"), Err(KeyRejection::JwtShaped));
-/// assert_eq!(strict.check("short"), Err(KeyRejection::BadLength));
+/// let neutral = KeyFormat::neutral();
+/// assert!(neutral.check("sk_live_0123456789abcdef").is_ok());
+/// assert_eq!(neutral.check("eyJhbGciOi.eyJzdWIi.c2ln"), Err(KeyRejection::JwtShaped));
+/// assert_eq!(neutral.check("short"), Err(KeyRejection::BadLength));
+///
+/// let mine = KeyFormat::base62().with_length(40, 40).refusing_ids("kid_");
+/// assert_eq!(mine.check("kid_0123456789"), Err(KeyRejection::TokenId));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeyFormat {
     alphabet: Alphabet,
     min_len: usize,
     max_len: usize,
+    /// Values starting with this are the provider's key ids, never keys.
+    id_prefix: Option<&'static str>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Alphabet {
-    /// `[0-9A-Za-z]`: Base62, as Scalekit's Branca keys are.
+    /// `[0-9A-Za-z]`.
     Base62,
     /// `[0-9A-Za-z_-]`: room for a prefix such as `sk_live_`.
     Base62WithSeparators,
@@ -187,9 +194,9 @@ enum Alphabet {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyRejection {
-    /// A Scalekit token id (`apit_...`), not a key.
+    /// A key id of the provider (see [`KeyFormat::refusing_ids`]), not a key.
     TokenId,
-    /// Contains `.`: a JWT (for example a Scalekit access token), not an API key.
+    /// Contains `.`: a JWT (for example an OAuth access token), not an API key.
     JwtShaped,
     /// Shorter or longer than the format allows.
     BadLength,
@@ -215,29 +222,25 @@ impl fmt::Display for KeyRejection {
     }
 }
 
-/// The default upper bound on a key's length: a guard against oversized headers, not a
-/// Scalekit figure.
-pub const DEFAULT_MAX_KEY_LEN: usize = 512;
-
-/// The shortest Branca token in Base62 (45 bytes).
-const SCALEKIT_MIN_KEY_LEN: usize = 61;
-
 impl KeyFormat {
-    /// Scalekit's key shape: Base62, 61 to 512 characters.
-    pub const fn strict() -> Self {
-        Self {
-            alphabet: Alphabet::Base62,
-            min_len: SCALEKIT_MIN_KEY_LEN,
-            max_len: DEFAULT_MAX_KEY_LEN,
-        }
-    }
+    /// The default upper bound on a key's length: a guard against oversized headers.
+    pub const DEFAULT_MAX_LEN: usize = 512;
 
-    /// For validators that are not Scalekit: `[0-9A-Za-z_-]`, 16 to 512 characters.
-    pub const fn lenient() -> Self {
+    /// The default, for validators of your own: `[0-9A-Za-z_-]`, 16 to 512 characters.
+    pub const fn neutral() -> Self {
         Self {
             alphabet: Alphabet::Base62WithSeparators,
             min_len: 16,
-            max_len: DEFAULT_MAX_KEY_LEN,
+            max_len: Self::DEFAULT_MAX_LEN,
+            id_prefix: None,
+        }
+    }
+
+    /// `[0-9A-Za-z]` only, 16 to 512 characters.
+    pub const fn base62() -> Self {
+        Self {
+            alphabet: Alphabet::Base62,
+            ..Self::neutral()
         }
     }
 
@@ -254,6 +257,13 @@ impl KeyFormat {
         self
     }
 
+    /// Refuses values that start with `prefix` as key ids (reported as
+    /// [`KeyRejection::TokenId`]), whatever the rest of the format says.
+    pub const fn refusing_ids(mut self, prefix: &'static str) -> Self {
+        self.id_prefix = Some(prefix);
+        self
+    }
+
     /// The longest key accepted.
     pub const fn max_len(&self) -> usize {
         self.max_len
@@ -265,10 +275,12 @@ impl KeyFormat {
     }
 
     pub(crate) fn check_bytes(&self, value: &[u8]) -> Result<(), KeyRejection> {
-        // A token id or a JWT is named as such in the log even when it would also fail the
-        // length or alphabet rule; the `.` search runs only on the way to a refusal.
-        if value.starts_with(b"apit_") {
-            return Err(KeyRejection::TokenId);
+        // An id or a JWT is named as such in the log even when it would also fail the length
+        // or alphabet rule; the `.` search runs only on the way to a refusal.
+        if let Some(prefix) = self.id_prefix {
+            if value.starts_with(prefix.as_bytes()) {
+                return Err(KeyRejection::TokenId);
+            }
         }
         let class = match self.alphabet {
             Alphabet::Base62 => BASE62,
@@ -290,7 +302,7 @@ impl KeyFormat {
 
 impl Default for KeyFormat {
     fn default() -> Self {
-        Self::strict()
+        Self::neutral()
     }
 }
 
@@ -315,19 +327,22 @@ mod tests {
     }
 
     #[test]
-    fn lenient_accepts_prefixes_but_still_refuses_ids_and_jwts() {
-        let lenient = KeyFormat::lenient();
-        assert!(lenient.check("sk_live_abcdefghijklmnop").is_ok());
+    fn neutral_accepts_prefixes_and_refuses_jwts_and_named_ids() {
+        let neutral = KeyFormat::neutral();
+        assert!(neutral.check("sk_live_abcdefghijklmnop").is_ok());
+        assert!(neutral.check("kid_1234567890123456789").is_ok());
         assert_eq!(
-            lenient.check("apit_1234567890123456789"),
+            neutral
+                .refusing_ids("kid_")
+                .check("kid_1234567890123456789"),
             Err(KeyRejection::TokenId)
         );
         assert_eq!(
-            lenient.check("aaaaaaaaaa.bbbbbbbbbb.cc"),
+            neutral.check("aaaaaaaaaa.bbbbbbbbbb.cc"),
             Err(KeyRejection::JwtShaped)
         );
         assert_eq!(
-            KeyFormat::strict()
+            KeyFormat::base62()
                 .check("sk_live_abcdefghijklmnop_abcdefghijklmnopabcdefghijklmnopabcdefghijkl"),
             Err(KeyRejection::BadCharacter)
         );
@@ -335,7 +350,7 @@ mod tests {
 
     #[test]
     fn length_cap_is_configurable() {
-        let format = KeyFormat::strict().with_length(61, 64);
+        let format = KeyFormat::base62().with_length(61, 64);
         assert!(format.check(&"a".repeat(64)).is_ok());
         assert_eq!(format.check(&"a".repeat(65)), Err(KeyRejection::BadLength));
     }

@@ -14,8 +14,9 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::layer::AuthState;
-use crate::{AuthRejection, Authenticated, RejectionKind, TokenInfo};
+use super::reject::{AuthRejection, RejectionKind};
+use super::state::AuthState;
+use crate::token_info::{Authenticated, TokenInfo};
 
 /// The layer's state, or the "missing layer" rejection.
 fn state<'a>(parts: &'a Parts, extractor: &'static str) -> Result<&'a AuthState, AuthRejection> {

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::Fingerprint;
+use crate::request::key::Fingerprint;
 
 /// Something happened to a key.
 #[derive(Clone, Debug, PartialEq, Eq)]

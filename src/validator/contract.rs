@@ -1,27 +1,28 @@
-//! The pluggable part: anything that can tell whether an [`ApiKey`] is valid.
+//! The [`Validator`] contract and its verdicts.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{ApiKey, Authenticated};
+use crate::request::{ApiKey, KeyFormat};
+use crate::token_info::Authenticated;
 
 /// Decides whether an API key is valid.
 ///
 /// Implemented by [`InMemoryTokens`](crate::InMemoryTokens), the Scalekit client and
-/// `CachedValidator`; by `Arc<V>`; by closures through [`validator_fn`]; and by
-/// [`BoxValidator`] when the concrete type must be erased.
+/// `CachedValidator`; by `Arc<V>`; by closures through [`validator_fn`](crate::validator_fn);
+/// and by [`BoxValidator`](super::BoxValidator) when the concrete type must be erased.
 ///
 /// The validator only ever sees keys that passed the layer's local checks
-/// ([`KeyFormat`](crate::KeyFormat)). It must fail closed: return `Ok` only on a positive answer,
+/// ([`key_format`](Self::key_format)). It must fail closed: return `Ok` only on a positive answer,
 /// [`ValidateError::Invalid`] when the key is known to be bad, and
 /// [`ValidateError::Unavailable`] when it cannot tell (the layer then answers 503, never 200).
 ///
 /// ```
-/// use axum_api_key::{ApiKey, Authenticated, TokenInfo, ValidateError, Validator, InvalidReason};
+/// use axum_api_key::validator::InvalidReason;
+/// use axum_api_key::{ApiKey, Authenticated, TokenInfo, ValidateError, Validator};
 ///
 /// struct OneKey(String);
 ///
@@ -51,6 +52,15 @@ pub trait Validator: Send + Sync + 'static {
         let _ = key;
         None
     }
+
+    /// Which values can be keys of this validator, checked by the layer before it asks
+    /// (values outside it are refused locally, with no call). The default,
+    /// [`KeyFormat::neutral`], suits most home-grown keys (`sk_live_...`); a validator of a
+    /// particular provider narrows it (Scalekit's refuses its public token ids). A layer can
+    /// still override it with [`ApiKeyLayer::key_format`](crate::ApiKeyLayer::key_format).
+    fn key_format(&self) -> KeyFormat {
+        KeyFormat::neutral()
+    }
 }
 
 impl<V: Validator + ?Sized> Validator for Arc<V> {
@@ -63,6 +73,10 @@ impl<V: Validator + ?Sized> Validator for Arc<V> {
 
     fn validate_now(&self, key: &ApiKey) -> Option<Result<Authenticated, ValidateError>> {
         (**self).validate_now(key)
+    }
+
+    fn key_format(&self) -> KeyFormat {
+        (**self).key_format()
     }
 }
 
@@ -122,112 +136,5 @@ impl fmt::Display for InvalidReason {
             Self::Expired => "expired",
             Self::Rejected => "rejected",
         })
-    }
-}
-
-/// A [`Validator`] made from an async closure; see [`validator_fn`].
-#[derive(Clone)]
-pub struct FnValidator<F>(F);
-
-/// Makes a [`Validator`] from a closure that takes the key (owned) and returns a future.
-///
-/// ```
-/// use axum_api_key::{validator_fn, ApiKeyLayer, TokenInfo, ValidateError, InvalidReason};
-///
-/// let layer = ApiKeyLayer::new(validator_fn(|key| async move {
-///     if key.suffix() == "Wxyz" {
-///         Ok(TokenInfo::builder("apit_1", "org_1").build())
-///     } else {
-///         Err(ValidateError::Invalid(InvalidReason::Unknown))
-///     }
-/// }));
-/// ```
-pub fn validator_fn<F, Fut, T>(f: F) -> FnValidator<F>
-where
-    F: Fn(ApiKey) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<T, ValidateError>> + Send,
-    T: Into<Authenticated>,
-{
-    FnValidator(f)
-}
-
-impl<F, Fut, T> Validator for FnValidator<F>
-where
-    F: Fn(ApiKey) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<T, ValidateError>> + Send,
-    T: Into<Authenticated>,
-{
-    fn validate(
-        &self,
-        key: &ApiKey,
-    ) -> impl Future<Output = Result<Authenticated, ValidateError>> + Send {
-        let fut = (self.0)(key.clone());
-        async move { fut.await.map(Into::into) }
-    }
-}
-
-impl<F> fmt::Debug for FnValidator<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("FnValidator")
-    }
-}
-
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// The object-safe twin of [`Validator`], implemented for every validator.
-pub trait DynValidator: Send + Sync + 'static {
-    /// Validates `key`, boxing the future.
-    fn validate_boxed<'a>(
-        &'a self,
-        key: &'a ApiKey,
-    ) -> BoxFuture<'a, Result<Authenticated, ValidateError>>;
-
-    /// [`Validator::validate_now`], object-safe.
-    fn validate_now_dyn(&self, key: &ApiKey) -> Option<Result<Authenticated, ValidateError>>;
-}
-
-impl<V: Validator> DynValidator for V {
-    fn validate_boxed<'a>(
-        &'a self,
-        key: &'a ApiKey,
-    ) -> BoxFuture<'a, Result<Authenticated, ValidateError>> {
-        Box::pin(self.validate(key))
-    }
-
-    fn validate_now_dyn(&self, key: &ApiKey) -> Option<Result<Authenticated, ValidateError>> {
-        self.validate_now(key)
-    }
-}
-
-/// A type-erased [`Validator`], for choosing one at run time.
-///
-/// ```
-/// use axum_api_key::{BoxValidator, InMemoryTokens};
-///
-/// let validator = BoxValidator::new(InMemoryTokens::new());
-/// ```
-#[derive(Clone)]
-pub struct BoxValidator(Arc<dyn DynValidator>);
-
-impl BoxValidator {
-    /// Erases `validator`'s type.
-    pub fn new(validator: impl Validator) -> Self {
-        Self(Arc::new(validator))
-    }
-}
-
-impl fmt::Debug for BoxValidator {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("BoxValidator")
-    }
-}
-
-impl Validator for BoxValidator {
-    async fn validate(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
-        self.0.validate_boxed(key).await
-    }
-
-    fn validate_now(&self, key: &ApiKey) -> Option<Result<Authenticated, ValidateError>> {
-        self.0.validate_now_dyn(key)
     }
 }

@@ -11,8 +11,9 @@ use http::Request;
 use tower::Layer;
 use tower::Service;
 
-use crate::layer::AuthState;
-use crate::{AuthRejection, RejectionKind, TokenInfo};
+use super::reject::{AuthRejection, RejectionKind};
+use super::state::AuthState;
+use crate::token_info::TokenInfo;
 
 type Predicate = Arc<dyn Fn(&TokenInfo) -> bool + Send + Sync>;
 

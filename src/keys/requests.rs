@@ -7,7 +7,8 @@ use std::fmt;
 
 use time::OffsetDateTime;
 
-use crate::{ApiKey, TokenInfo};
+use crate::request::key::{ApiKey, Fingerprint};
+use crate::token_info::TokenInfo;
 
 /// At most this many custom claims per key.
 pub const MAX_CLAIMS: usize = 20;
@@ -58,7 +59,7 @@ pub enum LimitError {
 /// What to mint: an organization-scoped key, or a user-scoped one with [`CreateToken::user`].
 ///
 /// ```
-/// use axum_api_key::CreateToken;
+/// use axum_api_key::keys::CreateToken;
 ///
 /// let request = CreateToken::new("org_59615193906282635")
 ///     .user("usr_63261492986167383")
@@ -297,16 +298,10 @@ impl UpdateToken {
     }
 }
 
-/// How to print a key-or-id argument: token ids as they are, anything else as a fingerprint.
-pub fn redacted_token_ref(token: &str) -> String {
-    if token.starts_with("apit_")
-        && token.len() <= 40
-        && token[5..].bytes().all(|b| b.is_ascii_digit())
-    {
-        token.to_owned()
-    } else {
-        format!("[api key {}]", crate::Fingerprint::of(token))
-    }
+/// How to print a key-or-id argument: always as a fingerprint, since ids are opaque here and
+/// the value may be a plain key.
+fn redacted_token_ref(token: &str) -> String {
+    format!("[key or id {}]", Fingerprint::of(token))
 }
 
 fn check_claims(claims: &BTreeMap<String, String>) -> Result<(), LimitError> {

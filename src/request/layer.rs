@@ -1,4 +1,5 @@
-//! [`ApiKeyLayer`] and [`ApiKeyService`]: parse, pre-check, validate, then call the inner service.
+//! [`ApiKeyLayer`] and [`ApiKeyService`]: tower's shape (layer, service, named response
+//! future) around the [`Authenticator`] pipeline.
 
 use std::fmt;
 use std::future::Future;
@@ -8,25 +9,15 @@ use std::task::{Context, Poll};
 
 use axum::response::{IntoResponse, Response};
 use http::header::AUTHORIZATION;
-use http::{Extensions, HeaderMap, Request};
+use http::{HeaderMap, Request};
 use tower::Layer;
 use tower::Service;
 
-use crate::bearer::{BearerError, bearer_token};
-use crate::reject::{DEFAULT_RETRY_AFTER, RejectionHook, Renderer};
-use crate::{
-    ApiKey, AuthRejection, Authenticated, KeyFormat, RejectionKind, ValidateError, Validator,
-};
-
-/// The realm used in challenges unless [`ApiKeyLayer::realm`] sets another.
-pub const DEFAULT_REALM: &str = "api";
-
-/// Whether requests without credentials may reach the inner service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    Required,
-    Optional,
-}
+use super::authenticator::{Authenticator, Mode, Step};
+use super::key::KeyFormat;
+use super::reject::{AuthRejection, DEFAULT_REALM, RejectionHook, Renderer};
+use crate::token_info::Authenticated;
+use crate::validator::contract::Validator;
 
 /// A tower [`Layer`] that authenticates every request by its bearer API key.
 ///
@@ -34,7 +25,8 @@ enum Mode {
 /// what cannot be a key ([`KeyFormat`]), asks the [`Validator`], and on success inserts an
 /// [`Authenticated`] extension that the extractors ([`TokenInfo`](crate::TokenInfo),
 /// [`OrgScope`](crate::OrgScope), [`UserScope`](crate::UserScope), [`Claims`](crate::Claims))
-/// read. Failures never reach the inner service; see [`RejectionKind`] for the statuses.
+/// read. Failures never reach the inner service; see
+/// [`RejectionKind`](super::RejectionKind) for the statuses.
 ///
 /// ```
 /// use axum::{routing::get, Router};
@@ -51,15 +43,7 @@ enum Mode {
 /// ```
 pub struct ApiKeyLayer<V> {
     validator: Arc<V>,
-    shared: Arc<Shared>,
-}
-
-/// The configuration every service of one layer shares.
-struct Shared {
-    renderer: Arc<Renderer>,
-    mode: Mode,
-    strip_authorization: bool,
-    format: KeyFormat,
+    shared: Arc<Authenticator>,
 }
 
 impl<V> Clone for ApiKeyLayer<V> {
@@ -83,9 +67,9 @@ impl<V> fmt::Debug for ApiKeyLayer<V> {
 }
 
 impl<V: Validator> ApiKeyLayer<V> {
-    /// A layer that requires a valid key on every request, with Scalekit's key format
-    /// ([`KeyFormat::strict`]), realm [`DEFAULT_REALM`], and the `Authorization` header removed
-    /// before the inner service sees it.
+    /// A layer that requires a valid key on every request, with the validator's key format
+    /// ([`Validator::key_format`]), realm [`DEFAULT_REALM`], and the `Authorization` header
+    /// removed before the inner service sees it.
     pub fn new(validator: V) -> Self {
         Self::from_arc(Arc::new(validator))
     }
@@ -93,12 +77,12 @@ impl<V: Validator> ApiKeyLayer<V> {
     /// Like [`ApiKeyLayer::new`], for a validator that is shared elsewhere (to revoke keys, say).
     pub fn from_arc(validator: Arc<V>) -> Self {
         Self {
-            validator,
-            shared: Arc::new(Shared {
+            validator: validator.clone(),
+            shared: Arc::new(Authenticator {
                 renderer: Arc::new(Renderer::new(DEFAULT_REALM, None)),
                 mode: Mode::Required,
                 strip_authorization: true,
-                format: KeyFormat::strict(),
+                format: validator.key_format(),
             }),
         }
     }
@@ -111,7 +95,7 @@ impl<V: Validator> ApiKeyLayer<V> {
     /// Sets the realm of the `WWW-Authenticate` challenge. Characters that cannot appear in a
     /// quoted-string (`"`, `\`, controls, non-ASCII) are dropped.
     pub fn realm(self, realm: &str) -> Self {
-        let hook = self.shared.renderer_hook();
+        let hook = self.shared.renderer.hook().cloned();
         self.with(|shared| shared.renderer = Arc::new(Renderer::new(realm, hook)))
     }
 
@@ -128,7 +112,8 @@ impl<V: Validator> ApiKeyLayer<V> {
         self.with(|shared| shared.strip_authorization = strip)
     }
 
-    /// Sets the local key rules (default [`KeyFormat::strict`], Scalekit's shape).
+    /// Overrides the local key rules (default: the validator's
+    /// [`key_format`](Validator::key_format)).
     pub fn key_format(self, format: KeyFormat) -> Self {
         self.with(|shared| shared.format = format)
     }
@@ -155,13 +140,8 @@ impl<V: Validator> ApiKeyLayer<V> {
         self.with(|shared| shared.renderer = Arc::new(Renderer::new(&realm, Some(hook))))
     }
 
-    fn with(mut self, change: impl FnOnce(&mut Shared)) -> Self {
-        let mut shared = Shared {
-            renderer: self.shared.renderer.clone(),
-            mode: self.shared.mode,
-            strip_authorization: self.shared.strip_authorization,
-            format: self.shared.format,
-        };
+    fn with(mut self, change: impl FnOnce(&mut Authenticator)) -> Self {
+        let mut shared = Authenticator::clone(&self.shared);
         change(&mut shared);
         self.shared = Arc::new(shared);
         self
@@ -174,91 +154,21 @@ impl<V: Validator> ApiKeyLayer<V> {
         &self,
         headers: &HeaderMap,
     ) -> Result<Option<Authenticated>, AuthRejection> {
-        match self.shared.parse(headers) {
-            Ok(Some(key)) => self.shared.validate(&*self.validator, &key).await.map(Some),
-            Ok(None) => Ok(None),
-            Err(rejection) => Err(rejection),
-        }
+        let step = self.shared.begin(&*self.validator, headers);
+        self.shared.run(&*self.validator, step).await
     }
 
     /// Validates a bare key (no `Bearer` prefix) with the layer's local checks and validator.
     pub async fn validate_key(&self, key: &str) -> Result<Authenticated, AuthRejection> {
-        let key = self.shared.check_key(key)?;
-        self.shared.validate(&*self.validator, &key).await
-    }
-}
-
-impl Shared {
-    fn renderer_hook(&self) -> Option<RejectionHook> {
-        self.renderer.hook().cloned()
-    }
-
-    fn reject(&self, kind: RejectionKind) -> AuthRejection {
-        AuthRejection::new(kind, self.renderer.clone())
-    }
-
-    /// Reads and checks the key. `Ok(None)`: no credentials, and the layer is optional.
-    fn parse(&self, headers: &HeaderMap) -> Result<Option<ApiKey>, AuthRejection> {
-        match bearer_token(headers, self.format.max_len()) {
-            Ok(token) => self.check_key(token).map(Some),
-            Err(BearerError::Missing) if self.mode == Mode::Optional => Ok(None),
-            Err(BearerError::Missing) => Err(self.reject(RejectionKind::MissingCredentials)),
-            Err(BearerError::Multiple) => Err(self.reject(RejectionKind::InvalidRequest(
-                "exactly one Authorization header is allowed",
-            ))),
-            Err(BearerError::Empty) => Err(self.reject(RejectionKind::InvalidRequest(
-                "the Bearer scheme needs a token after it",
-            ))),
-            Err(BearerError::Malformed) => {
-                tracing::debug!(reason = "malformed_bearer", "API key rejected locally");
-                Err(self.reject(RejectionKind::InvalidToken))
-            }
-        }
-    }
-
-    fn check_key(&self, token: &str) -> Result<ApiKey, AuthRejection> {
-        match self.format.check(token) {
-            Ok(()) => Ok(ApiKey::new(token)),
-            Err(reason) => {
-                tracing::debug!(reason = reason.as_str(), "API key rejected locally");
-                Err(self.reject(RejectionKind::InvalidToken))
-            }
-        }
-    }
-
-    async fn validate<V: Validator + ?Sized>(
-        &self,
-        validator: &V,
-        key: &ApiKey,
-    ) -> Result<Authenticated, AuthRejection> {
-        let answer = match validator.validate_now(key) {
-            Some(answer) => answer,
-            None => validator.validate(key).await,
-        };
-        self.verdict(answer, key)
-    }
-
-    /// Turns the validator's answer into the layer's, logging refusals by fingerprint.
-    fn verdict(
-        &self,
-        answer: Result<Authenticated, ValidateError>,
-        key: &ApiKey,
-    ) -> Result<Authenticated, AuthRejection> {
-        match answer {
-            Ok(auth) => Ok(auth),
-            Err(ValidateError::Invalid(reason)) => {
-                tracing::debug!(fingerprint = %key.fingerprint(), %reason, "API key refused");
-                Err(self.reject(RejectionKind::InvalidToken))
-            }
-            Err(ValidateError::Unavailable {
-                message,
-                retry_after,
-            }) => {
-                tracing::warn!(fingerprint = %key.fingerprint(), %message, "API key could not be validated");
-                Err(self.reject(RejectionKind::Unavailable {
-                    retry_after: retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
-                }))
-            }
+        let step = self.shared.begin_key(&*self.validator, key);
+        match self.shared.run(&*self.validator, step).await {
+            Ok(Some(auth)) => Ok(auth),
+            // `begin_key` never answers "anonymous"; if it did, no key means no access.
+            Ok(None) => Err(AuthRejection::new(
+                super::RejectionKind::InvalidToken,
+                self.shared.renderer.clone(),
+            )),
+            Err(rejection) => Err(rejection),
         }
     }
 }
@@ -279,7 +189,29 @@ impl<S, V> Layer<S> for ApiKeyLayer<V> {
 pub struct ApiKeyService<S, V> {
     inner: S,
     validator: Arc<V>,
-    shared: Arc<Shared>,
+    shared: Arc<Authenticator>,
+}
+
+impl<S, V> ApiKeyService<S, V> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the service, returning the inner one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The validator.
+    pub fn validator(&self) -> &Arc<V> {
+        &self.validator
+    }
 }
 
 impl<S: Clone, V> Clone for ApiKeyService<S, V> {
@@ -297,30 +229,6 @@ impl<S: fmt::Debug, V> fmt::Debug for ApiKeyService<S, V> {
         f.debug_struct("ApiKeyService")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
-    }
-}
-
-/// What the layer leaves in the request extensions for the extractors: the outcome, and how to
-/// render their rejections the way the layer would.
-#[derive(Clone)]
-pub(crate) struct AuthState {
-    pub(crate) auth: Option<Authenticated>,
-    pub(crate) renderer: Arc<Renderer>,
-}
-
-impl AuthState {
-    pub(crate) fn reject(&self, kind: RejectionKind) -> AuthRejection {
-        AuthRejection::new(kind, self.renderer.clone())
-    }
-}
-
-impl Authenticated {
-    /// The authentication the layer left in `extensions`, for tower middleware placed inside
-    /// the layer (a rate limiter keyed by `token_id`, say). Handlers use the extractors.
-    pub fn from_extensions(extensions: &Extensions) -> Option<&Authenticated> {
-        extensions
-            .get::<AuthState>()
-            .and_then(|state| state.auth.as_ref())
     }
 }
 
@@ -344,56 +252,51 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let key = match self.shared.parse(request.headers()) {
-            Ok(Some(key)) => key,
-            Ok(None) => {
-                request.extensions_mut().insert(AuthState {
-                    auth: None,
-                    renderer: self.shared.renderer.clone(),
-                });
+        let key = match self.shared.begin(&*self.validator, request.headers()) {
+            Step::Anonymous => {
+                let state = self.shared.state(None);
+                request.extensions_mut().insert(state);
                 return ResponseFuture::inner(self.inner.call(request));
             }
-            Err(rejection) => {
+            Step::Decided(Err(rejection)) => {
                 return ResponseFuture::ready(rejection.into_response());
             }
+            Step::Decided(Ok(auth)) => {
+                self.admit(&mut request, auth);
+                return ResponseFuture::inner(self.inner.call(request));
+            }
+            Step::Validate(key) => key,
         };
-        if self.shared.strip_authorization {
-            request.headers_mut().remove(AUTHORIZATION);
-        }
-        // The common case (a cache hit, an in-memory store) is answered on the spot: no boxed
-        // future, no clone of the inner service.
-        if let Some(answer) = self.validator.validate_now(&key) {
-            return match self.shared.verdict(answer, &key) {
-                Ok(auth) => {
-                    drop(key);
-                    request.extensions_mut().insert(AuthState {
-                        auth: Some(auth),
-                        renderer: self.shared.renderer.clone(),
-                    });
-                    ResponseFuture::inner(self.inner.call(request))
-                }
-                Err(rejection) => ResponseFuture::ready(rejection.into_response()),
-            };
-        }
         // The ready service is the one we were handed; leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let validator = self.validator.clone();
         let shared = self.shared.clone();
+        if shared.strip_authorization {
+            request.headers_mut().remove(AUTHORIZATION);
+        }
         ResponseFuture::validating(Box::pin(async move {
-            let answer = validator.validate(&key).await;
-            match shared.verdict(answer, &key) {
+            match shared.finish(&*validator, key).await {
                 Ok(auth) => {
-                    drop(key);
-                    request.extensions_mut().insert(AuthState {
-                        auth: Some(auth),
-                        renderer: shared.renderer.clone(),
-                    });
+                    request.extensions_mut().insert(shared.state(Some(auth)));
                     inner.call(request).await
                 }
                 Err(rejection) => Ok(rejection.into_response()),
             }
         }))
+    }
+}
+
+impl<S, V> ApiKeyService<S, V> {
+    /// Lets an authenticated request in: the key leaves the headers (unless configured
+    /// otherwise) and the outcome enters the extensions.
+    fn admit<B>(&self, request: &mut Request<B>, auth: Authenticated) {
+        if self.shared.strip_authorization {
+            request.headers_mut().remove(AUTHORIZATION);
+        }
+        request
+            .extensions_mut()
+            .insert(self.shared.state(Some(auth)));
     }
 }
 

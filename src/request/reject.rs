@@ -11,6 +11,10 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 
+/// The realm used in challenges unless [`ApiKeyLayer::realm`](crate::ApiKeyLayer::realm) sets
+/// another.
+pub const DEFAULT_REALM: &str = "api";
+
 /// What went wrong, independent of how it is rendered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -158,7 +162,7 @@ pub(crate) struct Renderer {
 }
 
 static DEFAULT_RENDERER: LazyLock<Arc<Renderer>> =
-    LazyLock::new(|| Arc::new(Renderer::new(crate::layer::DEFAULT_REALM, None)));
+    LazyLock::new(|| Arc::new(Renderer::new(DEFAULT_REALM, None)));
 
 /// The fallback `Retry-After` when the validator gives no hint.
 pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(2);
@@ -250,7 +254,7 @@ fn sanitize_realm(realm: &str) -> String {
         .filter(|c| *c != '"' && *c != '\\')
         .collect();
     if cleaned.is_empty() {
-        crate::layer::DEFAULT_REALM.to_owned()
+        DEFAULT_REALM.to_owned()
     } else {
         cleaned
     }
@@ -264,10 +268,7 @@ mod tests {
     fn realm_is_sanitized() {
         let renderer = Renderer::new("my \"realm\"\n\\x", None);
         assert_eq!(renderer.realm(), "my realmx");
-        assert_eq!(
-            Renderer::new("\u{e9}", None).realm(),
-            crate::layer::DEFAULT_REALM
-        );
+        assert_eq!(Renderer::new("\u{e9}", None).realm(), DEFAULT_REALM);
     }
 
     #[test]
