@@ -116,6 +116,9 @@ pub enum RedisSetupError {
     /// The channel name is empty.
     #[error("the Redis channel name is empty")]
     EmptyChannel,
+    /// The origin is not 1 to 48 characters of `[A-Za-z0-9._:-]`.
+    #[error("invalid origin: use 1 to 48 characters of [A-Za-z0-9._:-]")]
+    InvalidOrigin,
 }
 
 /// The feed's tasks, aborted when the last [`RedisRevocations`] clone goes.
@@ -329,7 +332,10 @@ impl RedisRevocationsBuilder {
     }
 
     /// This instance's id in messages (default: process id and a random suffix). Only used to
-    /// skip this instance's own messages and in logs, so it must be unique, not meaningful.
+    /// skip this instance's own messages and in logs, so it must be unique, not meaningful:
+    /// 1 to 48 characters of `[A-Za-z0-9._:-]` (a host or pod name, say), or
+    /// [`build`](Self::build) fails with [`RedisSetupError::InvalidOrigin`]. Other instances
+    /// log an origin outside that shape as `<invalid>`.
     pub fn origin(mut self, origin: impl Into<String>) -> Self {
         self.origin = Some(origin.into());
         self
@@ -379,6 +385,9 @@ impl RedisRevocationsBuilder {
         let origin = self
             .origin
             .unwrap_or_else(|| format!("{}-{:08x}", std::process::id(), rand::random::<u32>()));
+        if !event::is_valid_origin(&origin) {
+            return Err(RedisSetupError::InvalidOrigin);
+        }
         let (outgoing, queue) = mpsc::channel(QUEUE_CAPACITY);
         let shared = Arc::new(Shared {
             client,

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use tokio::time::{MissedTickBehavior, interval, timeout};
 
 use super::Shared;
-use super::event::{Rejected, RevocationMessage};
+use super::event::{Rejected, RevocationMessage, loggable_origin};
 
 pub(super) async fn run(shared: Arc<Shared>) {
     let mut backoff = Backoff::new(shared.min_backoff, shared.max_backoff);
@@ -102,7 +102,8 @@ async fn listen(
 }
 
 /// One message: revoke its token id everywhere, or count and ignore it. Never panics; never
-/// logs the payload (whoever publishes garbage may publish a secret).
+/// logs the payload (whoever publishes garbage may publish a secret): only what was validated
+/// and bounded (a token id, a plain origin) or written here (a rejection's category and place).
 fn apply(shared: &Shared, payload: &[u8]) {
     match RevocationMessage::decode(payload) {
         Ok(message) if message.origin == shared.origin => {
@@ -117,7 +118,7 @@ fn apply(shared: &Shared, payload: &[u8]) {
             tracing::info!(
                 redis = "event",
                 token_id = %message.token_id,
-                origin = %message.origin,
+                origin = loggable_origin(&message.origin),
                 lag_ms = i64::try_from(lag_ms).unwrap_or(i64::MAX),
                 "API key revoked on another instance: evicted here"
             );
