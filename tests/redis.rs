@@ -483,6 +483,98 @@ async fn the_keys_cli_announces_its_revocations() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A flapping connection: the backoff grows, the flushes stay few.
+
+/// A TCP proxy on 127.0.0.1 in front of `upstream` that closes each connection `hold` after
+/// the server confirmed a `SUBSCRIBE` through it. Returns its port.
+async fn flapping_proxy(upstream: u16, hold: Duration) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let up = tokio::io::copy(&mut client_read, &mut server_write);
+                let down = async {
+                    let mut buf = vec![0u8; 4096];
+                    loop {
+                        let n = server_read.read(&mut buf).await?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        client_write.write_all(&buf[..n]).await?;
+                        // The confirmation: `*3 $9 subscribe <channel> :1`.
+                        if buf[..n].windows(9).any(|w| w == b"subscribe") {
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(hold).await;
+                    Ok::<_, std::io::Error>(())
+                };
+                tokio::select! {
+                    _ = up => {}
+                    _ = down => {}
+                }
+                // Dropping the halves closes both connections.
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_connection_backs_off_instead_of_flushing_the_cache_every_100_ms() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let proxy = flapping_proxy(redis.port, Duration::from_millis(50)).await;
+    let fake = FakeScalekit::start().await;
+    let cache = CachedValidator::new(fake.client());
+    let attach_flushes = 1;
+    // The default backoff (100 ms doubling to 5 s): what a user gets.
+    let feed = RedisRevocations::builder(format!("redis://127.0.0.1:{proxy}"))
+        .channel(format!("flap:{}", rand_suffix()))
+        .build()
+        .expect("feed");
+    feed.attach(&cache);
+    eventually(CONNECT, "the first subscription", || async {
+        feed.stats().connects >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let stats = feed.stats();
+    eprintln!("over ~4 s of flapping: {stats:?}");
+    assert!(
+        stats.gaps >= 2,
+        "the proxy did drop the subscriptions: {stats:?}"
+    );
+    assert_eq!(stats.flushes, stats.connects, "one flush per subscription");
+    // Backing off from 100 ms (jitter: half to full of each step), with a 50 ms session each
+    // time, allows at most 7 subscriptions in 4 s; resetting the backoff on every subscription
+    // (the old behaviour) made ~25.
+    assert!(
+        stats.flushes <= 8,
+        "the cache was flushed {} times in ~4 s: the backoff does not grow",
+        stats.flushes
+    );
+    // The cache counts the same flushes, and the one `attach` made (the first subscription
+    // may come before `attach`, and then flushes no cache).
+    let cache_flushes = cache.stats().flushes;
+    assert!(
+        cache_flushes >= stats.flushes && cache_flushes <= stats.flushes + attach_flushes + 1,
+        "cache flushes {cache_flushes}, feed flushes {}",
+        stats.flushes
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Without redis-server these tests fail, unless skipped on purpose.
 
 /// Runs one test of this binary again, with a PATH on which no `redis-server` can be found.

@@ -342,7 +342,9 @@ impl RedisRevocationsBuilder {
     }
 
     /// The subscriber's reconnection delays: doubling from `min` to `max`, with jitter
-    /// (defaults 100 ms and 5 s).
+    /// (defaults 100 ms and 5 s). The delay goes back to `min` only after a subscription that
+    /// lasted 30 s, so a connection dropped right after each `SUBSCRIBE` (each one flushes the
+    /// attached caches) is retried ever less often, up to `max`.
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.min_backoff = min.max(Duration::from_millis(1));
         self.max_backoff = max.max(self.min_backoff);
