@@ -70,7 +70,6 @@ async fn nothing_a_publisher_writes_reaches_the_log_unvalidated() {
     let tokens = InMemoryTokens::new();
     let created = tokens.create(CreateToken::new("org_1")).unwrap();
     let key = created.key.expose_secret().to_owned();
-    let token_id = created.token_id.clone();
     let cache = CachedValidator::new(tokens.clone());
     let channel = format!("hygiene:{}", std::process::id());
     let feed = RedisRevocations::builder(redis.url())
@@ -92,7 +91,7 @@ async fn nothing_a_publisher_writes_reaches_the_log_unvalidated() {
     let at = "2026-01-01T00:00:00Z";
     let long = "x".repeat(3000);
     let malformed = [
-        format!("{key}"),
+        key.clone(),
         format!(r#"{{"v":"{key}","type":"revoked"}}"#),
         format!(r#"{{"v":1,"type":"revoked","token_id":"{key}","at":"{at}"}}"#),
         format!(r#"{{"v":1,"type":"revoked","token_id":["{key}"],"at":"{at}"}}"#),

@@ -250,7 +250,7 @@ mod tests {
     fn a_rejection_never_repeats_what_the_message_said() {
         let at = "2026-01-01T00:00:00Z";
         let payloads = [
-            format!("{SECRET}"),
+            SECRET.to_owned(),
             format!(r#"{{"v":"{SECRET}","type":"revoked"}}"#),
             format!(r#"{{"v":1,"type":"{SECRET}","token_id":"apit_1","at":"{at}"}}"#),
             format!(r#"{{"v":2,"type":"{SECRET}","token_id":"apit_1","at":"{at}"}}"#),
