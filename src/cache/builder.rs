@@ -48,6 +48,7 @@ pub struct CacheBuilder<V> {
     pub(super) stale_if_error: Option<Duration>,
     pub(super) max_in_flight: usize,
     pub(super) max_upstream_rate: Option<u32>,
+    pub(super) max_tombstones: Option<usize>,
     pub(super) sources: Vec<KeyEvents>,
 }
 
@@ -62,6 +63,7 @@ impl<V: Validator> CacheBuilder<V> {
             stale_if_error: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_upstream_rate: None,
+            max_tombstones: None,
             sources: Vec::new(),
         }
     }
@@ -126,6 +128,30 @@ impl<V: Validator> CacheBuilder<V> {
         self
     }
 
+    /// How many revocations (names: a fingerprint or a token id) this cache remembers at once
+    /// (default: twice the [`capacity`](Self::capacity), within 1 024 and 1 048 576; at least
+    /// 1). A tombstone costs about 100 bytes whatever the token id's length, and is kept no
+    /// longer than `ttl + stale window + 60 s`.
+    ///
+    /// Whoever can revoke (a Redis feed's publishers included) can fill it; when full, the
+    /// oldest tombstone is forgotten and every answer cached before it is validated upstream
+    /// again (counted in [`CacheStats::tombstones_evicted`](crate::CacheStats::tombstones_evicted)),
+    /// so a revoked key is still refused: a flood costs hits, never a false accept.
+    ///
+    /// ```
+    /// use axum_api_key::{CachedValidator, InMemoryTokens};
+    ///
+    /// let cache = CachedValidator::builder(InMemoryTokens::new())
+    ///     .max_tombstones(50_000)
+    ///     .build();
+    /// cache.revoke_token_id("apit_1");
+    /// assert_eq!(cache.stats().tombstones, 1);
+    /// ```
+    pub fn max_tombstones(mut self, names: usize) -> Self {
+        self.max_tombstones = Some(names.max(1));
+        self
+    }
+
     /// Also listens to `events` (revocations and creations published elsewhere, for example by
     /// an admin client that is not the validator).
     pub fn events(mut self, events: &KeyEvents) -> Self {
@@ -165,6 +191,7 @@ impl<V> fmt::Debug for CacheBuilder<V> {
             .field("stale_if_error", &self.stale_if_error)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_upstream_rate", &self.max_upstream_rate)
+            .field("max_tombstones", &self.max_tombstones)
             .finish_non_exhaustive()
     }
 }

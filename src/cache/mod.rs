@@ -32,7 +32,10 @@
 //!
 //! Revocations made here are kept as tombstones (for `ttl + window + 60 s`), checked after
 //! every upstream answer and on any hit that follows a revocation, because moka cannot stop a
-//! validation already in flight from inserting its answer after an eviction.
+//! validation already in flight from inserting its answer after an eviction. They are bounded
+//! ([`max_tombstones`](CacheBuilder::max_tombstones)): past the bound the oldest is forgotten
+//! and every answer cached before it is asked upstream again, so a flood of revocations costs
+//! hits, never a revoked key's acceptance.
 //!
 //! ```
 //! use axum::{routing::get, Router};
@@ -127,6 +130,7 @@ impl<V: Validator> CachedValidator<V> {
             stale_window: builder.stale_if_error,
             max_in_flight: builder.max_in_flight,
             max_upstream_rate: builder.max_upstream_rate,
+            max_tombstones: builder.max_tombstones,
         };
         let cache = Self {
             inner: Arc::new(builder.inner),
@@ -308,10 +312,12 @@ impl<V> CachedValidator<V> {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> CacheStats {
-        self.core.counters.snapshot(
+        let mut stats = self.core.counters.snapshot(
             self.core.fresh.entry_count(),
             self.core.negative.entry_count(),
-        )
+        );
+        (stats.tombstones, stats.tombstones_evicted) = self.core.tombstone_counts();
+        stats
     }
 }
 
