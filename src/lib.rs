@@ -49,6 +49,8 @@ mod extract;
 mod key;
 mod layer;
 mod memory;
+#[cfg(feature = "ratelimit")]
+pub mod ratelimit;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod reject;
