@@ -12,7 +12,12 @@ use axum_api_key::{ApiKeyLayer, CreateToken, InMemoryTokens};
 use reqwest::StatusCode;
 
 fn key(tokens: &InMemoryTokens, create: CreateToken) -> String {
-    tokens.create(create).unwrap().key.expose_secret().to_owned()
+    tokens
+        .create(create)
+        .unwrap()
+        .key
+        .expose_secret()
+        .to_owned()
 }
 
 async fn remaining(info: RateLimitInfo) -> String {
@@ -74,7 +79,11 @@ async fn a_key_gets_its_quota_then_429_while_another_key_is_unaffected() {
 async fn headers_on_200_and_429_follow_the_draft() {
     let tokens = InMemoryTokens::new();
     let key = key(&tokens, CreateToken::new("org_a"));
-    let base = app(&tokens, RateLimitLayer::new("3/min".parse().unwrap()).name("api")).await;
+    let base = app(
+        &tokens,
+        RateLimitLayer::new("3/min".parse().unwrap()).name("api"),
+    )
+    .await;
     let client = reqwest::Client::new();
 
     let first = get_with(&client, &base, &key).await;
@@ -94,7 +103,10 @@ async fn headers_on_200_and_429_follow_the_draft() {
     let retry: u64 = header(&refused, "retry-after").parse().unwrap();
     assert!((19..=20).contains(&retry), "{retry}");
     assert_eq!(header(&refused, "ratelimit-policy"), "\"api\";q=3;w=60");
-    assert_eq!(header(&refused, "ratelimit"), format!("\"api\";r=0;t={retry}"));
+    assert_eq!(
+        header(&refused, "ratelimit"),
+        format!("\"api\";r=0;t={retry}")
+    );
     assert_eq!(header(&refused, "content-type"), "application/json");
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["error"], "rate_limited");
@@ -118,30 +130,49 @@ async fn headers_on_success_can_be_turned_off() {
 #[tokio::test]
 async fn a_claim_overrides_the_route_policy_and_a_malformed_one_does_not() {
     let tokens = InMemoryTokens::new();
-    let generous = key(&tokens, CreateToken::new("org_a").claim("rate_limit", "6/h"));
-    let malformed = key(&tokens, CreateToken::new("org_a").claim("rate_limit", "lots"));
+    let generous = key(
+        &tokens,
+        CreateToken::new("org_a").claim("rate_limit", "6/h"),
+    );
+    let malformed = key(
+        &tokens,
+        CreateToken::new("org_a").claim("rate_limit", "lots"),
+    );
     let renamed = key(&tokens, CreateToken::new("org_a").claim("quota", "1/h"));
     let base = app(&tokens, RateLimitLayer::new("2/h".parse().unwrap())).await;
     let client = reqwest::Client::new();
 
     assert_eq!(burst(&client, &base, &generous, 8).await, (6, 2));
     let response = get_with(&client, &base, &generous).await;
-    assert_eq!(header(&response, "ratelimit-policy"), "\"default\";q=6;w=3600");
+    assert_eq!(
+        header(&response, "ratelimit-policy"),
+        "\"default\";q=6;w=3600"
+    );
     assert_eq!(burst(&client, &base, &malformed, 4).await, (2, 2));
 
-    let named = app(&tokens, RateLimitLayer::new("2/h".parse().unwrap()).claim("quota")).await;
+    let named = app(
+        &tokens,
+        RateLimitLayer::new("2/h".parse().unwrap()).claim("quota"),
+    )
+    .await;
     assert_eq!(burst(&client, &named, &renamed, 3).await, (1, 2));
-    let ignoring = app(&tokens, RateLimitLayer::new("2/h".parse().unwrap()).no_claim()).await;
+    let ignoring = app(
+        &tokens,
+        RateLimitLayer::new("2/h".parse().unwrap()).no_claim(),
+    )
+    .await;
     assert_eq!(burst(&client, &ignoring, &generous, 4).await, (2, 2));
 }
 
 #[tokio::test]
 async fn a_policy_fn_wins_over_the_claim() {
     let tokens = InMemoryTokens::new();
-    let key = key(&tokens, CreateToken::new("org_vip").claim("rate_limit", "1/h"));
-    let limit = RateLimitLayer::new("1/h".parse().unwrap()).policy_fn(|info| {
-        (info.organization_id == "org_vip").then(|| "4/h".parse().unwrap())
-    });
+    let key = key(
+        &tokens,
+        CreateToken::new("org_vip").claim("rate_limit", "1/h"),
+    );
+    let limit = RateLimitLayer::new("1/h".parse().unwrap())
+        .policy_fn(|info| (info.organization_id == "org_vip").then(|| "4/h".parse().unwrap()));
     let base = app(&tokens, limit).await;
     assert_eq!(burst(&reqwest::Client::new(), &base, &key, 6).await, (4, 2));
 }
@@ -155,7 +186,11 @@ async fn limits_by_user_and_by_organization_share_one_bucket() {
     let other_org = key(&tokens, CreateToken::new("org_2").user("usr_c"));
     let client = reqwest::Client::new();
 
-    let by_user = app(&tokens, RateLimitLayer::new("3/h".parse().unwrap()).by(LimitBy::User)).await;
+    let by_user = app(
+        &tokens,
+        RateLimitLayer::new("3/h".parse().unwrap()).by(LimitBy::User),
+    )
+    .await;
     assert_eq!(burst(&client, &by_user, &user_a1, 2).await, (2, 0));
     assert_eq!(burst(&client, &by_user, &user_a2, 3).await, (1, 2));
     assert_eq!(burst(&client, &by_user, &user_b, 3).await, (3, 0));
@@ -186,7 +221,10 @@ async fn the_429_goes_through_the_auth_layers_renderer() {
         }));
     let base = support::serve(app).await;
     let client = reqwest::Client::new();
-    assert_eq!(get_with(&client, &base, &key).await.status(), StatusCode::OK);
+    assert_eq!(
+        get_with(&client, &base, &key).await.status(),
+        StatusCode::OK
+    );
     let refused = get_with(&client, &base, &key).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     // The hook did not set Retry-After; the layer adds it (and the RateLimit fields).
@@ -199,7 +237,10 @@ async fn the_429_goes_through_the_auth_layers_renderer() {
 async fn anonymous_requests_pass_and_a_missing_auth_layer_is_a_500() {
     let tokens = InMemoryTokens::new();
     let optional = Router::new()
-        .route("/", get(|info: Option<RateLimitInfo>| async move { format!("{info:?}") }))
+        .route(
+            "/",
+            get(|info: Option<RateLimitInfo>| async move { format!("{info:?}") }),
+        )
         .layer(RateLimitLayer::new("1/h".parse().unwrap()))
         .layer(ApiKeyLayer::new(tokens.clone()).optional());
     let base = support::serve(optional).await;
@@ -227,5 +268,8 @@ async fn quota_comes_back_with_time() {
     let (ok, _) = burst(&client, &base, &key, 6).await;
     assert!((4..=5).contains(&ok), "{ok}");
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(get_with(&client, &base, &key).await.status(), StatusCode::OK);
+    assert_eq!(
+        get_with(&client, &base, &key).await.status(),
+        StatusCode::OK
+    );
 }
