@@ -12,6 +12,7 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum_api_key::ratelimit::{RateLimitLayer, RatePolicy};
 use axum_api_key::{ApiKeyLayer, CachedValidator, CreateToken, InMemoryTokens};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::StatusCode;
@@ -137,10 +138,32 @@ fn bench_layer(c: &mut Criterion) {
     let cache = CachedValidator::builder(tokens.clone())
         .ttl(Duration::from_secs(3600))
         .build();
-    let cached = handler_router().layer(ApiKeyLayer::new(cache));
+    let cached = handler_router().layer(ApiKeyLayer::new(cache.clone()));
     case(
         "api_key_cached",
         finalized(cached),
+        Some(key_header.clone()),
+        StatusCode::OK,
+    );
+
+    // The same, plus a local per-key limiter whose refill (1 000 000/s) outpaces the loop, so
+    // every iteration is admitted: with the RateLimit fields on the answer, and without.
+    let unlimited: RatePolicy = "1000000/s".parse().unwrap();
+    let limited = handler_router()
+        .layer(RateLimitLayer::new(unlimited))
+        .layer(ApiKeyLayer::new(cache.clone()));
+    case(
+        "api_key_cached_limited",
+        finalized(limited),
+        Some(key_header.clone()),
+        StatusCode::OK,
+    );
+    let limited_quiet = handler_router()
+        .layer(RateLimitLayer::new(unlimited).headers_on_success(false))
+        .layer(ApiKeyLayer::new(cache));
+    case(
+        "api_key_cached_limited_no_headers",
+        finalized(limited_quiet),
         Some(key_header.clone()),
         StatusCode::OK,
     );

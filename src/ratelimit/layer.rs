@@ -56,6 +56,8 @@ struct Config {
     policy_fn: Option<PolicyFn>,
     headers_on_success: bool,
     max_keys: usize,
+    /// The `RateLimit-Policy` value of `policy`, prepared (rebuilt by `with`).
+    policy_header: Option<(RatePolicy, HeaderValue)>,
     #[cfg(feature = "redis")]
     redis: Option<super::redis::RedisLimiter>,
 }
@@ -116,6 +118,7 @@ impl RateLimitLayer {
                 policy_fn: None,
                 headers_on_success: true,
                 max_keys: DEFAULT_MAX_KEYS,
+                policy_header: Some((policy, policy_header("default", policy))),
                 #[cfg(feature = "redis")]
                 redis: None,
             }),
@@ -127,7 +130,9 @@ impl RateLimitLayer {
     }
 
     fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
-        change(Arc::make_mut(&mut self.config));
+        let config = Arc::make_mut(&mut self.config);
+        change(config);
+        config.policy_header = Some((config.policy, policy_header(&config.name, config.policy)));
         self
     }
 
@@ -243,19 +248,36 @@ impl RateLimitLayer {
     }
 
     fn headers(&self, policy: RatePolicy, remaining: u32, reset: Duration) -> [HeaderValue; 2] {
+        use std::fmt::Write;
         let name = &self.config.name;
-        let policy_value = format!(
-            "\"{name}\";q={};w={}",
-            policy.limit(),
-            policy.window().as_secs()
-        );
-        let value = format!("\"{name}\";r={remaining};t={}", retry_after_secs(reset));
-        // Every piece is ASCII from a sanitized name and numbers; the fallback is unreachable.
-        let header = |text: String| {
-            HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("\"default\""))
+        // The layer's own policy is formatted once; a key's own policy on each answer.
+        let policy_value = match &self.config.policy_header {
+            Some((default, value)) if *default == policy => value.clone(),
+            _ => policy_header(name, policy),
         };
-        [header(policy_value), header(value)]
+        let mut value = String::with_capacity(name.len() + 24);
+        let _ = write!(
+            value,
+            "\"{name}\";r={remaining};t={}",
+            retry_after_secs(reset)
+        );
+        [policy_value, header_value(value)]
     }
+}
+
+/// `"name";q=100;w=60`.
+fn policy_header(name: &str, policy: RatePolicy) -> HeaderValue {
+    header_value(format!(
+        "\"{name}\";q={};w={}",
+        policy.limit(),
+        policy.window().as_secs()
+    ))
+}
+
+/// Every piece is ASCII from a sanitized name and numbers; the fallback is unreachable.
+fn header_value(text: String) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"default\""))
 }
 
 /// Bounds a logged field.
@@ -408,7 +430,8 @@ where
 
 impl RateLimitLayer {
     /// Admitted: the info extension is in place, and the headers to add (if any). Refused: the
-    /// 429, rendered by the auth layer's renderer.
+    /// 429, rendered by the auth layer's renderer (a rare path; the response is not boxed).
+    #[allow(clippy::result_large_err)]
     fn answer<B>(
         &self,
         request: &mut Request<B>,

@@ -47,6 +47,6 @@ pub use redis::{
     RedisLimiterStats,
 };
 pub use throttle::{
-    ClientKey, ClientSource, DEFAULT_MAX_CLIENTS, FailedKeyThrottle, RetryAfter, ThrottleStats,
-    forwarded_client,
+    ClientFn, ClientKey, ClientSource, DEFAULT_MAX_CLIENTS, FailedKeyThrottle, RetryAfter,
+    ThrottleStats, forwarded_client,
 };

@@ -117,6 +117,9 @@ fn parse_address(entry: &str) -> Option<IpAddr> {
     entry.parse::<SocketAddr>().ok().map(|addr| addr.ip())
 }
 
+/// An app-defined client-key function for [`ClientSource::Custom`].
+pub type ClientFn = Arc<dyn Fn(&HeaderMap, &Extensions) -> Option<ClientKey> + Send + Sync>;
+
 /// Where the throttle finds the client of a request.
 #[derive(Clone)]
 pub enum ClientSource {
@@ -129,7 +132,7 @@ pub enum ClientSource {
         trusted_proxies: usize,
     },
     /// An app-defined function.
-    Custom(Arc<dyn Fn(&HeaderMap, &Extensions) -> Option<ClientKey> + Send + Sync>),
+    Custom(ClientFn),
 }
 
 impl fmt::Debug for ClientSource {
