@@ -158,6 +158,18 @@ fn bench_layer(c: &mut Criterion) {
         Some(key_header.clone()),
         StatusCode::OK,
     );
+    // The cost of any extra layer on a Router (axum boxes each layered route), for comparison.
+    let noop = handler_router()
+        .layer(tower::util::MapRequestLayer::new(|request: Request| {
+            request
+        }))
+        .layer(ApiKeyLayer::new(cache.clone()));
+    case(
+        "api_key_cached_noop_layer",
+        finalized(noop),
+        Some(key_header.clone()),
+        StatusCode::OK,
+    );
     let limited_quiet = handler_router()
         .layer(RateLimitLayer::new(unlimited).headers_on_success(false))
         .layer(ApiKeyLayer::new(cache));
