@@ -69,6 +69,8 @@ pub mod validator;
 
 #[cfg(feature = "cache")]
 pub mod cache;
+#[cfg(feature = "ratelimit")]
+pub mod ratelimit;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "scalekit")]

@@ -14,7 +14,7 @@
 //!   expired key is refused as [`InvalidReason::Expired`](crate::validator::InvalidReason::Expired).
 //! - **Revocation wins.** See below.
 //! - **Upstream budget.** At most [`max_in_flight`](CacheBuilder::max_in_flight) validations
-//!   (and optionally [`max_upstream_rate`](CacheBuilder::max_upstream_rate) per second) reach the
+//!   (and [`max_upstream_rate`](CacheBuilder::max_upstream_rate) per second, 100 by default) reach the
 //!   upstream; a miss beyond that is answered `Unavailable` (503, `Retry-After: 1`) at once,
 //!   while cached keys keep flowing.
 //! - **Stale-if-error** (opt-in, [`stale_if_error`](CacheBuilder::stale_if_error)).
@@ -72,8 +72,8 @@ use std::future::Future;
 use std::sync::{Arc, Weak};
 
 pub use builder::{
-    CacheBuilder, DEFAULT_CAPACITY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_NEGATIVE_CAPACITY,
-    DEFAULT_NEGATIVE_TTL, DEFAULT_TTL,
+    CacheBuilder, DEFAULT_CAPACITY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_UPSTREAM_RATE,
+    DEFAULT_NEGATIVE_CAPACITY, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL,
 };
 pub use stats::CacheStats;
 
