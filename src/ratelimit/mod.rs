@@ -47,6 +47,6 @@ pub use redis::{
     RedisLimiterStats,
 };
 pub use throttle::{
-    ClientFn, ClientKey, ClientSource, DEFAULT_MAX_CLIENTS, FailedKeyThrottle, RetryAfter,
-    ThrottleStats, forwarded_client,
+    ClientFn, ClientKey, ClientSource, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_IN_FLIGHT_PER_CLIENT,
+    FailedKeyThrottle, InFlight, RetryAfter, ThrottleStats, forwarded_client,
 };

@@ -2,9 +2,10 @@
 //! upstream call.
 
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -213,6 +214,53 @@ pub struct FailedKeyThrottle {
     cells: Cells<ClientKey>,
     refusals: AtomicU64,
     throttled: AtomicU64,
+    /// Upstream validations in flight per client, in a fixed array of striped counters (the
+    /// client's hash picks the stripe): bounded memory, and a client flooding with a slow
+    /// upstream can hold at most `max_in_flight` of the validator's slots.
+    in_flight: Box<[AtomicU32]>,
+    max_in_flight: u32,
+    stripe_hasher: RandomState,
+}
+
+/// How many stripes of in-flight counters a throttle keeps.
+const IN_FLIGHT_STRIPES: usize = 4096;
+
+/// Upstream validations one client may have in flight at once, unless
+/// [`FailedKeyThrottle::max_in_flight_per_client`] says otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT_PER_CLIENT: u32 = 4;
+
+/// One client's upstream validation, counted while it is in flight (see
+/// [`FailedKeyThrottle::begin`]).
+pub struct InFlight {
+    throttle: Arc<FailedKeyThrottle>,
+    client: ClientKey,
+    stripe: usize,
+}
+
+impl InFlight {
+    /// The client.
+    pub fn client(&self) -> &ClientKey {
+        &self.client
+    }
+
+    /// Records that the validator refused the key (the second call point).
+    pub fn refused(&self) {
+        self.throttle.record_refusal(&self.client);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.throttle.in_flight[self.stripe].fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InFlight")
+            .field("client", &self.client)
+            .finish()
+    }
 }
 
 impl FailedKeyThrottle {
@@ -228,7 +276,39 @@ impl FailedKeyThrottle {
             cells: Cells::new(max_clients),
             refusals: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            in_flight: (0..IN_FLIGHT_STRIPES).map(|_| AtomicU32::new(0)).collect(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT_PER_CLIENT,
+            stripe_hasher: RandomState::new(),
         }
+    }
+
+    /// How many upstream validations one client may have in flight at once (default
+    /// [`DEFAULT_MAX_IN_FLIGHT_PER_CLIENT`], at least 1): past it, its unknown keys get 429 at
+    /// once. Without it, one client flooding random keys at a slow upstream would hold every
+    /// slot of the validator's own in-flight bound until its refusals came back.
+    #[must_use]
+    pub fn max_in_flight_per_client(mut self, max: u32) -> Self {
+        self.max_in_flight = max.max(1);
+        self
+    }
+
+    /// Both checks before an upstream call: the client's refusals allowance and its
+    /// in-flight bound. `Ok` carries a ticket that counts the call until dropped; call
+    /// [`InFlight::refused`] when the validator refuses the key.
+    pub fn begin(self: &Arc<Self>, client: ClientKey) -> Result<InFlight, RetryAfter> {
+        self.check(&client)?;
+        let stripe = (self.stripe_hasher.hash_one(&client) as usize) % IN_FLIGHT_STRIPES;
+        let counter = &self.in_flight[stripe];
+        if counter.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+            return Err(RetryAfter(Duration::from_secs(1)));
+        }
+        Ok(InFlight {
+            throttle: self.clone(),
+            client,
+            stripe,
+        })
     }
 
     /// How many clients to track at most (default [`DEFAULT_MAX_CLIENTS`]).
@@ -236,6 +316,7 @@ impl FailedKeyThrottle {
     pub fn max_clients(self, max_clients: usize) -> Self {
         let mut throttle = Self::with_max_clients(self.policy, max_clients);
         throttle.source = self.source;
+        throttle.max_in_flight = self.max_in_flight;
         throttle
     }
 

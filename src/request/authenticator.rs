@@ -5,14 +5,28 @@
 
 use std::sync::Arc;
 
-use http::HeaderMap;
+use http::{Extensions, HeaderMap};
 
 use super::bearer::{BearerError, bearer_token};
 use super::key::{ApiKey, KeyFormat};
 use super::reject::{AuthRejection, DEFAULT_RETRY_AFTER, RejectionKind, Renderer};
 use super::state::AuthState;
+#[cfg(feature = "ratelimit")]
+use crate::ratelimit::{ClientKey, FailedKeyThrottle, InFlight};
 use crate::token_info::Authenticated;
 use crate::validator::contract::{ValidateError, Validator};
+
+/// Who presented a key, as the failed-key throttle knows clients (nothing without it).
+#[cfg(feature = "ratelimit")]
+pub(crate) type Client = Option<ClientKey>;
+#[cfg(not(feature = "ratelimit"))]
+pub(crate) type Client = ();
+
+/// An upstream validation counted against its client while in flight.
+#[cfg(feature = "ratelimit")]
+pub(crate) type Ticket = Option<InFlight>;
+#[cfg(not(feature = "ratelimit"))]
+pub(crate) type Ticket = ();
 
 /// Whether requests without credentials may reach the inner service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +42,9 @@ pub(crate) struct Authenticator {
     pub(crate) mode: Mode,
     pub(crate) strip_authorization: bool,
     pub(crate) format: KeyFormat,
+    /// Throttles clients that present refused keys (feature `ratelimit`; on by default).
+    #[cfg(feature = "ratelimit")]
+    pub(crate) throttle: Option<Arc<FailedKeyThrottle>>,
 }
 
 /// Where a request stands after the synchronous part of the pipeline.
@@ -36,24 +53,30 @@ pub(crate) enum Step {
     Anonymous,
     /// Decided on the spot.
     Decided(Result<Authenticated, AuthRejection>),
-    /// The validator must be awaited.
-    Validate(ApiKey),
+    /// The validator must be awaited (an upstream call, typically), for this client.
+    Validate(ApiKey, Ticket),
 }
 
 impl Authenticator {
     /// The synchronous part: parse, check, and ask the validator for an immediate answer.
-    pub(crate) fn begin<V: Validator + ?Sized>(&self, validator: &V, headers: &HeaderMap) -> Step {
+    /// `extensions` name the client for the failed-key throttle (`ConnectInfo`).
+    pub(crate) fn begin<V: Validator + ?Sized>(
+        &self,
+        validator: &V,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) -> Step {
         match self.parse(headers) {
-            Ok(Some(key)) => self.ask_now(validator, key),
+            Ok(Some(key)) => self.ask_now(validator, key, || self.client_of(headers, extensions)),
             Ok(None) => Step::Anonymous,
             Err(rejection) => Step::Decided(Err(rejection)),
         }
     }
 
-    /// Like [`begin`](Self::begin), for a bare key (no `Bearer` prefix).
+    /// Like [`begin`](Self::begin), for a bare key (no `Bearer` prefix) and no known client.
     pub(crate) fn begin_key<V: Validator + ?Sized>(&self, validator: &V, key: &str) -> Step {
         match self.check_key(key) {
-            Ok(key) => self.ask_now(validator, key),
+            Ok(key) => self.ask_now(validator, key, || self.no_client()),
             Err(rejection) => Step::Decided(Err(rejection)),
         }
     }
@@ -63,8 +86,13 @@ impl Authenticator {
         &self,
         validator: &V,
         key: ApiKey,
+        ticket: Ticket,
     ) -> Result<Authenticated, AuthRejection> {
         let answer = validator.validate(&key).await;
+        if matches!(answer, Err(ValidateError::Invalid(_))) {
+            record_refusal(&ticket);
+        }
+        drop(ticket);
         self.verdict(answer, &key)
     }
 
@@ -77,7 +105,7 @@ impl Authenticator {
         match step {
             Step::Anonymous => Ok(None),
             Step::Decided(decided) => decided.map(Some),
-            Step::Validate(key) => self.finish(validator, key).await.map(Some),
+            Step::Validate(key, client) => self.finish(validator, key, client).await.map(Some),
         }
     }
 
@@ -93,13 +121,60 @@ impl Authenticator {
         AuthRejection::new(kind, self.renderer.clone())
     }
 
-    fn ask_now<V: Validator + ?Sized>(&self, validator: &V, key: ApiKey) -> Step {
+    fn ask_now<V: Validator + ?Sized>(
+        &self,
+        validator: &V,
+        key: ApiKey,
+        client: impl FnOnce() -> Client,
+    ) -> Step {
         // The common case (a cache hit, an in-memory store) is answered on the spot: no boxed
-        // future for the caller to poll.
-        match validator.validate_now(&key) {
-            Some(answer) => Step::Decided(self.verdict(answer, &key)),
-            None => Step::Validate(key),
+        // future for the caller to poll, and no throttle: it costs nobody anything.
+        if let Some(answer) = validator.validate_now(&key) {
+            return Step::Decided(self.verdict(answer, &key));
         }
+        // An upstream call: a client that already presented too many refused keys waits.
+        match self.ticket(client()) {
+            Ok(ticket) => Step::Validate(key, ticket),
+            Err(rejection) => {
+                tracing::debug!(fingerprint = %key.fingerprint(), "unknown key from a throttled client");
+                Step::Decided(Err(rejection))
+            }
+        }
+    }
+
+    #[cfg(feature = "ratelimit")]
+    fn client_of(&self, headers: &HeaderMap, extensions: &Extensions) -> Client {
+        self.throttle
+            .as_ref()
+            .and_then(|throttle| throttle.client_of(headers, extensions))
+    }
+
+    #[cfg(not(feature = "ratelimit"))]
+    fn client_of(&self, _headers: &HeaderMap, _extensions: &Extensions) -> Client {}
+
+    #[cfg(feature = "ratelimit")]
+    fn no_client(&self) -> Client {
+        None
+    }
+
+    #[cfg(not(feature = "ratelimit"))]
+    fn no_client(&self) -> Client {}
+
+    #[cfg(feature = "ratelimit")]
+    fn ticket(&self, client: Client) -> Result<Ticket, AuthRejection> {
+        let (Some(throttle), Some(client)) = (&self.throttle, client) else {
+            return Ok(None);
+        };
+        throttle.begin(client).map(Some).map_err(|wait| {
+            self.reject(RejectionKind::RateLimited {
+                retry_after: wait.0,
+            })
+        })
+    }
+
+    #[cfg(not(feature = "ratelimit"))]
+    fn ticket(&self, _client: Client) -> Result<Ticket, AuthRejection> {
+        Ok(())
     }
 
     /// Reads and checks the key. `Ok(None)`: no credentials, and the layer is optional.
@@ -155,3 +230,13 @@ impl Authenticator {
         }
     }
 }
+
+#[cfg(feature = "ratelimit")]
+fn record_refusal(ticket: &Ticket) {
+    if let Some(ticket) = ticket {
+        ticket.refused();
+    }
+}
+
+#[cfg(not(feature = "ratelimit"))]
+fn record_refusal(_ticket: &Ticket) {}

@@ -16,6 +16,8 @@ use tower::Service;
 use super::authenticator::{Authenticator, Mode, Step};
 use super::key::KeyFormat;
 use super::reject::{AuthRejection, DEFAULT_REALM, RejectionHook, Renderer};
+#[cfg(feature = "ratelimit")]
+use crate::ratelimit::FailedKeyThrottle;
 use crate::token_info::Authenticated;
 use crate::validator::contract::Validator;
 
@@ -83,6 +85,8 @@ impl<V: Validator> ApiKeyLayer<V> {
                 mode: Mode::Required,
                 strip_authorization: true,
                 format: validator.key_format(),
+                #[cfg(feature = "ratelimit")]
+                throttle: Some(Arc::new(FailedKeyThrottle::default())),
             }),
         }
     }
@@ -116,6 +120,31 @@ impl<V: Validator> ApiKeyLayer<V> {
     /// [`key_format`](Validator::key_format)).
     pub fn key_format(self, format: KeyFormat) -> Self {
         self.with(|shared| shared.format = format)
+    }
+
+    /// Sets the failed-key throttle (feature `ratelimit`). On by default, at
+    /// [`FailedKeyThrottle::default`] (10 refused keys per minute per client, clients by their
+    /// peer address: serve with `into_make_service_with_connect_info::<SocketAddr>()`, or
+    /// give the throttle another [`ClientSource`](crate::ratelimit::ClientSource) behind a
+    /// proxy). A client over its allowance gets 429 with `Retry-After` for keys that would need
+    /// an upstream call, and no call is made; keys answered on the spot (cached as valid, or
+    /// by an in-memory store) are not affected, and neither are other clients.
+    #[cfg(feature = "ratelimit")]
+    pub fn failed_key_throttle(self, throttle: FailedKeyThrottle) -> Self {
+        let throttle = Arc::new(throttle);
+        self.with(|shared| shared.throttle = Some(throttle))
+    }
+
+    /// Turns the failed-key throttle off (feature `ratelimit`).
+    #[cfg(feature = "ratelimit")]
+    pub fn without_failed_key_throttle(self) -> Self {
+        self.with(|shared| shared.throttle = None)
+    }
+
+    /// The failed-key throttle, for its [`stats`](FailedKeyThrottle::stats).
+    #[cfg(feature = "ratelimit")]
+    pub fn failed_keys(&self) -> Option<&FailedKeyThrottle> {
+        self.shared.throttle.as_deref()
     }
 
     /// Renders every rejection (the layer's and the extractors') with `hook` instead of the
@@ -154,7 +183,9 @@ impl<V: Validator> ApiKeyLayer<V> {
         &self,
         headers: &HeaderMap,
     ) -> Result<Option<Authenticated>, AuthRejection> {
-        let step = self.shared.begin(&*self.validator, headers);
+        let step = self
+            .shared
+            .begin(&*self.validator, headers, &http::Extensions::new());
         self.shared.run(&*self.validator, step).await
     }
 
@@ -252,7 +283,10 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let key = match self.shared.begin(&*self.validator, request.headers()) {
+        let step = self
+            .shared
+            .begin(&*self.validator, request.headers(), request.extensions());
+        let (key, ticket) = match step {
             Step::Anonymous => {
                 let state = self.shared.state(None);
                 request.extensions_mut().insert(state);
@@ -265,7 +299,7 @@ where
                 self.admit(&mut request, auth);
                 return ResponseFuture::inner(self.inner.call(request));
             }
-            Step::Validate(key) => key,
+            Step::Validate(key, ticket) => (key, ticket),
         };
         // The ready service is the one we were handed; leave a fresh clone in its place.
         let clone = self.inner.clone();
@@ -276,7 +310,7 @@ where
             request.headers_mut().remove(AUTHORIZATION);
         }
         ResponseFuture::validating(Box::pin(async move {
-            match shared.finish(&*validator, key).await {
+            match shared.finish(&*validator, key, ticket).await {
                 Ok(auth) => {
                     request.extensions_mut().insert(shared.state(Some(auth)));
                     inner.call(request).await
