@@ -20,13 +20,13 @@ use crate::validator::contract::{ValidateError, Validator};
 #[cfg(feature = "ratelimit")]
 pub(crate) type Client = Option<ClientKey>;
 #[cfg(not(feature = "ratelimit"))]
-pub(crate) type Client = ();
+pub(crate) type Client = Option<std::convert::Infallible>;
 
 /// An upstream validation counted against its client while in flight.
 #[cfg(feature = "ratelimit")]
 pub(crate) type Ticket = Option<InFlight>;
 #[cfg(not(feature = "ratelimit"))]
-pub(crate) type Ticket = ();
+pub(crate) type Ticket = Option<std::convert::Infallible>;
 
 /// Whether requests without credentials may reach the inner service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,7 +92,7 @@ impl Authenticator {
         if matches!(answer, Err(ValidateError::Invalid(_))) {
             record_refusal(&ticket);
         }
-        drop(ticket);
+        // The ticket (the client's in-flight count) ends with this function.
         self.verdict(answer, &key)
     }
 
@@ -150,7 +150,9 @@ impl Authenticator {
     }
 
     #[cfg(not(feature = "ratelimit"))]
-    fn client_of(&self, _headers: &HeaderMap, _extensions: &Extensions) -> Client {}
+    fn client_of(&self, _headers: &HeaderMap, _extensions: &Extensions) -> Client {
+        None
+    }
 
     #[cfg(feature = "ratelimit")]
     fn no_client(&self) -> Client {
@@ -158,7 +160,9 @@ impl Authenticator {
     }
 
     #[cfg(not(feature = "ratelimit"))]
-    fn no_client(&self) -> Client {}
+    fn no_client(&self) -> Client {
+        None
+    }
 
     #[cfg(feature = "ratelimit")]
     fn ticket(&self, client: Client) -> Result<Ticket, AuthRejection> {
@@ -174,7 +178,7 @@ impl Authenticator {
 
     #[cfg(not(feature = "ratelimit"))]
     fn ticket(&self, _client: Client) -> Result<Ticket, AuthRejection> {
-        Ok(())
+        Ok(None)
     }
 
     /// Reads and checks the key. `Ok(None)`: no credentials, and the layer is optional.

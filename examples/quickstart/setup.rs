@@ -1,0 +1,219 @@
+//! The quickstart's environment: which key store, the cache, Redis, rate limits, the port.
+//!
+//! Without `SCALEKIT_ENVIRONMENT_URL` it runs on the embedded key store, mints demo keys and
+//! prints them. With `SCALEKIT_ENVIRONMENT_URL`, `SCALEKIT_CLIENT_ID` and
+//! `SCALEKIT_CLIENT_SECRET` it validates keys with Scalekit instead (`cargo run --example
+//! fake_scalekit` prints a stand-in's variables).
+//!
+//! - `PORT`: default 3000; `0` picks a free port.
+//! - `CACHE_TTL_SECS`: how long a validation is reused, default 30; `0` turns the cache off.
+//! - `RATE_LIMIT`: a per-key limit such as `30/min` (default off); a key's custom claim
+//!   `rate_limit` overrides it.
+//! - `REDIS_URL` (feature `redis`): revocations shared with every other instance over Redis
+//!   pub/sub (`REDIS_CHANNEL`, default `axum-api-key:revocations`), and `RATE_LIMIT` shared too.
+//! - `RUST_LOG`: default `info`.
+//!
+//! The failed-key throttle is on (the layer's default): a client presenting more than 10
+//! refused keys a minute waits, with no upstream call, while its valid keys keep working.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use axum::Router;
+use axum_api_key::cache::CachedValidator;
+use axum_api_key::keys::{CreateToken, KeyEventSource};
+use axum_api_key::ratelimit::{RateLimitLayer, RatePolicy};
+use axum_api_key::scalekit::ScalekitClient;
+use axum_api_key::validator::BoxValidator;
+use axum_api_key::{InMemoryTokens, Validator};
+use tokio::net::TcpListener;
+use tower::layer::util::Identity;
+use tower::util::{Either, option_layer};
+
+/// What `main` needs from the environment.
+pub struct Setup {
+    validator: BoxValidator,
+    rate_limit: Option<RateLimitLayer>,
+    listener: TcpListener,
+    /// Kept alive as long as the server: dropping it stops the feed.
+    _feed: Feed,
+}
+
+impl Setup {
+    /// The validator: Scalekit or the embedded store, behind the cache unless it is off.
+    pub fn validator(&self) -> BoxValidator {
+        self.validator.clone()
+    }
+
+    /// The per-key rate limit: a no-op layer unless `RATE_LIMIT` is set.
+    pub fn rate_limit(&self) -> Either<RateLimitLayer, Identity> {
+        option_layer(self.rate_limit.clone())
+    }
+
+    /// Serves `app`, with the peer address of each connection for the failed-key throttle.
+    pub async fn serve(self, app: Router) -> Result<(), Box<dyn std::error::Error>> {
+        println!("listening on http://{}", self.listener.local_addr()?);
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app).await?;
+        Ok(())
+    }
+}
+
+/// Reads the environment, prints the demo keys (embedded store) and binds the port.
+pub async fn from_env() -> Result<Setup, Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let port: u16 = match std::env::var("PORT") {
+        Ok(port) => port
+            .parse()
+            .map_err(|_| format!("PORT must be a port number, got {port:?}"))?,
+        Err(_) => 3000,
+    };
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let cache_ttl = cache_ttl()?;
+    let feed = revocation_feed()?;
+    let validator = if let Some(client) = ScalekitClient::from_env_opt()? {
+        println!("validating API keys with Scalekit at {}", client.base_url());
+        println!("mint a key with: cargo run --example keys -- create --org <org_id>");
+        with_cache(client, cache_ttl, &feed)
+    } else {
+        let (tokens, [org_key, user_key], [org_id, user_id]) = demo_store()?;
+        println!("org key: {org_key}");
+        println!("user key: {user_key}");
+        println!("key ids: {org_id} (org), {user_id} (user)");
+        println!();
+        println!("Try (with ORG_KEY and USER_KEY set to the keys above):");
+        println!("  curl -s {base}/api/resources -H \"Authorization: Bearer $ORG_KEY\"");
+        println!("  curl -s {base}/api/my/tasks -H \"Authorization: Bearer $USER_KEY\"");
+        println!("  curl -si {base}/api/my/tasks -H \"Authorization: Bearer $ORG_KEY\"   # 403");
+        println!("  curl -si {base}/api/me                                            # 401");
+        with_cache(tokens, cache_ttl, &feed)
+    };
+    Ok(Setup {
+        validator,
+        rate_limit: rate_limit()?,
+        listener,
+        _feed: feed,
+    })
+}
+
+/// `RATE_LIMIT` (e.g. `30/min`), per key; shared over `REDIS_URL` with feature `redis`.
+fn rate_limit() -> Result<Option<RateLimitLayer>, Box<dyn std::error::Error>> {
+    let Ok(text) = std::env::var("RATE_LIMIT") else {
+        return Ok(None);
+    };
+    let policy: RatePolicy = text
+        .parse()
+        .map_err(|e| format!("RATE_LIMIT {text:?}: {e}"))?;
+    let layer = RateLimitLayer::new(policy).name("quickstart");
+    #[cfg(feature = "redis")]
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        let limiter = axum_api_key::ratelimit::RedisLimiter::builder(url).build()?;
+        tracing::info!(%policy, "per-key rate limit shared over Redis");
+        return Ok(Some(layer.redis(limiter)));
+    }
+    tracing::info!(%policy, "per-key rate limit (local to this instance)");
+    Ok(Some(layer))
+}
+
+/// The embedded store with one organization key and one user key (keys, then their ids).
+type DemoStore = (InMemoryTokens, [String; 2], [String; 2]);
+
+fn demo_store() -> Result<DemoStore, Box<dyn std::error::Error>> {
+    let tokens = InMemoryTokens::new();
+    let org = tokens.create(
+        CreateToken::new("org_demo")
+            .claim("environment", "production")
+            .description("quickstart organization key"),
+    )?;
+    let user = tokens.create(
+        CreateToken::new("org_demo")
+            .user("usr_demo")
+            .claim("environment", "production")
+            .description("quickstart user key"),
+    )?;
+    Ok((
+        tokens,
+        [
+            org.key.expose_secret().to_owned(),
+            user.key.expose_secret().to_owned(),
+        ],
+        [org.token_id, user.token_id],
+    ))
+}
+
+/// The revocation feed over Redis, when `REDIS_URL` is set (feature `redis`).
+#[cfg(feature = "redis")]
+type Feed = Option<axum_api_key::redis::RedisRevocations>;
+#[cfg(not(feature = "redis"))]
+type Feed = Option<std::convert::Infallible>;
+
+#[cfg(feature = "redis")]
+fn revocation_feed() -> Result<Feed, Box<dyn std::error::Error>> {
+    let feed = axum_api_key::redis::RedisRevocations::from_env()?;
+    if let Some(feed) = &feed {
+        tracing::info!(
+            channel = feed.channel(),
+            origin = feed.origin(),
+            "sharing revocations over Redis"
+        );
+    }
+    Ok(feed)
+}
+
+#[cfg(not(feature = "redis"))]
+fn revocation_feed() -> Result<Feed, Box<dyn std::error::Error>> {
+    if std::env::var_os("REDIS_URL").is_some() {
+        tracing::warn!(
+            "REDIS_URL is set but this build lacks feature `redis` (cargo run --example quickstart --features redis): revocations are not shared"
+        );
+    }
+    Ok(None)
+}
+
+/// `CACHE_TTL_SECS`: `None` when the cache is off.
+fn cache_ttl() -> Result<Option<Duration>, String> {
+    match std::env::var("CACHE_TTL_SECS") {
+        Err(_) => Ok(Some(Duration::from_secs(30))),
+        Ok(value) => match value.trim().parse::<u64>() {
+            Ok(0) => Ok(None),
+            Ok(secs) => Ok(Some(Duration::from_secs(secs))),
+            Err(_) => Err(format!(
+                "CACHE_TTL_SECS must be a whole number of seconds, got {value:?}"
+            )),
+        },
+    }
+}
+
+/// Wraps `validator` in the cache (subscribed to its revocations, and to the Redis feed if
+/// any) unless the cache is off.
+fn with_cache<V: Validator + KeyEventSource>(
+    validator: V,
+    ttl: Option<Duration>,
+    feed: &Feed,
+) -> BoxValidator {
+    match ttl {
+        Some(ttl) => {
+            tracing::info!(ttl_secs = ttl.as_secs(), "validation cache on");
+            let cache = CachedValidator::builder(validator).ttl(ttl).build();
+            #[cfg(feature = "redis")]
+            if let Some(feed) = feed {
+                feed.attach(&cache);
+            }
+            BoxValidator::new(cache)
+        }
+        None => {
+            tracing::info!("validation cache off: every request asks the validator");
+            #[cfg(feature = "redis")]
+            if feed.is_some() {
+                tracing::warn!("REDIS_URL ignored: with the cache off there is nothing to evict");
+            }
+            let _ = feed;
+            BoxValidator::new(validator)
+        }
+    }
+}
