@@ -322,3 +322,34 @@ async fn quickstart_validates_with_scalekit_when_configured() {
     let leaks = app.lines_showing(&keys);
     assert!(leaks.is_empty(), "keys in the output: {leaks:?}");
 }
+
+#[tokio::test]
+async fn quickstart_limits_each_key_when_rate_limit_is_set() {
+    let mut app = Quickstart::start_with(
+        &[("RATE_LIMIT", "3/min")],
+        &["SCALEKIT_ENVIRONMENT_URL", "REDIS_URL"],
+    );
+    let org_key = app.wait_for_line("org key: ");
+    let user_key = app.wait_for_line("user key: ");
+    let base = app.wait_for_line("listening on ");
+    let http = reqwest::Client::new();
+    let ping = |key: &str| http.get(format!("{base}/api/ping")).bearer_auth(key).send();
+
+    for remaining in [2, 1, 0] {
+        let response = ping(&org_key).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let field = response.headers()["ratelimit"].to_str().unwrap().to_owned();
+        assert!(field.contains(&format!(";r={remaining};")), "{field}");
+    }
+    let limited = ping(&org_key).await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry_after));
+    assert!(limited.headers().contains_key("ratelimit-policy"));
+    // Another key has its own quota.
+    assert_eq!(ping(&user_key).await.unwrap().status(), StatusCode::OK);
+}
