@@ -182,7 +182,6 @@ impl TokenCache {
     ) -> Result<Option<Arc<AccessToken>>, ScalekitError> {
         let waiting_since = Instant::now();
         let mut state = self.refresh.clone().lock_owned().await;
-        // Let chains would need Rust 1.88; the crate supports 1.85.
         let replaced = self
             .peek()
             .filter(|t| t.generation != stale.generation && t.is_fresh(Instant::now()));
