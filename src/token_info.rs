@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 /// ```
 /// use axum_api_key::TokenInfo;
 ///
-/// let info = TokenInfo::builder("apit_123456789012345", "org_59615193906282635")
+/// let info = TokenInfo::builder("key_123456789012345", "org_59615193906282635")
 ///     .user("usr_1")
 ///     .claim("environment", "production")
 ///     .role("admin")
@@ -28,7 +28,7 @@ use time::OffsetDateTime;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TokenInfo {
-    /// The key's id, `apit_...`: safe to log.
+    /// The key's id: safe to log.
     pub token_id: String,
     /// The organization the key belongs to (every key has one).
     pub organization_id: String,

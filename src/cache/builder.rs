@@ -150,7 +150,7 @@ impl<V: Validator> CacheBuilder<V> {
     /// let cache = CachedValidator::builder(InMemoryTokens::new())
     ///     .max_tombstones(50_000)
     ///     .build();
-    /// cache.revoke_token_id("apit_1");
+    /// cache.revoke_token_id("key_1");
     /// assert_eq!(cache.stats().tombstones, 1);
     /// ```
     pub fn max_tombstones(mut self, names: usize) -> Self {

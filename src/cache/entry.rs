@@ -156,7 +156,7 @@ mod tests {
     use crate::token_info::TokenInfo;
 
     fn auth_expiring_in(seconds: i64) -> Authenticated {
-        TokenInfo::builder("apit_1", "org_1")
+        TokenInfo::builder("key_1", "org_1")
             .expiry(OffsetDateTime::now_utc() + time::Duration::seconds(seconds))
             .build()
             .into()
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn keys_without_expiry_live_ttl_plus_window() {
-        let auth = TokenInfo::builder("apit_1", "org_1").build().into();
+        let auth = TokenInfo::builder("key_1", "org_1").build().into();
         let entry = Entry::new(auth, Duration::from_secs(30), Duration::from_secs(300), 0).unwrap();
         assert_eq!(entry.fresh_for, Duration::from_secs(30));
         assert_eq!(entry.keep_for, Duration::from_secs(330));

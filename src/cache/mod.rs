@@ -98,9 +98,9 @@ use crate::validator::contract::{ValidateError, Validator};
 /// use axum_api_key::cache::CachedValidator;
 ///
 /// // A validator with no events of its own: revocations come through `revoke_*` calls.
-/// let upstream = validator_fn(|_key| async { Ok(TokenInfo::builder("apit_1", "org_1").build()) });
+/// let upstream = validator_fn(|_key| async { Ok(TokenInfo::builder("key_1", "org_1").build()) });
 /// let cache = CachedValidator::builder(upstream).build_standalone();
-/// cache.revoke_token_id("apit_1");
+/// cache.revoke_token_id("key_1");
 /// ```
 pub struct CachedValidator<V> {
     inner: Arc<V>,
@@ -298,7 +298,7 @@ impl<V> CachedValidator<V> {
     ///
     /// let cache = CachedValidator::new(InMemoryTokens::new());
     /// cache.local_revocations().subscribe(Arc::new(Log));
-    /// cache.revoke_token_id("apit_1"); // prints
+    /// cache.revoke_token_id("key_1"); // prints
     /// ```
     pub fn local_revocations(&self) -> &KeyEvents {
         &self.core.outbound

@@ -309,17 +309,17 @@ mod tests {
         let fingerprint = Fingerprint::of("k");
         let before = revocations.epoch();
         assert_eq!(
-            revocations.vet(fingerprint, "apit_1", before),
+            revocations.vet(fingerprint, "key_1", before),
             Verdict::Clear(before)
         );
-        revocations.revoke(None, Some("apit_1"));
+        revocations.revoke(None, Some("key_1"));
         assert!(revocations.epoch() > before);
         assert_eq!(
-            revocations.vet(fingerprint, "apit_1", revocations.epoch()),
+            revocations.vet(fingerprint, "key_1", revocations.epoch()),
             Verdict::Revoked
         );
         revocations.revoke(Some(fingerprint), None);
-        assert_eq!(revocations.vet(fingerprint, "apit_2", 0), Verdict::Revoked);
+        assert_eq!(revocations.vet(fingerprint, "key_2", 0), Verdict::Revoked);
     }
 
     #[test]
@@ -329,12 +329,12 @@ mod tests {
         let vetted = revocations.epoch();
         revocations.flush();
         assert_eq!(
-            revocations.vet(fingerprint, "apit_1", vetted),
+            revocations.vet(fingerprint, "key_1", vetted),
             Verdict::Unverifiable
         );
         let now = revocations.epoch();
         assert_eq!(
-            revocations.vet(fingerprint, "apit_1", now),
+            revocations.vet(fingerprint, "key_1", now),
             Verdict::Clear(now)
         );
     }
@@ -342,10 +342,10 @@ mod tests {
     #[test]
     fn a_repeated_revocation_adds_nothing_and_keeps_the_epoch() {
         let revocations = Revocations::new(MINUTE, 16);
-        revocations.revoke(Some(Fingerprint::of("k")), Some("apit_1"));
+        revocations.revoke(Some(Fingerprint::of("k")), Some("key_1"));
         let epoch = revocations.epoch();
         for _ in 0..1000 {
-            revocations.revoke(None, Some("apit_1"));
+            revocations.revoke(None, Some("key_1"));
             revocations.revoke(Some(Fingerprint::of("k")), None);
         }
         assert_eq!(revocations.len(), 2);
@@ -356,16 +356,16 @@ mod tests {
     fn expired_tombstones_are_forgotten_and_raise_the_floor() {
         let revocations = Revocations::new(Duration::ZERO, 1 << 20);
         for i in 0..5000 {
-            revocations.revoke(None, Some(&format!("apit_{i}")));
+            revocations.revoke(None, Some(&format!("key_{i}")));
             // Each revocation forgets the expired ones before it.
             assert!(revocations.len() <= 1);
         }
         // On read too, once due.
         let vetted = revocations.epoch();
-        let _ = revocations.vet(Fingerprint::of("k"), "apit_x", vetted);
+        let _ = revocations.vet(Fingerprint::of("k"), "key_x", vetted);
         assert_eq!(revocations.len(), 0);
         assert_eq!(
-            revocations.vet(Fingerprint::of("k"), "apit_x", vetted - 1),
+            revocations.vet(Fingerprint::of("k"), "key_x", vetted - 1),
             Verdict::Forgotten
         );
         assert_eq!(revocations.counts(), (0, 0), "expiry is not eviction");
@@ -378,23 +378,23 @@ mod tests {
         let victim = Fingerprint::of("victim");
         // An entry of the victim, vetted now; then the victim is revoked.
         let vetted = revocations.epoch();
-        revocations.revoke(Some(victim), Some("apit_victim"));
+        revocations.revoke(Some(victim), Some("key_victim"));
         assert_eq!(
-            revocations.vet(victim, "apit_victim", vetted),
+            revocations.vet(victim, "key_victim", vetted),
             Verdict::Revoked
         );
         // A flood of revocations of other keys: the victim's tombstones go first.
         for i in 0..10 * capacity {
             revocations.revoke(
                 Some(Fingerprint::of(&format!("k{i}"))),
-                Some(&format!("apit_{i}")),
+                Some(&format!("key_{i}")),
             );
             assert!(revocations.len() <= capacity);
         }
         assert!(!revocations.is_revoked(victim), "its tombstone is gone");
         // But neither its cached entry nor a validation in flight since then can be used.
         assert_eq!(
-            revocations.vet(victim, "apit_victim", vetted),
+            revocations.vet(victim, "key_victim", vetted),
             Verdict::Forgotten
         );
         let (kept, evicted) = revocations.counts();
@@ -403,12 +403,12 @@ mod tests {
         // Entries vetted after the flood are fine; recent tombstones still refuse.
         let now = revocations.epoch();
         assert_eq!(
-            revocations.vet(victim, "apit_victim", now),
+            revocations.vet(victim, "key_victim", now),
             Verdict::Clear(now)
         );
         let last = 10 * capacity - 1;
         assert_eq!(
-            revocations.vet(Fingerprint::of("x"), &format!("apit_{last}"), now),
+            revocations.vet(Fingerprint::of("x"), &format!("key_{last}"), now),
             Verdict::Revoked
         );
     }
@@ -416,7 +416,7 @@ mod tests {
     #[test]
     fn token_ids_cost_the_same_however_long() {
         let revocations = Revocations::new(MINUTE, 4);
-        let long = "apit_".to_owned() + &"x".repeat(1 << 16);
+        let long = "key_".to_owned() + &"x".repeat(1 << 16);
         revocations.revoke(None, Some(&long));
         assert_eq!(
             revocations.vet(Fingerprint::of("k"), &long, 0),

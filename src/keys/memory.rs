@@ -20,7 +20,7 @@ const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop
 
 /// An in-process key store with Scalekit's semantics.
 ///
-/// Keys look like Scalekit's (77 Base62 characters, ids `apit_` + 17 digits); the plain key is
+/// Keys and ids look like Scalekit's (77 Base62 characters; see `scalekit::shape`); the plain key is
 /// returned once, by [`create`](Self::create), and stored only as a keyed hash. Validation
 /// accepts a key or, as Scalekit's does, a token id ([`validate_token`](Self::validate_token));
 /// the [`Validator`] impl is what the layer uses, and sees keys only. Revocation is immediate
@@ -310,7 +310,7 @@ impl State {
 
 impl InMemoryTokens {
     /// The [`Validator`] answer for a key. Looked up by the key's hash only, never as a token
-    /// id: ids are public (logs, lists, events), so an `apit_...` value presented as a key is
+    /// id: ids are public (logs, lists, events), so a token id presented as a key is
     /// unknown here even when called outside the layer, which refuses them first anyway.
     fn answer(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
         let hash = self.hash(key.expose_secret());
@@ -396,7 +396,7 @@ mod tests {
             crate::scalekit::shape::key_format().check(created.key.expose_secret()),
             Ok(())
         );
-        assert!(created.token_id.starts_with("apit_"));
+        assert!(shape::is_token_id(&created.token_id));
         assert_eq!(created.token_id.len(), 22);
     }
 
@@ -462,7 +462,7 @@ mod tests {
         let created = tokens.create(CreateToken::new("org_1")).unwrap();
         tokens.invalidate(created.key.expose_secret());
         tokens.invalidate(created.key.expose_secret());
-        tokens.invalidate("apit_00000000000000000");
+        tokens.invalidate(&shape::new_token_id());
         assert_eq!(
             tokens.validate_token(&created.token_id),
             Err(KeyStoreError::NotFound)

@@ -134,7 +134,7 @@ impl CreateToken {
 pub struct CreatedToken {
     /// The plain key (redacted in `Debug`).
     pub key: ApiKey,
-    /// The key's id, `apit_...`.
+    /// The key's id.
     pub token_id: String,
     /// The key's facts.
     pub info: TokenInfo,

@@ -2,7 +2,7 @@
 //! token id, never by the key or its fingerprint.
 //!
 //! ```json
-//! {"v":1,"type":"revoked","token_id":"apit_...","origin":"<instance id>","at":"2026-05-01T12:00:00Z"}
+//! {"v":1,"type":"revoked","token_id":"<token id>","origin":"<instance id>","at":"2026-05-01T12:00:00Z"}
 //! ```
 //!
 //! Readers ignore fields they do not know, so later versions may add some; a message with
@@ -18,13 +18,15 @@ pub const VERSION: u32 = 1;
 /// Largest message worth parsing: a real one is about 150 bytes.
 const MAX_MESSAGE_LEN: usize = 4096;
 
-/// Longest token id accepted (Scalekit's are about 22 characters).
-const MAX_TOKEN_ID_LEN: usize = 128;
+/// Longest token id accepted. Ids are short (Scalekit's are 22 characters) and keys are long
+/// (Scalekit's are 61 or more): a longer "id" is more likely a key pasted into an event than an
+/// id, and is refused so it never reaches a log.
+const MAX_TOKEN_ID_LEN: usize = 40;
 
 /// A revocation, as published on the channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RevocationMessage {
-    /// The revoked key's id (`apit_...`).
+    /// The revoked key's id.
     pub token_id: String,
     /// Who published it: lets an instance skip its own messages.
     pub origin: String,
@@ -180,11 +182,10 @@ pub(super) fn is_valid_origin(origin: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// `apit_` and a few safe characters: anything else is not an id (and must not reach logs).
+/// 1 to [`MAX_TOKEN_ID_LEN`] letters, digits, `_` and `-`: anything else is not an id (and
+/// must not reach logs). Ids are opaque here: what a store's ids look like is its own business.
 fn is_token_id(id: &str) -> bool {
-    id.len() <= MAX_TOKEN_ID_LEN
-        && id.len() > "apit_".len()
-        && id.starts_with("apit_")
+    (1..=MAX_TOKEN_ID_LEN).contains(&id.len())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -196,23 +197,23 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let message = RevocationMessage::now("apit_123", "host-1");
+        let message = RevocationMessage::now("key_123", "host-1");
         let text = message.encode();
         assert!(text.starts_with(
-            r#"{"v":1,"type":"revoked","token_id":"apit_123","origin":"host-1","at":""#
+            r#"{"v":1,"type":"revoked","token_id":"key_123","origin":"host-1","at":""#
         ));
         let decoded = RevocationMessage::decode(text.as_bytes()).unwrap();
-        assert_eq!(decoded.token_id, "apit_123");
+        assert_eq!(decoded.token_id, "key_123");
         assert_eq!(decoded.origin, "host-1");
         assert_eq!(decoded.at.unix_timestamp(), message.at.unix_timestamp());
     }
 
     #[test]
     fn ignores_extra_fields() {
-        let text = r#"{"v":1,"type":"revoked","token_id":"apit_1","origin":"o","at":"2026-01-01T00:00:00Z","reason":"x"}"#;
+        let text = r#"{"v":1,"type":"revoked","token_id":"key_1","origin":"o","at":"2026-01-01T00:00:00Z","reason":"x"}"#;
         assert_eq!(
             RevocationMessage::decode(text.as_bytes()).unwrap().token_id,
-            "apit_1"
+            "key_1"
         );
     }
 
@@ -227,9 +228,9 @@ mod tests {
             b"null",
             br#"{"v":"1","type":"revoked"}"#,
             br#"{"v":1,"type":"revoked","origin":"o","at":"2026-01-01T00:00:00Z"}"#,
-            br#"{"v":1,"type":"revoked","token_id":"sk_live_secret","at":"2026-01-01T00:00:00Z"}"#,
-            br#"{"v":1,"type":"revoked","token_id":"apit_1","at":"yesterday"}"#,
-            br#"{"v":1,"type":"revoked","token_id":"apit_1 x","at":"2026-01-01T00:00:00Z"}"#,
+            br#"{"v":1,"type":"revoked","token_id":"sk_live_0123456789abcdef0123456789abcdef0123","at":"2026-01-01T00:00:00Z"}"#,
+            br#"{"v":1,"type":"revoked","token_id":"key_1","at":"yesterday"}"#,
+            br#"{"v":1,"type":"revoked","token_id":"key_1 x","at":"2026-01-01T00:00:00Z"}"#,
         ] {
             assert!(
                 matches!(RevocationMessage::decode(bad), Err(Rejected::Malformed(_))),
@@ -252,19 +253,19 @@ mod tests {
         let payloads = [
             SECRET.to_owned(),
             format!(r#"{{"v":"{SECRET}","type":"revoked"}}"#),
-            format!(r#"{{"v":1,"type":"{SECRET}","token_id":"apit_1","at":"{at}"}}"#),
-            format!(r#"{{"v":2,"type":"{SECRET}","token_id":"apit_1","at":"{at}"}}"#),
+            format!(r#"{{"v":1,"type":"{SECRET}","token_id":"key_1","at":"{at}"}}"#),
+            format!(r#"{{"v":2,"type":"{SECRET}","token_id":"key_1","at":"{at}"}}"#),
             format!(r#"{{"v":1,"type":"revoked","token_id":"{SECRET}","at":"{at}"}}"#),
-            format!(r#"{{"v":1,"type":"revoked","token_id":"apit_{SECRET}!","at":"{at}"}}"#),
-            format!(r#"{{"v":1,"type":"revoked","token_id":"apit_1","at":"{SECRET}"}}"#),
+            format!(r#"{{"v":1,"type":"revoked","token_id":"key_{SECRET}!","at":"{at}"}}"#),
+            format!(r#"{{"v":1,"type":"revoked","token_id":"key_1","at":"{SECRET}"}}"#),
             format!(r#"{{"v":1,"type":"revoked","token_id":["{SECRET}"],"at":"{at}"}}"#),
             format!(r#"{{"v":1,"type":"revoked","token_id":{SECRET},"at":"{at}"}}"#),
-            format!(r#"{{"v":1,"type":"revoked","token_id":"apit_1","origin":{{"{SECRET}":1}}}}"#),
+            format!(r#"{{"v":1,"type":"revoked","token_id":"key_1","origin":{{"{SECRET}":1}}}}"#),
             format!(r#"{{"v":1,"type":"revoked","{SECRET}":1}}"#),
             format!(
-                r#"{{"v":1,"type":"revoked","token_id":"apit_1","at":"{at}","origin":"{SECRET}""#
+                r#"{{"v":1,"type":"revoked","token_id":"key_1","at":"{at}","origin":"{SECRET}""#
             ),
-            format!(r#"{{"v":1,"type":"revoked","token_id":"apit_1","at":"{at}","v":"{SECRET}"}}"#),
+            format!(r#"{{"v":1,"type":"revoked","token_id":"key_1","at":"{at}","v":"{SECRET}"}}"#),
         ];
         for payload in &payloads {
             let rejected =
@@ -322,8 +323,8 @@ mod tests {
     #[test]
     fn unknown_versions_and_types_are_told_apart() {
         for text in [
-            r#"{"v":2,"type":"revoked","token_id":"apit_1","at":"2026-01-01T00:00:00Z"}"#,
-            r#"{"v":1,"type":"created","token_id":"apit_1","at":"2026-01-01T00:00:00Z"}"#,
+            r#"{"v":2,"type":"revoked","token_id":"key_1","at":"2026-01-01T00:00:00Z"}"#,
+            r#"{"v":1,"type":"created","token_id":"key_1","at":"2026-01-01T00:00:00Z"}"#,
         ] {
             assert!(matches!(
                 RevocationMessage::decode(text.as_bytes()),

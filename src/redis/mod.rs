@@ -51,7 +51,7 @@
 //!
 //! // Later, on this instance: evicted here at once, and on every other instance about one
 //! // network hop later.
-//! cache.revoke_token_id("apit_0123456789abcdefghij");
+//! cache.revoke_token_id("key_0123456789abcdefghij");
 //! # Ok(())
 //! # }
 //! ```
@@ -264,7 +264,7 @@ impl RedisRevocations {
     /// let client = ScalekitClient::from_env()?;
     /// let revocations = RedisRevocations::builder("redis://127.0.0.1:6379").build()?;
     /// revocations.publish_events_of(client.key_events());
-    /// client.invalidate_token("apit_0123456789abcdefghij").await?;
+    /// client.invalidate_token("key_0123456789abcdefghij").await?;
     /// // A short-lived process must wait for the message to leave.
     /// assert!(revocations.drain(Duration::from_secs(5)).await);
     /// # Ok(())

@@ -30,7 +30,7 @@ use crate::token_info::Authenticated;
 ///     async fn validate(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
 ///         use subtle::ConstantTimeEq;
 ///         if key.expose_secret().as_bytes().ct_eq(self.0.as_bytes()).into() {
-///             Ok(TokenInfo::builder("apit_1", "org_1").build().into())
+///             Ok(TokenInfo::builder("key_1", "org_1").build().into())
 ///         } else {
 ///             Err(ValidateError::Invalid(InvalidReason::Unknown))
 ///         }

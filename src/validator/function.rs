@@ -19,7 +19,7 @@ pub struct FnValidator<F>(F);
 ///
 /// let layer = ApiKeyLayer::new(validator_fn(|key| async move {
 ///     if key.suffix() == "Wxyz" {
-///         Ok(TokenInfo::builder("apit_1", "org_1").build())
+///         Ok(TokenInfo::builder("key_1", "org_1").build())
 ///     } else {
 ///         Err(ValidateError::Invalid(InvalidReason::Unknown))
 ///     }
