@@ -390,7 +390,7 @@ async fn malformed_messages_are_ignored_and_counted() {
         b"\xff\x00\xfe",
         b"{}",
         br#"{"v":1,"type":"revoked"}"#,
-        br#"{"v":1,"type":"revoked","token_id":"sk_the_key_itself","at":"2026-01-01T00:00:00Z"}"#,
+        br#"{"v":1,"type":"revoked","token_id":"sk_the_key_itself_0123456789abcdefghijklmnop","at":"2026-01-01T00:00:00Z"}"#,
         br#"{"v":1,"type":"revoked","token_id":["apit_1"],"at":"2026-01-01T00:00:00Z"}"#,
     ];
     for payload in garbage {

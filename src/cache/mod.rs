@@ -62,8 +62,10 @@
 mod budget;
 mod builder;
 mod entry;
+mod flight;
 mod front;
 mod revocation;
+mod revoke;
 mod state;
 mod stats;
 
@@ -78,7 +80,7 @@ pub use builder::{
 pub use stats::CacheStats;
 
 use self::entry::CacheKey;
-use self::state::{Admission, Core, Settings};
+use self::state::Core;
 use crate::keys::{
     CreateToken, CreatedToken, KeyEvent, KeyEventListener, KeyEventSource, KeyEvents, KeyStore,
     KeyStoreError, ListTokens, TokenPage, UpdateToken,
@@ -122,19 +124,9 @@ impl<V: Validator> CachedValidator<V> {
     }
 
     pub(crate) fn from_builder(builder: CacheBuilder<V>) -> Self {
-        let settings = Settings {
-            ttl: builder.ttl,
-            negative_ttl: builder.negative_ttl,
-            capacity: builder.capacity,
-            negative_capacity: builder.negative_capacity,
-            stale_window: builder.stale_if_error,
-            max_in_flight: builder.max_in_flight,
-            max_upstream_rate: builder.max_upstream_rate,
-            max_tombstones: builder.max_tombstones,
-        };
         let cache = Self {
+            core: Arc::new(Core::new(&builder)),
             inner: Arc::new(builder.inner),
-            core: Arc::new(Core::new(&settings)),
         };
         for events in &builder.sources {
             cache.subscribe_to(events);
@@ -151,24 +143,18 @@ impl<V: Validator> CachedValidator<V> {
         let fingerprint = key.fingerprint();
         let cache_key = CacheKey(fingerprint);
         if let Some(entry) = self.core.fresh.get(&cache_key).await {
-            match self.core.admit(fingerprint, &entry) {
-                Admission::Accept => {
-                    self.core.front.remember(cache_key, &entry);
+            match self.core.judge(cache_key, &entry).await {
+                Some(Ok(auth)) => {
                     self.core.counters.hits.bump();
-                    tracing::trace!(cache = "hit", %fingerprint, token_id = %entry.auth.info().token_id);
-                    return Ok(entry.auth.clone());
+                    tracing::trace!(cache = "hit", %fingerprint, token_id = %auth.info().token_id);
+                    return Ok(auth);
                 }
-                Admission::Refuse(reason) => {
-                    self.core.front.forget(&cache_key);
-                    self.core.fresh.invalidate(&cache_key).await;
+                Some(Err(reason)) => {
                     self.core.counters.negative_hits.bump();
                     tracing::debug!(cache = "negative", %fingerprint, %reason, "cached API key refused");
                     return Err(ValidateError::Invalid(reason));
                 }
-                Admission::Recheck => {
-                    self.core.front.forget(&cache_key);
-                    self.core.fresh.invalidate(&cache_key).await;
-                }
+                None => {}
             }
         }
         if let Some(reason) = self.core.negative.get(&cache_key) {
@@ -186,7 +172,6 @@ impl<V: Validator> CachedValidator<V> {
         key: &ApiKey,
         cache_key: CacheKey,
     ) -> Result<Authenticated, ValidateError> {
-        let fingerprint = cache_key.0;
         // A second round only if a flush lands between moka's insert and our check.
         for _ in 0..2 {
             let flight = self
@@ -200,20 +185,9 @@ impl<V: Validator> CachedValidator<V> {
             };
             // The entry may have been inserted after a revocation that its flight's own check
             // missed: vet it like any hit.
-            match self.core.admit(fingerprint, &entry) {
-                Admission::Accept => {
-                    self.core.front.remember(cache_key, &entry);
-                    return Ok(entry.auth.clone());
-                }
-                Admission::Refuse(reason) => {
-                    self.core.front.forget(&cache_key);
-                    self.core.fresh.invalidate(&cache_key).await;
-                    return Err(ValidateError::Invalid(reason));
-                }
-                Admission::Recheck => {
-                    self.core.front.forget(&cache_key);
-                    self.core.fresh.invalidate(&cache_key).await;
-                }
+            match self.core.judge(cache_key, &entry).await {
+                Some(answer) => return answer.map_err(ValidateError::Invalid),
+                None => continue,
             }
         }
         Err(ValidateError::Unavailable {
@@ -338,26 +312,10 @@ impl<V: Validator> Validator for CachedValidator<V> {
         let cache_key = CacheKey(fingerprint);
         // The mirror first: one lock-free lookup, no bookkeeping.
         if let Some(entry) = self.core.front.get(&cache_key) {
-            return match self.core.admit(fingerprint, &entry) {
-                Admission::Accept => {
-                    self.core.counters.hits.bump();
-                    tracing::trace!(cache = "hit", %fingerprint, token_id = %entry.auth.info().token_id);
-                    Some(Ok(entry.auth.clone()))
-                }
-                // Refusals and re-checks go the asynchronous way, which also cleans up.
-                Admission::Refuse(_) | Admission::Recheck => None,
-            };
+            return self.core.hit_now(cache_key, &entry, false).map(Ok);
         }
         match poll_once(self.core.fresh.get(&cache_key))? {
-            Some(entry) => match self.core.admit(fingerprint, &entry) {
-                Admission::Accept => {
-                    self.core.front.remember(cache_key, &entry);
-                    self.core.counters.hits.bump();
-                    tracing::trace!(cache = "hit", %fingerprint, token_id = %entry.auth.info().token_id);
-                    Some(Ok(entry.auth.clone()))
-                }
-                Admission::Refuse(_) | Admission::Recheck => None,
-            },
+            Some(entry) => self.core.hit_now(cache_key, &entry, true).map(Ok),
             None => {
                 let reason = self.core.negative.get(&cache_key)?;
                 self.core.counters.negative_hits.bump();

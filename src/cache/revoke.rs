@@ -1,0 +1,121 @@
+//! Revocations, creations and flushes as they change a cache's state: tombstones first (what
+//! makes a revocation win), evictions after (housekeeping).
+
+use std::sync::atomic::Ordering;
+
+use super::entry::CacheKey;
+use super::state::Core;
+use crate::keys::KeyEvent;
+use crate::request::key::Fingerprint;
+
+impl Core {
+    /// Applies a key event (from a subscription or a caller).
+    pub(super) fn apply(&self, event: &KeyEvent) {
+        match event {
+            KeyEvent::Revoked {
+                token_id,
+                fingerprint,
+            } => self.revoke(*fingerprint, token_id.as_deref()),
+            KeyEvent::Created { fingerprint, .. } => self.forget_invalid(*fingerprint),
+        }
+    }
+
+    /// Revokes a key by either of its names, from a local source (a `revoke_*` call, an event
+    /// of this process), then tells [`Self::outbound`] listeners, naming the key by id when
+    /// this cache knows it. Synchronous and lock-brief, so it can run in an event listener.
+    pub(super) fn revoke(&self, fingerprint: Option<Fingerprint>, token_id: Option<&str>) {
+        if fingerprint.is_none() && token_id.is_none() {
+            return;
+        }
+        // Resolved before the revocation drops the index entry.
+        let resolved: Option<String> = match token_id {
+            Some(id) => Some(id.to_owned()),
+            None => fingerprint
+                .and_then(|fingerprint| self.by_fingerprint.get(&CacheKey(fingerprint)))
+                .map(String::from),
+        };
+        self.apply_revocation(fingerprint, token_id);
+        self.outbound.publish(&KeyEvent::Revoked {
+            token_id: resolved,
+            fingerprint,
+        });
+    }
+
+    /// Revokes a key named by a remote feed: applied like a local revocation (tombstone
+    /// included, so it wins over validations in flight) but not echoed to `outbound`.
+    #[cfg(feature = "redis")]
+    pub(super) fn revoke_remote(&self, token_id: &str) {
+        self.apply_revocation(None, Some(token_id));
+    }
+
+    fn apply_revocation(&self, fingerprint: Option<Fingerprint>, token_id: Option<&str>) {
+        if fingerprint.is_none() && token_id.is_none() {
+            return;
+        }
+        let indexed = token_id.and_then(|id| {
+            let fingerprint = self.by_token_id.get(id);
+            self.by_token_id.invalidate(id);
+            fingerprint
+        });
+        // The tombstone is what makes revocation win; the evictions below only free memory.
+        // Tombstoning the indexed fingerprint too lets a later miss refuse the key before (and
+        // without) asking the upstream, which matters when the upstream is down.
+        self.revocations.revoke(fingerprint.or(indexed), token_id);
+        self.counters.revocations.bump();
+        match fingerprint {
+            Some(fingerprint) => {
+                tracing::debug!(cache = "revoke", %fingerprint, token_id, "API key revoked")
+            }
+            None => tracing::debug!(cache = "revoke", token_id, "API key revoked"),
+        }
+        for fingerprint in fingerprint.into_iter().chain(indexed) {
+            self.by_fingerprint.invalidate(&CacheKey(fingerprint));
+            self.evict(fingerprint);
+        }
+    }
+
+    pub(super) fn evict(&self, fingerprint: Fingerprint) {
+        let key = CacheKey(fingerprint);
+        self.front.forget(&key);
+        if let Some(stale) = &self.stale {
+            stale.invalidate(&key);
+        }
+        // moka's async cache only evicts from a task. Outside a runtime the entry stays until
+        // its next hit, which the tombstone refuses (and evicts) anyway.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let fresh = self.fresh.clone();
+            runtime.spawn(async move { fresh.invalidate(&key).await });
+        }
+    }
+
+    /// A key was created: an "invalid" answer cached for it is now wrong.
+    fn forget_invalid(&self, fingerprint: Fingerprint) {
+        self.creations.fetch_add(1, Ordering::AcqRel);
+        self.negative.invalidate(&CacheKey(fingerprint));
+    }
+
+    /// Forgets every positive answer (fresh and stale); answers in flight are not cached.
+    pub(super) fn flush_positive(&self) {
+        self.revocations.flush();
+        self.counters.flushes.bump();
+        self.front.clear();
+        self.fresh.invalidate_all();
+        if let Some(stale) = &self.stale {
+            stale.invalidate_all();
+        }
+        self.by_token_id.invalidate_all();
+        // `by_fingerprint` is kept: which id a key has does not change with a flush.
+        tracing::debug!(cache = "flush", "positive answers flushed");
+    }
+
+    /// How many names are tombstoned, and how many were forgotten early (the bound was hit).
+    pub(super) fn tombstone_counts(&self) -> (u64, u64) {
+        self.revocations.counts()
+    }
+
+    /// Forgets every answer, positive and negative.
+    pub(super) fn invalidate_all(&self) {
+        self.flush_positive();
+        self.negative.invalidate_all();
+    }
+}
