@@ -24,7 +24,11 @@ def strip(proto: descriptor_pb2.FileDescriptorProto) -> None:
     proto.ClearField("source_code_info")
 
     def strip_message(msg):
+        # `map_entry` is what makes a nested `*Entry` message a map: keep that option only.
+        map_entry = msg.options.map_entry
         msg.ClearField("options")
+        if map_entry:
+            msg.options.map_entry = True
         for field in msg.field:
             field.ClearField("options")
         for nested in msg.nested_type:

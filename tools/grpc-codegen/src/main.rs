@@ -11,7 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = prost_types::FileDescriptorSet::decode(std::fs::read(&input)?.as_slice())?;
     tonic_prost_build::configure()
         .build_client(true)
-        .build_server(true)
+        .build_server(false)
         .build_transport(false)
         .emit_rerun_if_changed(false)
         .out_dir(&out_dir)

@@ -11,22 +11,13 @@ pub struct CreateToken {
     pub organization_id: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub user_id: ::prost::alloc::string::String,
-    #[prost(message, repeated, tag = "3")]
-    pub custom_claims: ::prost::alloc::vec::Vec<create_token::CustomClaimsEntry>,
+    #[prost(map = "string, string", tag = "3")]
+    pub custom_claims:
+        ::std::collections::HashMap<::prost::alloc::string::String, ::prost::alloc::string::String>,
     #[prost(message, optional, tag = "4")]
     pub expiry: ::core::option::Option<::prost_types::Timestamp>,
     #[prost(string, tag = "5")]
     pub description: ::prost::alloc::string::String,
-}
-/// Nested message and enum types in `CreateToken`.
-pub mod create_token {
-    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-    pub struct CustomClaimsEntry {
-        #[prost(string, tag = "1")]
-        pub key: ::prost::alloc::string::String,
-        #[prost(string, tag = "2")]
-        pub value: ::prost::alloc::string::String,
-    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateTokenResponse {
@@ -78,20 +69,11 @@ pub struct ListTokensResponse {
 pub struct UpdateTokenRequest {
     #[prost(string, tag = "1")]
     pub token: ::prost::alloc::string::String,
-    #[prost(message, repeated, tag = "3")]
-    pub custom_claims: ::prost::alloc::vec::Vec<update_token_request::CustomClaimsEntry>,
+    #[prost(map = "string, string", tag = "3")]
+    pub custom_claims:
+        ::std::collections::HashMap<::prost::alloc::string::String, ::prost::alloc::string::String>,
     #[prost(string, optional, tag = "2")]
     pub description: ::core::option::Option<::prost::alloc::string::String>,
-}
-/// Nested message and enum types in `UpdateTokenRequest`.
-pub mod update_token_request {
-    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-    pub struct CustomClaimsEntry {
-        #[prost(string, tag = "1")]
-        pub key: ::prost::alloc::string::String,
-        #[prost(string, tag = "2")]
-        pub value: ::prost::alloc::string::String,
-    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct UpdateTokenResponse {
@@ -110,8 +92,9 @@ pub struct Token {
     pub user_id: ::core::option::Option<::prost::alloc::string::String>,
     #[prost(string, optional, tag = "5")]
     pub user_external_id: ::core::option::Option<::prost::alloc::string::String>,
-    #[prost(message, repeated, tag = "6")]
-    pub custom_claims: ::prost::alloc::vec::Vec<token::CustomClaimsEntry>,
+    #[prost(map = "string, string", tag = "6")]
+    pub custom_claims:
+        ::std::collections::HashMap<::prost::alloc::string::String, ::prost::alloc::string::String>,
     #[prost(message, optional, tag = "7")]
     pub expiry: ::core::option::Option<::prost_types::Timestamp>,
     #[prost(message, optional, tag = "8")]
@@ -125,16 +108,6 @@ pub struct Token {
     #[prost(string, repeated, tag = "12")]
     pub roles: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
-/// Nested message and enum types in `Token`.
-pub mod token {
-    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-    pub struct CustomClaimsEntry {
-        #[prost(string, tag = "1")]
-        pub key: ::prost::alloc::string::String,
-        #[prost(string, tag = "2")]
-        pub value: ::prost::alloc::string::String,
-    }
-}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct UserProfile {
     #[prost(string, tag = "1")]
@@ -143,18 +116,9 @@ pub struct UserProfile {
     pub email: ::prost::alloc::string::String,
     #[prost(string, tag = "3")]
     pub name: ::prost::alloc::string::String,
-    #[prost(message, repeated, tag = "4")]
-    pub attributes: ::prost::alloc::vec::Vec<user_profile::AttributesEntry>,
-}
-/// Nested message and enum types in `UserProfile`.
-pub mod user_profile {
-    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-    pub struct AttributesEntry {
-        #[prost(string, tag = "1")]
-        pub key: ::prost::alloc::string::String,
-        #[prost(string, tag = "2")]
-        pub value: ::prost::alloc::string::String,
-    }
+    #[prost(map = "string, string", tag = "4")]
+    pub attributes:
+        ::std::collections::HashMap<::prost::alloc::string::String, ::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct FetchTokenRequest {
@@ -362,399 +326,5 @@ pub mod api_token_service_client {
             ));
             self.inner.unary(req, path, codec).await
         }
-    }
-}
-/// Generated server implementations.
-#[cfg(feature = "test-util")]
-pub mod api_token_service_server {
-    #![allow(
-        unused_variables,
-        dead_code,
-        missing_docs,
-        clippy::wildcard_imports,
-        clippy::let_unit_value
-    )]
-    use tonic::codegen::*;
-    /// Generated trait containing gRPC methods that should be implemented for use with ApiTokenServiceServer.
-    #[async_trait]
-    pub trait ApiTokenService: std::marker::Send + std::marker::Sync + 'static {
-        async fn create_token(
-            &self,
-            request: tonic::Request<super::CreateTokenRequest>,
-        ) -> std::result::Result<tonic::Response<super::CreateTokenResponse>, tonic::Status>;
-        async fn validate_token(
-            &self,
-            request: tonic::Request<super::ValidateTokenRequest>,
-        ) -> std::result::Result<tonic::Response<super::ValidateTokenResponse>, tonic::Status>;
-        async fn invalidate_token(
-            &self,
-            request: tonic::Request<super::InvalidateTokenRequest>,
-        ) -> std::result::Result<tonic::Response<()>, tonic::Status>;
-        async fn list_tokens(
-            &self,
-            request: tonic::Request<super::ListTokensRequest>,
-        ) -> std::result::Result<tonic::Response<super::ListTokensResponse>, tonic::Status>;
-        async fn update_token(
-            &self,
-            request: tonic::Request<super::UpdateTokenRequest>,
-        ) -> std::result::Result<tonic::Response<super::UpdateTokenResponse>, tonic::Status>;
-        async fn fetch_token(
-            &self,
-            request: tonic::Request<super::FetchTokenRequest>,
-        ) -> std::result::Result<tonic::Response<super::FetchTokenResponse>, tonic::Status>;
-    }
-    #[derive(Debug)]
-    pub struct ApiTokenServiceServer<T> {
-        inner: Arc<T>,
-        accept_compression_encodings: EnabledCompressionEncodings,
-        send_compression_encodings: EnabledCompressionEncodings,
-        max_decoding_message_size: Option<usize>,
-        max_encoding_message_size: Option<usize>,
-    }
-    impl<T> ApiTokenServiceServer<T> {
-        pub fn new(inner: T) -> Self {
-            Self::from_arc(Arc::new(inner))
-        }
-        pub fn from_arc(inner: Arc<T>) -> Self {
-            Self {
-                inner,
-                accept_compression_encodings: Default::default(),
-                send_compression_encodings: Default::default(),
-                max_decoding_message_size: None,
-                max_encoding_message_size: None,
-            }
-        }
-        pub fn with_interceptor<F>(inner: T, interceptor: F) -> InterceptedService<Self, F>
-        where
-            F: tonic::service::Interceptor,
-        {
-            InterceptedService::new(Self::new(inner), interceptor)
-        }
-        /// Enable decompressing requests with the given encoding.
-        #[must_use]
-        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
-            self.accept_compression_encodings.enable(encoding);
-            self
-        }
-        /// Compress responses with the given encoding, if the client supports it.
-        #[must_use]
-        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
-            self.send_compression_encodings.enable(encoding);
-            self
-        }
-        /// Limits the maximum size of a decoded message.
-        ///
-        /// Default: `4MB`
-        #[must_use]
-        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
-            self.max_decoding_message_size = Some(limit);
-            self
-        }
-        /// Limits the maximum size of an encoded message.
-        ///
-        /// Default: `usize::MAX`
-        #[must_use]
-        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
-            self.max_encoding_message_size = Some(limit);
-            self
-        }
-    }
-    impl<T, B> tonic::codegen::Service<http::Request<B>> for ApiTokenServiceServer<T>
-    where
-        T: ApiTokenService,
-        B: Body + std::marker::Send + 'static,
-        B::Error: Into<StdError> + std::marker::Send + 'static,
-    {
-        type Response = http::Response<tonic::body::Body>;
-        type Error = std::convert::Infallible;
-        type Future = BoxFuture<Self::Response, Self::Error>;
-        fn poll_ready(
-            &mut self,
-            _cx: &mut Context<'_>,
-        ) -> Poll<std::result::Result<(), Self::Error>> {
-            Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, req: http::Request<B>) -> Self::Future {
-            match req.uri().path() {
-                "/scalekit.v1.tokens.ApiTokenService/CreateToken" => {
-                    #[allow(non_camel_case_types)]
-                    struct CreateTokenSvc<T: ApiTokenService>(pub Arc<T>);
-                    impl<T: ApiTokenService> tonic::server::UnaryService<super::CreateTokenRequest>
-                        for CreateTokenSvc<T>
-                    {
-                        type Response = super::CreateTokenResponse;
-                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
-                        fn call(
-                            &mut self,
-                            request: tonic::Request<super::CreateTokenRequest>,
-                        ) -> Self::Future {
-                            let inner = Arc::clone(&self.0);
-                            let fut = async move {
-                                <T as ApiTokenService>::create_token(&inner, request).await
-                            };
-                            Box::pin(fut)
-                        }
-                    }
-                    let accept_compression_encodings = self.accept_compression_encodings;
-                    let send_compression_encodings = self.send_compression_encodings;
-                    let max_decoding_message_size = self.max_decoding_message_size;
-                    let max_encoding_message_size = self.max_encoding_message_size;
-                    let inner = self.inner.clone();
-                    let fut = async move {
-                        let method = CreateTokenSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
-                        let mut grpc = tonic::server::Grpc::new(codec)
-                            .apply_compression_config(
-                                accept_compression_encodings,
-                                send_compression_encodings,
-                            )
-                            .apply_max_message_size_config(
-                                max_decoding_message_size,
-                                max_encoding_message_size,
-                            );
-                        let res = grpc.unary(method, req).await;
-                        Ok(res)
-                    };
-                    Box::pin(fut)
-                }
-                "/scalekit.v1.tokens.ApiTokenService/ValidateToken" => {
-                    #[allow(non_camel_case_types)]
-                    struct ValidateTokenSvc<T: ApiTokenService>(pub Arc<T>);
-                    impl<T: ApiTokenService>
-                        tonic::server::UnaryService<super::ValidateTokenRequest>
-                        for ValidateTokenSvc<T>
-                    {
-                        type Response = super::ValidateTokenResponse;
-                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
-                        fn call(
-                            &mut self,
-                            request: tonic::Request<super::ValidateTokenRequest>,
-                        ) -> Self::Future {
-                            let inner = Arc::clone(&self.0);
-                            let fut = async move {
-                                <T as ApiTokenService>::validate_token(&inner, request).await
-                            };
-                            Box::pin(fut)
-                        }
-                    }
-                    let accept_compression_encodings = self.accept_compression_encodings;
-                    let send_compression_encodings = self.send_compression_encodings;
-                    let max_decoding_message_size = self.max_decoding_message_size;
-                    let max_encoding_message_size = self.max_encoding_message_size;
-                    let inner = self.inner.clone();
-                    let fut = async move {
-                        let method = ValidateTokenSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
-                        let mut grpc = tonic::server::Grpc::new(codec)
-                            .apply_compression_config(
-                                accept_compression_encodings,
-                                send_compression_encodings,
-                            )
-                            .apply_max_message_size_config(
-                                max_decoding_message_size,
-                                max_encoding_message_size,
-                            );
-                        let res = grpc.unary(method, req).await;
-                        Ok(res)
-                    };
-                    Box::pin(fut)
-                }
-                "/scalekit.v1.tokens.ApiTokenService/InvalidateToken" => {
-                    #[allow(non_camel_case_types)]
-                    struct InvalidateTokenSvc<T: ApiTokenService>(pub Arc<T>);
-                    impl<T: ApiTokenService>
-                        tonic::server::UnaryService<super::InvalidateTokenRequest>
-                        for InvalidateTokenSvc<T>
-                    {
-                        type Response = ();
-                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
-                        fn call(
-                            &mut self,
-                            request: tonic::Request<super::InvalidateTokenRequest>,
-                        ) -> Self::Future {
-                            let inner = Arc::clone(&self.0);
-                            let fut = async move {
-                                <T as ApiTokenService>::invalidate_token(&inner, request).await
-                            };
-                            Box::pin(fut)
-                        }
-                    }
-                    let accept_compression_encodings = self.accept_compression_encodings;
-                    let send_compression_encodings = self.send_compression_encodings;
-                    let max_decoding_message_size = self.max_decoding_message_size;
-                    let max_encoding_message_size = self.max_encoding_message_size;
-                    let inner = self.inner.clone();
-                    let fut = async move {
-                        let method = InvalidateTokenSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
-                        let mut grpc = tonic::server::Grpc::new(codec)
-                            .apply_compression_config(
-                                accept_compression_encodings,
-                                send_compression_encodings,
-                            )
-                            .apply_max_message_size_config(
-                                max_decoding_message_size,
-                                max_encoding_message_size,
-                            );
-                        let res = grpc.unary(method, req).await;
-                        Ok(res)
-                    };
-                    Box::pin(fut)
-                }
-                "/scalekit.v1.tokens.ApiTokenService/ListTokens" => {
-                    #[allow(non_camel_case_types)]
-                    struct ListTokensSvc<T: ApiTokenService>(pub Arc<T>);
-                    impl<T: ApiTokenService> tonic::server::UnaryService<super::ListTokensRequest>
-                        for ListTokensSvc<T>
-                    {
-                        type Response = super::ListTokensResponse;
-                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
-                        fn call(
-                            &mut self,
-                            request: tonic::Request<super::ListTokensRequest>,
-                        ) -> Self::Future {
-                            let inner = Arc::clone(&self.0);
-                            let fut = async move {
-                                <T as ApiTokenService>::list_tokens(&inner, request).await
-                            };
-                            Box::pin(fut)
-                        }
-                    }
-                    let accept_compression_encodings = self.accept_compression_encodings;
-                    let send_compression_encodings = self.send_compression_encodings;
-                    let max_decoding_message_size = self.max_decoding_message_size;
-                    let max_encoding_message_size = self.max_encoding_message_size;
-                    let inner = self.inner.clone();
-                    let fut = async move {
-                        let method = ListTokensSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
-                        let mut grpc = tonic::server::Grpc::new(codec)
-                            .apply_compression_config(
-                                accept_compression_encodings,
-                                send_compression_encodings,
-                            )
-                            .apply_max_message_size_config(
-                                max_decoding_message_size,
-                                max_encoding_message_size,
-                            );
-                        let res = grpc.unary(method, req).await;
-                        Ok(res)
-                    };
-                    Box::pin(fut)
-                }
-                "/scalekit.v1.tokens.ApiTokenService/UpdateToken" => {
-                    #[allow(non_camel_case_types)]
-                    struct UpdateTokenSvc<T: ApiTokenService>(pub Arc<T>);
-                    impl<T: ApiTokenService> tonic::server::UnaryService<super::UpdateTokenRequest>
-                        for UpdateTokenSvc<T>
-                    {
-                        type Response = super::UpdateTokenResponse;
-                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
-                        fn call(
-                            &mut self,
-                            request: tonic::Request<super::UpdateTokenRequest>,
-                        ) -> Self::Future {
-                            let inner = Arc::clone(&self.0);
-                            let fut = async move {
-                                <T as ApiTokenService>::update_token(&inner, request).await
-                            };
-                            Box::pin(fut)
-                        }
-                    }
-                    let accept_compression_encodings = self.accept_compression_encodings;
-                    let send_compression_encodings = self.send_compression_encodings;
-                    let max_decoding_message_size = self.max_decoding_message_size;
-                    let max_encoding_message_size = self.max_encoding_message_size;
-                    let inner = self.inner.clone();
-                    let fut = async move {
-                        let method = UpdateTokenSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
-                        let mut grpc = tonic::server::Grpc::new(codec)
-                            .apply_compression_config(
-                                accept_compression_encodings,
-                                send_compression_encodings,
-                            )
-                            .apply_max_message_size_config(
-                                max_decoding_message_size,
-                                max_encoding_message_size,
-                            );
-                        let res = grpc.unary(method, req).await;
-                        Ok(res)
-                    };
-                    Box::pin(fut)
-                }
-                "/scalekit.v1.tokens.ApiTokenService/FetchToken" => {
-                    #[allow(non_camel_case_types)]
-                    struct FetchTokenSvc<T: ApiTokenService>(pub Arc<T>);
-                    impl<T: ApiTokenService> tonic::server::UnaryService<super::FetchTokenRequest>
-                        for FetchTokenSvc<T>
-                    {
-                        type Response = super::FetchTokenResponse;
-                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
-                        fn call(
-                            &mut self,
-                            request: tonic::Request<super::FetchTokenRequest>,
-                        ) -> Self::Future {
-                            let inner = Arc::clone(&self.0);
-                            let fut = async move {
-                                <T as ApiTokenService>::fetch_token(&inner, request).await
-                            };
-                            Box::pin(fut)
-                        }
-                    }
-                    let accept_compression_encodings = self.accept_compression_encodings;
-                    let send_compression_encodings = self.send_compression_encodings;
-                    let max_decoding_message_size = self.max_decoding_message_size;
-                    let max_encoding_message_size = self.max_encoding_message_size;
-                    let inner = self.inner.clone();
-                    let fut = async move {
-                        let method = FetchTokenSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
-                        let mut grpc = tonic::server::Grpc::new(codec)
-                            .apply_compression_config(
-                                accept_compression_encodings,
-                                send_compression_encodings,
-                            )
-                            .apply_max_message_size_config(
-                                max_decoding_message_size,
-                                max_encoding_message_size,
-                            );
-                        let res = grpc.unary(method, req).await;
-                        Ok(res)
-                    };
-                    Box::pin(fut)
-                }
-                _ => Box::pin(async move {
-                    let mut response = http::Response::new(tonic::body::Body::default());
-                    let headers = response.headers_mut();
-                    headers.insert(
-                        tonic::Status::GRPC_STATUS,
-                        (tonic::Code::Unimplemented as i32).into(),
-                    );
-                    headers.insert(
-                        http::header::CONTENT_TYPE,
-                        tonic::metadata::GRPC_CONTENT_TYPE,
-                    );
-                    Ok(response)
-                }),
-            }
-        }
-    }
-    impl<T> Clone for ApiTokenServiceServer<T> {
-        fn clone(&self) -> Self {
-            let inner = self.inner.clone();
-            Self {
-                inner,
-                accept_compression_encodings: self.accept_compression_encodings,
-                send_compression_encodings: self.send_compression_encodings,
-                max_decoding_message_size: self.max_decoding_message_size,
-                max_encoding_message_size: self.max_encoding_message_size,
-            }
-        }
-    }
-    /// Generated gRPC service name
-    pub const SERVICE_NAME: &str = "scalekit.v1.tokens.ApiTokenService";
-    impl<T> tonic::server::NamedService for ApiTokenServiceServer<T> {
-        const NAME: &'static str = SERVICE_NAME;
     }
 }
