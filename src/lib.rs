@@ -73,7 +73,7 @@ pub use redis::{RedisRevocations, RedisStats};
 pub use reject::{AuthRejection, RejectionKind};
 pub use require::{Require, RequireLayer};
 #[cfg(feature = "scalekit")]
-pub use scalekit::{ScalekitClient, ScalekitClientBuilder, ScalekitError};
+pub use scalekit::{ScalekitClient, ScalekitClientBuilder, ScalekitError, Transport};
 pub use token_info::{Authenticated, TokenInfo, TokenInfoBuilder};
 pub use validator::{
     BoxValidator, DynValidator, FnValidator, InvalidReason, ValidateError, Validator, validator_fn,
