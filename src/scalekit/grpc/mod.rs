@@ -50,9 +50,6 @@ pub(crate) mod proto {
 use proto::tokens as pb;
 use proto::tokens::api_token_service_client::ApiTokenServiceClient;
 
-/// The path prefix of every RPC (the fake routes on it).
-pub(crate) const SERVICE_PATH: &str = "/scalekit.v1.tokens.ApiTokenService/";
-
 /// `google.rpc.Status`, the message in `grpc-status-details-bin`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct RpcStatus {
