@@ -106,7 +106,10 @@ async fn the_official_python_sdk_drives_the_fake_over_tls() {
     );
 
     // The SDK really went through the fake, on both of its wires.
-    assert!(fake.count(Op::Token) >= 1, "HTTPS /oauth/token via requests");
+    assert!(
+        fake.count(Op::Token) >= 1,
+        "HTTPS /oauth/token via requests"
+    );
     assert_eq!(fake.count(Op::Create), 2);
     assert!(fake.count(Op::Validate) >= 5);
     assert!(fake.count(Op::List) >= 5);
@@ -126,7 +129,10 @@ async fn the_official_python_sdk_drives_the_fake_over_tls() {
         .expect("the key the SDK minted and kept is valid");
     assert_eq!(alive.info().token_id, summary["alive"].as_str().unwrap());
     assert_eq!(alive.info().claim("team"), Some("platform"));
-    assert_eq!(alive.info().user_id.as_deref(), Some("usr_63261492986167383"));
+    assert_eq!(
+        alive.info().user_id.as_deref(),
+        Some("usr_63261492986167383")
+    );
     let revoked = client
         .validate(&ApiKey::new(keys["revoked"].as_str().unwrap()))
         .await

@@ -56,7 +56,11 @@ async fn rpc(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"));
     if !is_grpc {
-        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected application/grpc").into_response();
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected application/grpc",
+        )
+            .into_response();
     }
     let Some(message) = unframe(&body) else {
         return status_only(13, "malformed gRPC frame", None, None);
@@ -115,7 +119,11 @@ type RestCall = (Method, String, Result<Option<Value>, prost::DecodeError>);
 /// The REST request for an RPC; `None` for an unknown method.
 fn to_rest(method: &str, message: &[u8]) -> Option<RestCall> {
     fn claims(map: HashMap<String, String>) -> Value {
-        Value::Object(map.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+        Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        )
     }
     Some(match method {
         "CreateToken" => (
@@ -316,7 +324,9 @@ fn encode_answer(method: &str, json: &Value) -> Option<Vec<u8>> {
         "ListTokens" => pb::ListTokensResponse {
             tokens: match object.get("tokens") {
                 None | Some(Value::Null) => Vec::new(),
-                Some(Value::Array(list)) => list.iter().map(token).collect::<Result<_, _>>().ok()?,
+                Some(Value::Array(list)) => {
+                    list.iter().map(token).collect::<Result<_, _>>().ok()?
+                }
                 Some(_) => return None,
             },
             total_count: object
@@ -346,7 +356,11 @@ fn grpc_headers(response: &mut Response) {
 fn message_response(message: Vec<u8>) -> Response {
     let mut framed = Vec::with_capacity(message.len() + 5);
     framed.push(0);
-    framed.extend_from_slice(&u32::try_from(message.len()).unwrap_or(u32::MAX).to_be_bytes());
+    framed.extend_from_slice(
+        &u32::try_from(message.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     framed.extend_from_slice(&message);
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));

@@ -215,6 +215,7 @@ pub struct FakeScalekit {
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     ca_pem: Option<String>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for FakeScalekit {
@@ -281,10 +282,12 @@ impl FakeScalekitBuilder {
             (None, None)
         };
         let (shutdown, stopped) = watch::channel(false);
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         tokio::spawn(server::serve(
             listener,
             server::router(state.clone()),
             acceptor,
+            connections.clone(),
             stopped,
         ));
         Ok(FakeScalekit {
@@ -292,6 +295,7 @@ impl FakeScalekitBuilder {
             addr,
             shutdown,
             ca_pem,
+            connections,
         })
     }
 }
@@ -321,7 +325,11 @@ impl FakeScalekit {
 
     /// The environment URL (`http://127.0.0.1:<port>`, or `https://` with TLS).
     pub fn url(&self) -> String {
-        let scheme = if self.ca_pem.is_some() { "https" } else { "http" };
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{}", self.addr)
     }
 
@@ -388,6 +396,11 @@ impl FakeScalekit {
     /// How many requests reached `op` (faulted ones included).
     pub fn count(&self, op: Op) -> usize {
         lock(&self.state.counts).get(&op).copied().unwrap_or(0)
+    }
+
+    /// How many TCP connections it accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sets every counter back to 0.

@@ -35,6 +35,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -42,6 +43,7 @@ pub(crate) async fn serve(
             _ = stop.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tokio::spawn(serve_connection(stream, router.clone(), tls.clone(), stop.clone()));
                 }
                 // Out of descriptors and the like: back off instead of spinning.
@@ -73,7 +75,8 @@ async fn serve_connection(
             async move { Ok::<_, Infallible>(router.call(request).await.into_response()) }
         });
     // HTTP/1.1 and HTTP/2 (h2c by prior knowledge, or h2 by ALPN) on the same port.
-    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     match tls {
         None => {
             let connection =

@@ -22,10 +22,10 @@ use tokio::time::Instant;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+use super::ScalekitError;
 use super::auth::AccessToken;
 use super::error::{retry_after, scrub, truncate};
 use super::transport::{Call, MAX_BODY};
-use super::ScalekitError;
 
 /// The generated messages and client (see `scripts/grpc-codegen.sh`).
 #[allow(
@@ -145,7 +145,9 @@ impl GrpcTransport {
         let rpc = async {
             let answer = match (&call.method, call.path) {
                 (&Method::POST, "/api/v1/tokens") => {
-                    let answer = client.create_token(headers.wrap(create_request(&body)?)).await;
+                    let answer = client
+                        .create_token(headers.wrap(create_request(&body)?))
+                        .await;
                     answer.map(|r| create_json(r.into_inner()))
                 }
                 (&Method::POST, "/api/v1/tokens:validate") => {
@@ -160,7 +162,9 @@ impl GrpcTransport {
                     answer.map(|r| list_json(r.into_inner()))
                 }
                 (&Method::POST, "/api/v1/tokens:update") => {
-                    let answer = client.update_token(headers.wrap(update_request(&body))).await;
+                    let answer = client
+                        .update_token(headers.wrap(update_request(&body)))
+                        .await;
                     answer.map(|r| info_json(r.into_inner().token_info))
                 }
                 (&Method::POST, "/api/v1/tokens:invalidate") => {
@@ -179,6 +183,15 @@ impl GrpcTransport {
             };
             match answer {
                 Ok(json) => Ok(Bytes::from(json?.to_string())),
+                // tonic enforces the `grpc-timeout` it sends: its CANCELLED "Timeout expired"
+                // is our own deadline, not a word from Scalekit.
+                Err(status)
+                    if status.code() == tonic::Code::Cancelled
+                        && call.deadline.saturating_duration_since(Instant::now())
+                            < Duration::from_millis(50) =>
+                {
+                    Err(ScalekitError::Timeout)
+                }
                 Err(status) => {
                     let error = classify(&status, call.secret);
                     tracing::debug!(code = ?status.code(), path = call.path, %error, "Scalekit RPC failed");
@@ -217,10 +230,12 @@ impl Headers {
         api_version: &http::HeaderValue,
         timeout: Duration,
     ) -> Result<Self, ScalekitError> {
-        let authorization = MetadataValue::try_from(format!("Bearer {}", token.value()))
-            .map_err(|_| ScalekitError::UpstreamAuth {
-                status: None,
-                message: "the access token is not a valid header value".into(),
+        let authorization =
+            MetadataValue::try_from(format!("Bearer {}", token.value())).map_err(|_| {
+                ScalekitError::UpstreamAuth {
+                    status: None,
+                    message: "the access token is not a valid header value".into(),
+                }
             })?;
         let api_version = MetadataValue::try_from(api_version.as_bytes())
             .map_err(|_| ScalekitError::Config("bad api version".into()))?;
