@@ -253,7 +253,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Kept alive as long as the server: dropping it stops the feed.
     let feed = revocation_feed()?;
     let validator = if let Some(client) = ScalekitClient::from_env_opt()? {
-        println!("validating API keys with Scalekit at {}", client.base_url());
+        println!(
+            "validating API keys with Scalekit at {} over {}",
+            client.base_url(),
+            client.transport()
+        );
         println!("mint a key with: cargo run --example keys -- create --org <org_id>");
         with_cache(client, cache_ttl, &feed)
     } else {

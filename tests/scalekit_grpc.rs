@@ -270,3 +270,35 @@ async fn transport_names_and_bad_roots_are_config_errors() {
         .unwrap_err();
     assert!(matches!(error, ScalekitError::Config(_)), "{error:?}");
 }
+
+#[tokio::test]
+async fn doctor_reports_each_step_per_transport() {
+    let fake = tls_fake().await;
+    let report = fake.client_builder().doctor("org_doc").await;
+    assert_eq!(report.working(), vec![Transport::Rest, Transport::Grpc]);
+    // The doctor's keys are gone afterwards.
+    let left = fake.tokens().list(&ListTokens::new("org_doc")).unwrap();
+    assert!(left.tokens.is_empty(), "{left:?}");
+
+    // A permission problem on create: both transports fail at that step, and say so.
+    fake.set_fault(Op::Create, Some(Fault::rpc(403, 7, "no permission")));
+    let report = fake.client_builder().doctor("org_doc").await;
+    assert!(report.working().is_empty());
+    for transport in &report.transports {
+        let names: Vec<_> = transport.steps.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["access token", "create"], "{report}");
+        assert!(transport.steps[0].error.is_none());
+        assert!(
+            transport.steps[1]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("no permission")),
+            "{report}"
+        );
+    }
+    let text = report.to_string();
+    assert!(
+        text.contains("rest: FAILS") && text.contains("grpc: FAILS"),
+        "{text}"
+    );
+}

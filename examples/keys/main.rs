@@ -38,6 +38,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Doctor { org } = &command {
+        return doctor(org).await;
+    }
     let client = match ScalekitClient::from_env() {
         Ok(client) => client,
         Err(error) => {
@@ -69,6 +72,28 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `keys doctor`: exit 0 when at least one transport works end to end.
+async fn doctor(org: &str) -> ExitCode {
+    let builder = match ScalekitClient::builder_from_env() {
+        Ok(builder) => builder,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = builder.doctor(org).await;
+    print!("{report}");
+    let working = report.working();
+    if working.is_empty() {
+        eprintln!("error: no transport reaches Scalekit with these credentials");
+        ExitCode::FAILURE
+    } else {
+        let names: Vec<String> = working.iter().map(ToString::to_string).collect();
+        println!("working: {}", names.join(", "));
+        ExitCode::SUCCESS
+    }
+}
+
 async fn run(client: &ScalekitClient, command: Command) -> Result<(), String> {
     match command {
         Command::Create { .. } => {
@@ -97,7 +122,7 @@ async fn run(client: &ScalekitClient, command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Rotate { token_id } => rotate(client, &token_id).await,
-        Command::Help => Ok(()),
+        Command::Help | Command::Doctor { .. } => Ok(()),
     }
 }
 

@@ -26,6 +26,7 @@
 //! [`Validator`]: crate::Validator
 
 mod auth;
+mod doctor;
 mod error;
 mod fuzzing;
 #[cfg(feature = "grpc")]
@@ -43,6 +44,7 @@ use zeroize::Zeroizing;
 
 use crate::events::{KeyEventSource, KeyEvents};
 
+pub use doctor::{DoctorReport, DoctorStep, TransportReport};
 pub use error::ScalekitError;
 #[doc(hidden)]
 pub use fuzzing::{ERROR_STATUSES, WireOutcomes, fuzz_decode};
@@ -217,6 +219,12 @@ impl ScalekitClient {
     /// # Ok::<(), axum_api_key::ScalekitError>(())
     /// ```
     pub fn from_env() -> Result<Self, ScalekitError> {
+        Self::builder_from_env()?.build()
+    }
+
+    /// The builder [`from_env`](Self::from_env) uses, to adjust it before building (or to run
+    /// [`ScalekitClientBuilder::doctor`]).
+    pub fn builder_from_env() -> Result<ScalekitClientBuilder, ScalekitError> {
         let mut builder = Self::builder(
             required_env(ENV_URL)?,
             required_env(ENV_CLIENT_ID)?,
@@ -229,7 +237,7 @@ impl ScalekitClient {
             let pem = read_ca_file(&path)?;
             builder = builder.add_root_certificate(pem);
         }
-        builder.build()
+        Ok(builder)
     }
 
     /// Like [`from_env`](Self::from_env), but `Ok(None)` when `SCALEKIT_ENVIRONMENT_URL` is
