@@ -199,12 +199,8 @@ fn to_rest(method: &str, message: &[u8]) -> Option<RestCall> {
     })
 }
 
-fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
-    serde_urlencoded_pairs(pairs)
-}
-
 /// `key=value&...` with every byte outside `[A-Za-z0-9_.~-]` percent-encoded.
-fn serde_urlencoded_pairs(pairs: &[(&str, &str)]) -> String {
+fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
     let encode = |text: &str| {
         text.bytes()
             .map(|b| {

@@ -137,7 +137,7 @@ impl GrpcTransport {
         }
         let body: Value = match &call.body {
             Some(bytes) => serde_json::from_slice(bytes)
-                .map_err(|e| ScalekitError::Decode(format!("encoding: {}", e.classify() as u8)))?,
+                .map_err(|_| ScalekitError::Decode("encoding: request body is not JSON".into()))?,
             None => Value::Null,
         };
         let headers = Headers::new(token, api_version, remaining)?;
