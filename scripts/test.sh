@@ -13,4 +13,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 
+# tests/python_sdk.rs drives the fake with Scalekit's official Python SDK in a venv it makes
+# under target/pysdk (pip installs the pinned scalekit-sdk-python from PyPI on the first run).
+if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
+  echo "installing python3-venv (Debian package) for the official-SDK test" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
+fi
+
 cargo test --all-features "$@"

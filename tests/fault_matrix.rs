@@ -10,6 +10,9 @@
 //!   key having passed when the fault starts;
 //! * `off`: the client alone, no cache.
 //!
+//! The whole matrix runs once per transport of the client (REST, and gRPC against the fake's
+//! `ApiTokenService`): the expectations are the same.
+//!
 //! The expected statuses come from [`expected`]; `docs/fault-matrix.md` holds the same table,
 //! rendered by [`render_table`] and checked by `docs_table_matches_the_test` (regenerate it with
 //! `UPDATE_FAULT_MATRIX=1 cargo test --all-features --test fault_matrix`).
@@ -24,6 +27,7 @@ use axum::routing::get;
 use axum_api_key::cache::CachedValidator;
 use axum_api_key::keys::CreateToken;
 use axum_api_key::scalekit::ScalekitClient;
+use axum_api_key::scalekit::Transport;
 use axum_api_key::testing::{FakeScalekit, Fault, Op};
 use axum_api_key::validator::BoxValidator;
 use axum_api_key::{ApiKeyLayer, OrgScope};
@@ -246,10 +250,11 @@ async fn whoami(
 }
 
 /// Runs one row in one mode: returns what each key state got, in [`KEY_STATES`] order.
-async fn run(row: &Row, mode: Mode) -> Vec<Observation> {
+async fn run(row: &Row, mode: Mode, transport: Transport) -> Vec<Observation> {
     let fake = FakeScalekit::start().await;
     let client: ScalekitClient = fake
         .client_builder()
+        .transport(transport)
         .validate_timeout(VALIDATE_TIMEOUT)
         .build()
         .unwrap();
@@ -367,11 +372,20 @@ async fn reserve(addr: std::net::SocketAddr) -> Option<tokio::net::TcpSocket> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_and_key_state_gets_its_exact_status() {
+    check_matrix(Transport::Rest).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_and_key_state_gets_its_exact_status_over_grpc() {
+    check_matrix(Transport::Grpc).await;
+}
+
+async fn check_matrix(transport: Transport) {
     let rows = rows();
     let runs = rows
         .iter()
         .flat_map(|row| MODES.map(|mode| (row, mode)))
-        .map(|(row, mode)| async move { (row, mode, run(row, mode).await) });
+        .map(|(row, mode)| async move { (row, mode, run(row, mode, transport).await) });
     let results = join_all(runs).await;
 
     let invalid_body = r#"{"error":"invalid_token","error_description":"the API key is invalid, revoked or expired"}"#;
@@ -416,7 +430,7 @@ async fn every_fault_and_key_state_gets_its_exact_status() {
         seen_table.push_str(&line);
         seen_table.push('\n');
     }
-    println!("observed (columns: {KEY_STATES:?}):\n{seen_table}");
+    println!("observed over {transport} (columns: {KEY_STATES:?}):\n{seen_table}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

@@ -236,3 +236,73 @@ async fn the_binary_fails_cleanly() {
     assert_eq!(fake.tokens().len(), 1);
     assert!(fake.tokens().validate_token(&other.token_id).is_ok());
 }
+
+#[test]
+fn parses_doctor() {
+    assert_eq!(
+        parse(args("doctor --org org_1")),
+        Ok(Command::Doctor {
+            org: "org_1".into()
+        })
+    );
+    assert!(parse(args("doctor")).is_err());
+    assert!(parse(args("doctor --user usr_1")).is_err());
+}
+
+/// `keys doctor` and `keys list` over TLS, trusting the fake's CA through `SCALEKIT_CA_FILE`,
+/// with `SCALEKIT_TRANSPORT=grpc`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_honours_the_transport_and_ca_file_variables() {
+    let Some(binary) = support::example_binary("keys") else {
+        eprintln!("skipped: the keys example is not built (run the whole `cargo test`)");
+        return;
+    };
+    let fake = FakeScalekit::builder().tls(true).start().await.unwrap();
+    let ca = std::env::temp_dir().join(format!("keys-cli-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca, fake.ca_pem().unwrap()).unwrap();
+    let run_with = |line: &str, ca_file: Option<&std::path::Path>| {
+        let mut command = std::process::Command::new(&binary);
+        command
+            .args(args(line))
+            .env_remove("REDIS_URL")
+            .env_remove("SCALEKIT_CA_FILE")
+            .env("SCALEKIT_ENVIRONMENT_URL", fake.url())
+            .env("SCALEKIT_CLIENT_ID", fake.client_id())
+            .env("SCALEKIT_CLIENT_SECRET", fake.client_secret())
+            .env("SCALEKIT_TRANSPORT", "grpc");
+        if let Some(path) = ca_file {
+            command.env("SCALEKIT_CA_FILE", path);
+        }
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+    };
+
+    let output = run_with("doctor --org org_doc", Some(&ca)).await.unwrap();
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("rest: works") && text.contains("grpc: works"),
+        "{text}"
+    );
+    assert!(text.contains("working: rest, grpc"), "{text}");
+
+    fake.tokens().create(CreateToken::new("org_cli")).unwrap();
+    let before = fake.count(axum_api_key::testing::Op::List);
+    let output = run_with("list --org org_cli", Some(&ca)).await.unwrap();
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("1 active key(s)"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(fake.count(axum_api_key::testing::Op::List) > before);
+
+    // Without the CA, TLS fails on both transports: doctor says so and exits 1.
+    let output = run_with("doctor --org org_doc", None).await.unwrap();
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("rest: FAILS") && text.contains("grpc: FAILS"),
+        "{text}"
+    );
+    std::fs::remove_file(&ca).ok();
+}

@@ -21,8 +21,11 @@ commands:
   revoke TOKEN_OR_ID                revoke a key, by key or token id (idempotent)
   rotate TOKEN_ID                   mint a replacement with the same scope, claims, description
                                     and expiry, check it validates, then revoke the old key
+  doctor --org ORG                  check the setup over REST and gRPC: access token, create a
+                                    10-minute key, validate, revoke, refused; per step
 
 environment: SCALEKIT_ENVIRONMENT_URL, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET;
+             SCALEKIT_TRANSPORT=rest|grpc, SCALEKIT_CA_FILE=<PEM of extra roots>;
              REDIS_URL [REDIS_CHANNEL]: revoke and rotate announce the revocation to every
              instance over Redis (feature redis)";
 
@@ -67,6 +70,11 @@ pub enum Command {
     Rotate {
         /// The old key's token id.
         token_id: String,
+    },
+    /// `doctor`: checks the credentials over both transports.
+    Doctor {
+        /// `--org`: where the short-lived test key is created.
+        org: String,
     },
     /// `help`, `-h`, `--help`.
     Help,
@@ -134,6 +142,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             }),
             [_] => Err("rotate takes a token id (apit_...), not a key".into()),
             _ => Err("rotate takes exactly one token id".into()),
+        },
+        "doctor" => match rest.as_slice() {
+            [flag, org] if flag == "--org" && !org.is_empty() => {
+                Ok(Command::Doctor { org: org.clone() })
+            }
+            _ => Err("doctor takes --org <organization id>".into()),
         },
         other => Err(format!("unknown command: {other}")),
     }

@@ -44,6 +44,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Doctor { org } = &command {
+        return doctor(org).await;
+    }
     let client = match ScalekitClient::from_env() {
         Ok(client) => client,
         Err(error) => {
@@ -72,6 +75,28 @@ async fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `keys doctor`: exit 0 when at least one transport works end to end.
+async fn doctor(org: &str) -> ExitCode {
+    let builder = match ScalekitClient::builder_from_env() {
+        Ok(builder) => builder,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = builder.doctor(org).await;
+    print!("{report}");
+    let working = report.working();
+    if working.is_empty() {
+        eprintln!("error: no transport reaches Scalekit with these credentials");
+        ExitCode::FAILURE
+    } else {
+        let names: Vec<String> = working.iter().map(ToString::to_string).collect();
+        println!("working: {}", names.join(", "));
+        ExitCode::SUCCESS
     }
 }
 
@@ -104,7 +129,7 @@ async fn run<S: KeyStore + Validator>(store: &S, command: Command) -> Result<(),
             Ok(())
         }
         Command::Rotate { token_id } => rotate(store, &token_id).await,
-        Command::Help => Ok(()),
+        Command::Help | Command::Doctor { .. } => Ok(()),
     }
 }
 

@@ -77,7 +77,11 @@ pub async fn from_env() -> Result<Setup, Box<dyn std::error::Error>> {
     let cache_ttl = cache_ttl()?;
     let feed = revocation_feed()?;
     let validator = if let Some(client) = ScalekitClient::from_env_opt()? {
-        println!("validating API keys with Scalekit at {}", client.base_url());
+        println!(
+            "validating API keys with Scalekit at {} over {}",
+            client.base_url(),
+            client.transport()
+        );
         println!("mint a key with: cargo run --example keys -- create --org <org_id>");
         with_cache(client, cache_ttl, &feed)
     } else {

@@ -210,10 +210,8 @@ impl Revocations {
             (verdict, due)
         };
         // Housekeeping on read, when the oldest tombstone is due and nobody holds the lock.
-        if due {
-            if let Ok(mut tombstones) = self.tombstones.try_write() {
-                tombstones.forget_expired(Instant::now(), self.retention);
-            }
+        if due && let Ok(mut tombstones) = self.tombstones.try_write() {
+            tombstones.forget_expired(Instant::now(), self.retention);
         }
         verdict
     }

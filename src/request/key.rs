@@ -277,10 +277,10 @@ impl KeyFormat {
     pub(crate) fn check_bytes(&self, value: &[u8]) -> Result<(), KeyRejection> {
         // An id or a JWT is named as such in the log even when it would also fail the length
         // or alphabet rule; the `.` search runs only on the way to a refusal.
-        if let Some(prefix) = self.id_prefix {
-            if value.starts_with(prefix.as_bytes()) {
-                return Err(KeyRejection::TokenId);
-            }
+        if let Some(prefix) = self.id_prefix
+            && value.starts_with(prefix.as_bytes())
+        {
+            return Err(KeyRejection::TokenId);
         }
         let class = match self.alphabet {
             Alphabet::Base62 => BASE62,

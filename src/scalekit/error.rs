@@ -201,7 +201,7 @@ pub(crate) fn truncate(message: &str) -> String {
     }
 }
 
-fn scrub(message: &str, secret: Option<&str>) -> String {
+pub(crate) fn scrub(message: &str, secret: Option<&str>) -> String {
     let message = match secret {
         Some(secret) if !secret.is_empty() && message.contains(secret) => {
             message.replace(secret, "[redacted]")

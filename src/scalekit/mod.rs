@@ -27,9 +27,12 @@
 //! [`Validator`]: crate::Validator
 
 mod auth;
+mod doctor;
 mod error;
 #[cfg(feature = "fuzzing")]
 mod fuzzing;
+#[cfg(feature = "grpc")]
+pub(crate) mod grpc;
 mod ops;
 pub mod shape;
 mod store;
@@ -45,6 +48,7 @@ use zeroize::Zeroizing;
 
 use crate::keys::{KeyEventSource, KeyEvents};
 
+pub use doctor::{DoctorReport, DoctorStep, TransportReport};
 pub use error::ScalekitError;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -69,6 +73,62 @@ pub const ENV_URL: &str = "SCALEKIT_ENVIRONMENT_URL";
 pub const ENV_CLIENT_ID: &str = "SCALEKIT_CLIENT_ID";
 /// Environment variable holding the client secret.
 pub const ENV_CLIENT_SECRET: &str = "SCALEKIT_CLIENT_SECRET";
+/// Environment variable choosing the [`Transport`]: `rest` (default) or `grpc`.
+pub const ENV_TRANSPORT: &str = "SCALEKIT_TRANSPORT";
+/// Environment variable naming a PEM file of extra root certificates to trust (private
+/// deployments, tests against a local fake with its own CA).
+pub const ENV_CA_FILE: &str = "SCALEKIT_CA_FILE";
+
+/// The wire a [`ScalekitClient`] speaks; both give the same API and the same verdicts.
+///
+/// * [`Rest`](Self::Rest) (default): JSON on `/api/v1/tokens…`, the routes of the proto's
+///   `google.api.http` annotations, over reqwest.
+/// * [`Grpc`](Self::Grpc) (feature `grpc`): `scalekit.v1.tokens.ApiTokenService` over HTTP/2
+///   with TLS (ALPN `h2`; plaintext only to loopback), the transport every official SDK uses.
+///
+/// ```
+/// use axum_api_key::scalekit::Transport;
+/// use axum_api_key::scalekit::ScalekitClient;
+///
+/// assert_eq!("grpc".parse::<Transport>(), Ok(Transport::Grpc));
+/// let client = ScalekitClient::builder("https://acme.scalekit.dev", "skc_1", "secret")
+///     .transport(Transport::Rest)
+///     .build()
+///     .unwrap();
+/// assert_eq!(client.transport(), Transport::Rest);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transport {
+    /// REST/JSON (reqwest).
+    #[default]
+    Rest,
+    /// gRPC (tonic); building a client with it fails without the `grpc` feature.
+    Grpc,
+}
+
+impl std::str::FromStr for Transport {
+    type Err = ScalekitError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "rest" | "http" | "json" => Ok(Self::Rest),
+            "grpc" => Ok(Self::Grpc),
+            _ => Err(ScalekitError::Config(format!(
+                "{ENV_TRANSPORT} must be `rest` or `grpc`"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Rest => "rest",
+            Self::Grpc => "grpc",
+        })
+    }
+}
 
 /// A client for Scalekit's API-key service; cheap to clone (clones share the connection pool,
 /// the access token and the event listeners).
@@ -104,6 +164,9 @@ struct Inner {
     user_agent: HeaderValue,
     tokens: auth::TokenCache,
     events: KeyEvents,
+    transport: Transport,
+    #[cfg(feature = "grpc")]
+    grpc: Option<grpc::GrpcTransport>,
 }
 
 impl fmt::Debug for ScalekitClient {
@@ -112,6 +175,7 @@ impl fmt::Debug for ScalekitClient {
         f.debug_struct("ScalekitClient")
             .field("base_url", &inner.base_url)
             .field("client_id", &inner.client_id)
+            .field("transport", &inner.transport)
             .field("api_version", &inner.api_version)
             .field("validate_timeout", &inner.validate_timeout)
             .field("request_timeout", &inner.request_timeout)
@@ -149,24 +213,40 @@ impl ScalekitClient {
             token_timeout: DEFAULT_TOKEN_TIMEOUT,
             http: None,
             api_version: DEFAULT_API_VERSION.to_owned(),
+            transport: Transport::Rest,
+            roots: Vec::new(),
         }
     }
 
     /// A client configured from `SCALEKIT_ENVIRONMENT_URL`, `SCALEKIT_CLIENT_ID` and
     /// `SCALEKIT_CLIENT_SECRET`, with default timeouts. A missing or empty variable is a
-    /// [`ScalekitError::Config`] naming it.
+    /// [`ScalekitError::Config`] naming it. Optional: `SCALEKIT_TRANSPORT` (`rest` or `grpc`,
+    /// see [`Transport`]) and `SCALEKIT_CA_FILE` (a PEM file of extra roots to trust).
     ///
     /// ```no_run
     /// let client = axum_api_key::scalekit::ScalekitClient::from_env()?;
     /// # Ok::<(), axum_api_key::scalekit::ScalekitError>(())
     /// ```
     pub fn from_env() -> Result<Self, ScalekitError> {
-        Self::builder(
+        Self::builder_from_env()?.build()
+    }
+
+    /// The builder [`from_env`](Self::from_env) uses, to adjust it before building (or to run
+    /// [`ScalekitClientBuilder::doctor`]).
+    pub fn builder_from_env() -> Result<ScalekitClientBuilder, ScalekitError> {
+        let mut builder = Self::builder(
             required_env(ENV_URL)?,
             required_env(ENV_CLIENT_ID)?,
             required_env(ENV_CLIENT_SECRET)?,
-        )
-        .build()
+        );
+        if let Some(transport) = optional_env(ENV_TRANSPORT) {
+            builder = builder.transport(transport.parse()?);
+        }
+        if let Some(path) = optional_env(ENV_CA_FILE) {
+            let pem = read_ca_file(&path)?;
+            builder = builder.add_root_certificate(pem);
+        }
+        Ok(builder)
     }
 
     /// Like [`from_env`](Self::from_env), but `Ok(None)` when `SCALEKIT_ENVIRONMENT_URL` is
@@ -203,11 +283,42 @@ impl ScalekitClient {
         &self.inner.client_id
     }
 
+    /// The wire this client speaks.
+    pub fn transport(&self) -> Transport {
+        self.inner.transport
+    }
+
     /// Forgets the cached access token; the next call fetches a new one. Useful after rotating
     /// the client secret in Scalekit's dashboard.
     pub fn clear_access_token(&self) {
         self.inner.tokens.clear();
     }
+}
+
+fn optional_env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The most read from `SCALEKIT_CA_FILE`: a bundle of a few hundred roots is under 1 MiB.
+const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
+
+fn read_ca_file(path: &str) -> Result<Vec<u8>, ScalekitError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| ScalekitError::Config(format!("{ENV_CA_FILE} {path:?}: {e}")))?;
+    let mut pem = Vec::new();
+    file.take(MAX_CA_FILE + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| ScalekitError::Config(format!("{ENV_CA_FILE} {path:?}: {e}")))?;
+    if pem.len() as u64 > MAX_CA_FILE {
+        return Err(ScalekitError::Config(format!(
+            "{ENV_CA_FILE} {path:?} is larger than {MAX_CA_FILE} bytes"
+        )));
+    }
+    Ok(pem)
 }
 
 fn required_env(name: &str) -> Result<String, ScalekitError> {
@@ -234,6 +345,8 @@ pub struct ScalekitClientBuilder {
     token_timeout: Duration,
     http: Option<reqwest::Client>,
     api_version: String,
+    transport: Transport,
+    roots: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for ScalekitClientBuilder {
@@ -246,6 +359,8 @@ impl fmt::Debug for ScalekitClientBuilder {
             .field("token_timeout", &self.token_timeout)
             .field("custom_http_client", &self.http.is_some())
             .field("api_version", &self.api_version)
+            .field("transport", &self.transport)
+            .field("extra_roots", &self.roots.len())
             .finish_non_exhaustive()
     }
 }
@@ -283,6 +398,29 @@ impl ScalekitClientBuilder {
     /// The `x-api-version` header (default [`DEFAULT_API_VERSION`]).
     pub fn api_version(mut self, version: impl Into<String>) -> Self {
         self.api_version = version.into();
+        self
+    }
+
+    /// The wire to speak (default [`Transport::Rest`]; `SCALEKIT_TRANSPORT` in
+    /// [`ScalekitClient::from_env`]). The access token is fetched over HTTPS either way.
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// Trusts the root certificate(s) in `pem` as well as the webpki roots, on both
+    /// transports (`SCALEKIT_CA_FILE` in [`ScalekitClient::from_env`]). Not applied to a
+    /// client given to [`http_client`](Self::http_client): configure that one yourself.
+    ///
+    /// ```
+    /// # let pem = b"-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n".to_vec();
+    /// let builder = axum_api_key::scalekit::ScalekitClient::builder("https://sk.internal", "skc_1", "s")
+    ///     .add_root_certificate(pem);
+    /// // A PEM without a certificate makes `build()` fail with a configuration error.
+    /// assert!(builder.build().is_err());
+    /// ```
+    pub fn add_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.roots.push(pem.into());
         self
     }
 
@@ -328,16 +466,49 @@ impl ScalekitClientBuilder {
             env!("CARGO_PKG_VERSION"),
             " (rust)"
         ));
+        let mut roots = Vec::new();
+        for pem in &self.roots {
+            let bundle = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ScalekitError::Config(format!("root certificate: {e}")))?;
+            if bundle.is_empty() {
+                return Err(ScalekitError::Config(
+                    "root certificate: no certificate in the PEM".into(),
+                ));
+            }
+            roots.extend(bundle);
+        }
         let http = match self.http {
             Some(client) => client,
-            None => reqwest::Client::builder()
-                // A redirect would re-send the bearer token somewhere else, and turn POSTs
-                // into GETs: an answer we do not expect is an error, not a hop.
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(self.validate_timeout.min(DEFAULT_TOKEN_TIMEOUT))
-                .build()
-                .map_err(|e| ScalekitError::Config(format!("HTTP client: {e}")))?,
+            None => {
+                let mut builder = reqwest::Client::builder()
+                    // A redirect would re-send the bearer token somewhere else, and turn POSTs
+                    // into GETs: an answer we do not expect is an error, not a hop.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(self.validate_timeout.min(DEFAULT_TOKEN_TIMEOUT));
+                for root in roots {
+                    builder = builder.add_root_certificate(root);
+                }
+                builder
+                    .build()
+                    .map_err(|e| ScalekitError::Config(format!("HTTP client: {e}")))?
+            }
         };
+        #[cfg(feature = "grpc")]
+        let grpc = match self.transport {
+            Transport::Grpc => Some(grpc::GrpcTransport::new(
+                &base_url,
+                &self.roots,
+                self.validate_timeout.min(DEFAULT_TOKEN_TIMEOUT),
+                user_agent.to_str().unwrap_or("axum-api-key"),
+            )?),
+            Transport::Rest => None,
+        };
+        #[cfg(not(feature = "grpc"))]
+        if self.transport == Transport::Grpc {
+            return Err(ScalekitError::Config(
+                "the gRPC transport needs the crate feature `grpc`".into(),
+            ));
+        }
         Ok(ScalekitClient {
             inner: Arc::new(Inner {
                 base_url,
@@ -351,6 +522,9 @@ impl ScalekitClientBuilder {
                 user_agent,
                 tokens: auth::TokenCache::default(),
                 events: KeyEvents::new(),
+                transport: self.transport,
+                #[cfg(feature = "grpc")]
+                grpc,
             }),
         })
     }

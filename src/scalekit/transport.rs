@@ -77,6 +77,10 @@ impl ScalekitClient {
             return Err(ScalekitError::Timeout);
         }
         let inner = &self.inner;
+        #[cfg(feature = "grpc")]
+        if let Some(grpc) = &inner.grpc {
+            return grpc.send(call, token, &inner.api_version).await;
+        }
         let url = format!("{}{}", inner.base_url, call.path);
         let mut request = inner
             .http

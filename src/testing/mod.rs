@@ -1,5 +1,11 @@
-//! A fake of Scalekit's token REST API on 127.0.0.1, for tests and examples (feature
-//! `test-util`).
+//! A fake of Scalekit's token API on 127.0.0.1, REST and gRPC on one port, plain or TLS, for
+//! tests and examples (feature `test-util`).
+//!
+//! The gRPC service (`scalekit.v1.tokens.ApiTokenService`, HTTP/2) answers through the same
+//! store, counters, faults and access-token checks as the REST routes. With
+//! [`FakeScalekitBuilder::tls`] it serves HTTPS from a CA it generates
+//! ([`FakeScalekit::ca_pem`]): HTTP/1.1 and h2 by ALPN, certificate valid for `127.0.0.1` and
+//! `localhost`, which is what the official SDKs need to talk to it.
 //!
 //! [`FakeScalekit`] speaks the JSON of `scalekit-wire.md` (snake_case, protojson-style empty
 //! values, `google.rpc.Status` errors), checks client credentials and access tokens like
@@ -28,7 +34,9 @@
 //! # }
 //! ```
 
+mod grpc;
 mod server;
+mod tls;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -41,7 +49,7 @@ use tokio::sync::watch;
 use crate::keys::memory::InMemoryTokens;
 use crate::keys::{KeyEvent, KeyEventListener, KeyEventSource};
 use crate::request::key::Fingerprint;
-use crate::scalekit::{ScalekitClient, ScalekitClientBuilder};
+use crate::scalekit::{ScalekitClient, ScalekitClientBuilder, Transport};
 
 /// The client id [`FakeScalekit::start`] accepts.
 pub const DEFAULT_CLIENT_ID: &str = "skc_fake_client";
@@ -208,6 +216,8 @@ pub struct FakeScalekit {
     state: Arc<State>,
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
+    ca_pem: Option<String>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for FakeScalekit {
@@ -225,9 +235,18 @@ pub struct FakeScalekitBuilder {
     client_id: String,
     client_secret: String,
     lifetime: Duration,
+    tls: bool,
 }
 
 impl FakeScalekitBuilder {
+    /// Serves HTTPS (HTTP/1.1 and h2 by ALPN) with a certificate from a CA generated for this
+    /// fake; [`FakeScalekit::ca_pem`] is the CA to trust and [`FakeScalekit::url`] starts with
+    /// `https://`.
+    pub fn tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// The client credentials `/oauth/token` accepts.
     pub fn credentials(mut self, client_id: &str, client_secret: &str) -> Self {
         self.client_id = client_id.to_owned();
@@ -258,16 +277,27 @@ impl FakeScalekitBuilder {
         });
         let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
+        let (acceptor, ca_pem) = if self.tls {
+            let tls = tls::generate().map_err(io::Error::other)?;
+            (Some(tls.acceptor), Some(tls.ca_pem))
+        } else {
+            (None, None)
+        };
         let (shutdown, stopped) = watch::channel(false);
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         tokio::spawn(server::serve(
             listener,
             server::router(state.clone()),
+            acceptor,
+            connections.clone(),
             stopped,
         ));
         Ok(FakeScalekit {
             state,
             addr,
             shutdown,
+            ca_pem,
+            connections,
         })
     }
 }
@@ -291,12 +321,23 @@ impl FakeScalekit {
             client_id: DEFAULT_CLIENT_ID.to_owned(),
             client_secret: DEFAULT_CLIENT_SECRET.to_owned(),
             lifetime: DEFAULT_ACCESS_TOKEN_LIFETIME,
+            tls: false,
         }
     }
 
-    /// The environment URL (`http://127.0.0.1:<port>`).
+    /// The environment URL (`http://127.0.0.1:<port>`, or `https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The PEM of the CA that signed the fake's certificate (with TLS only).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     /// The client id it accepts.
@@ -309,9 +350,37 @@ impl FakeScalekit {
         &self.state.client_secret
     }
 
-    /// A client builder pointed at the fake with its credentials, to adjust timeouts.
+    /// A client builder pointed at the fake with its credentials (and its CA, with TLS), to
+    /// adjust timeouts or pick the transport.
     pub fn client_builder(&self) -> ScalekitClientBuilder {
-        ScalekitClient::builder(self.url(), self.client_id(), self.client_secret())
+        let builder = ScalekitClient::builder(self.url(), self.client_id(), self.client_secret());
+        match &self.ca_pem {
+            Some(pem) => builder.add_root_certificate(pem.as_bytes()),
+            None => builder,
+        }
+    }
+
+    /// A client pointed at the fake that speaks gRPC.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use axum_api_key::testing::{FakeScalekit, Op};
+    /// use axum_api_key::keys::CreateToken;
+    ///
+    /// let fake = FakeScalekit::builder().tls(true).start().await.unwrap();
+    /// let client = fake.grpc_client();
+    /// let created = client.create_token(CreateToken::new("org_1")).await.unwrap();
+    /// let info = client.validate_token(created.key.expose_secret()).await.unwrap();
+    /// assert_eq!(info.organization_id, "org_1");
+    /// assert_eq!(fake.count(Op::Validate), 1);
+    /// # }
+    /// ```
+    pub fn grpc_client(&self) -> ScalekitClient {
+        self.client_builder()
+            .transport(Transport::Grpc)
+            .build()
+            .expect("a gRPC client for the fake always builds")
     }
 
     /// A client pointed at the fake, with default settings.
@@ -329,6 +398,11 @@ impl FakeScalekit {
     /// How many requests reached `op` (faulted ones included).
     pub fn count(&self, op: Op) -> usize {
         lock(&self.state.counts).get(&op).copied().unwrap_or(0)
+    }
+
+    /// How many TCP connections it accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sets every counter back to 0.

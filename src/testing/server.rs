@@ -32,13 +32,20 @@ type Shared = Arc<State>;
 #[derive(Clone)]
 pub(crate) struct Kill(Arc<Notify>);
 
-pub(crate) async fn serve(listener: TcpListener, router: Router, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(serve_connection(stream, router.clone(), stop.clone()));
+                    connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::spawn(serve_connection(stream, router.clone(), tls.clone(), stop.clone()));
                 }
                 // Out of descriptors and the like: back off instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -47,14 +54,19 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, mut stop: watch
     }
 }
 
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     // Linger 0: dropping the socket sends a RST, which is what `Fault::Reset` is about.
     // Graceful closes are unaffected in practice: the client closes idle connections first.
     let _ = socket_zero_linger(&stream);
+    let _ = stream.set_nodelay(true);
     let kill = Arc::new(Notify::new());
     let request_kill = Kill(kill.clone());
     let service =
@@ -63,12 +75,33 @@ async fn serve_connection(
             let mut router = router.clone();
             async move { Ok::<_, Infallible>(router.call(request).await.into_response()) }
         });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-    tokio::select! {
-        _ = connection => {}
-        _ = kill.notified() => {}
-        _ = stop.changed() => {}
+    // HTTP/1.1 and HTTP/2 (h2c by prior knowledge, or h2 by ALPN) on the same port.
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    match tls {
+        None => {
+            let connection =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                _ = kill.notified() => {}
+                _ = stop.changed() => {}
+            }
+        }
+        Some(acceptor) => {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+            else {
+                return;
+            };
+            let connection =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                _ = kill.notified() => {}
+                _ = stop.changed() => {}
+            }
+        }
     }
 }
 
@@ -78,6 +111,10 @@ fn socket_zero_linger(stream: &tokio::net::TcpStream) -> std::io::Result<()> {
 }
 
 pub(crate) fn router(state: Shared) -> Router {
+    super::grpc::with_grpc(rest_router(state))
+}
+
+fn rest_router(state: Shared) -> Router {
     Router::new()
         .route("/oauth/token", post(oauth_token))
         .route("/api/v1/tokens", post(create).get(list))
@@ -114,10 +151,10 @@ fn bad_request(message: &str) -> Response {
 /// Counts the request, applies a fault if one is set, and (for API routes) checks the access
 /// token. `None`: go on and answer normally.
 async fn gate(state: &State, op: Op, kill: &Kill, headers: &HeaderMap) -> Option<Response> {
-    if let Some(fault) = state.hit(op) {
-        if let Some(response) = apply(fault, kill).await {
-            return Some(response);
-        }
+    if let Some(fault) = state.hit(op)
+        && let Some(response) = apply(fault, kill).await
+    {
+        return Some(response);
     }
     if op == Op::Token {
         return None;

@@ -1,0 +1,480 @@
+//! The gRPC transport (feature `grpc`): Scalekit's `ApiTokenService` over HTTP/2, as every
+//! official SDK calls it.
+//!
+//! It is a second wire under the same client: the operations in `ops.rs` describe a call in
+//! the REST shape (route, JSON body, query), [`GrpcTransport::send`] turns it into the matching
+//! RPC and turns the protobuf answer back into the JSON the REST decoders read. Access tokens,
+//! deadlines, retries, limits, decoding and error classes are therefore shared by both
+//! transports; only the framing differs. One HTTP/2 connection (a tonic `Channel`, opened on
+//! first use) carries every call; TLS is rustls with the webpki roots plus any extra root the
+//! builder was given, ALPN `h2`. Plaintext h2c is allowed for loopback URLs only.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use prost::Message;
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::time::Instant;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use super::ScalekitError;
+use super::auth::AccessToken;
+use super::error::{retry_after, scrub, truncate};
+use super::transport::{Call, MAX_BODY};
+
+/// The generated messages and client (see `scripts/grpc-codegen.sh`).
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    clippy::pedantic,
+    rustdoc::all,
+    dead_code
+)]
+pub(crate) mod proto {
+    /// `scalekit.v1.tokens`.
+    pub(crate) mod tokens {
+        include!("generated/scalekit.v1.tokens.rs");
+    }
+    /// `scalekit.v1.errdetails`.
+    pub(crate) mod errdetails {
+        include!("generated/scalekit.v1.errdetails.rs");
+    }
+}
+
+use proto::tokens as pb;
+use proto::tokens::api_token_service_client::ApiTokenServiceClient;
+
+/// `google.rpc.Status`, the message in `grpc-status-details-bin`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct RpcStatus {
+    /// The gRPC code.
+    #[prost(int32, tag = "1")]
+    pub(crate) code: i32,
+    /// The message.
+    #[prost(string, tag = "2")]
+    pub(crate) message: String,
+    /// Typed details; Scalekit puts `scalekit.v1.errdetails.ErrorInfo` here.
+    #[prost(message, repeated, tag = "3")]
+    pub(crate) details: Vec<prost_types::Any>,
+}
+
+/// The `type_url` of Scalekit's `ErrorInfo`.
+pub(crate) const ERROR_INFO_TYPE: &str = "type.googleapis.com/scalekit.v1.errdetails.ErrorInfo";
+
+/// The gRPC side of a [`ScalekitClient`](super::ScalekitClient).
+pub(crate) struct GrpcTransport {
+    endpoint: Endpoint,
+    /// Opened on first use (a `Channel` needs a running runtime), then shared by every call.
+    client: OnceLock<ApiTokenServiceClient<Channel>>,
+}
+
+impl GrpcTransport {
+    /// Checks the URL and the TLS settings; connects nothing yet.
+    pub(crate) fn new(
+        base_url: &str,
+        extra_roots: &[Vec<u8>],
+        connect_timeout: Duration,
+        user_agent: &str,
+    ) -> Result<Self, ScalekitError> {
+        let config = |e: &dyn std::fmt::Display| ScalekitError::Config(format!("gRPC: {e}"));
+        let url = reqwest::Url::parse(base_url).map_err(|e| config(&e))?;
+        if url.path() != "/" && !url.path().is_empty() {
+            // gRPC paths are absolute from the host: a path prefix cannot be honoured.
+            return Err(config(&"the environment URL must not have a path for gRPC"));
+        }
+        let mut endpoint = Endpoint::from_shared(base_url.to_owned())
+            .map_err(|e| config(&e))?
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .user_agent(user_agent)
+            .map_err(|e| config(&e))?;
+        match url.scheme() {
+            "https" => {
+                let mut tls = ClientTlsConfig::new().with_webpki_roots();
+                for pem in extra_roots {
+                    tls = tls.ca_certificate(Certificate::from_pem(pem));
+                }
+                endpoint = endpoint.tls_config(tls).map_err(|e| config(&e))?;
+            }
+            "http" if is_loopback(&url) => {}
+            _ => {
+                return Err(config(
+                    &"plaintext (http://) gRPC is only allowed to a loopback address",
+                ));
+            }
+        }
+        Ok(Self {
+            endpoint,
+            client: OnceLock::new(),
+        })
+    }
+
+    fn client(&self) -> ApiTokenServiceClient<Channel> {
+        self.client
+            .get_or_init(|| {
+                ApiTokenServiceClient::new(self.endpoint.connect_lazy())
+                    .max_decoding_message_size(MAX_BODY)
+            })
+            .clone()
+    }
+
+    /// Sends `call` as the matching RPC; the answer comes back as the REST route's JSON.
+    pub(crate) async fn send(
+        &self,
+        call: &Call<'_>,
+        token: &AccessToken,
+        api_version: &http::HeaderValue,
+    ) -> Result<Bytes, ScalekitError> {
+        let remaining = call.deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(ScalekitError::Timeout);
+        }
+        let body: Value = match &call.body {
+            Some(bytes) => serde_json::from_slice(bytes)
+                .map_err(|_| ScalekitError::Decode("encoding: request body is not JSON".into()))?,
+            None => Value::Null,
+        };
+        let headers = Headers::new(token, api_version, remaining)?;
+        let mut client = self.client();
+        let rpc = async {
+            let answer = match (&call.method, call.path) {
+                (&Method::POST, "/api/v1/tokens") => {
+                    let answer = client
+                        .create_token(headers.wrap(create_request(&body)?))
+                        .await;
+                    answer.map(|r| create_json(r.into_inner()))
+                }
+                (&Method::POST, "/api/v1/tokens:validate") => {
+                    let request = pb::ValidateTokenRequest {
+                        token: str_field(&body, "token"),
+                    };
+                    let answer = client.validate_token(headers.wrap(request)).await;
+                    answer.map(|r| info_json(r.into_inner().token_info))
+                }
+                (&Method::GET, "/api/v1/tokens") => {
+                    let answer = client.list_tokens(headers.wrap(list_request(call))).await;
+                    answer.map(|r| list_json(r.into_inner()))
+                }
+                (&Method::POST, "/api/v1/tokens:update") => {
+                    let answer = client
+                        .update_token(headers.wrap(update_request(&body)))
+                        .await;
+                    answer.map(|r| info_json(r.into_inner().token_info))
+                }
+                (&Method::POST, "/api/v1/tokens:invalidate") => {
+                    let request = pb::InvalidateTokenRequest {
+                        token: str_field(&body, "token"),
+                    };
+                    let answer = client.invalidate_token(headers.wrap(request)).await;
+                    answer.map(|_| Ok(json!({})))
+                }
+                _ => {
+                    return Err(ScalekitError::Config(format!(
+                        "no RPC for {} {}",
+                        call.method, call.path
+                    )));
+                }
+            };
+            match answer {
+                Ok(json) => Ok(Bytes::from(json?.to_string())),
+                // tonic enforces the `grpc-timeout` it sends: its CANCELLED "Timeout expired"
+                // is our own deadline, not a word from Scalekit.
+                Err(status)
+                    if status.code() == tonic::Code::Cancelled
+                        && call.deadline.saturating_duration_since(Instant::now())
+                            < Duration::from_millis(50) =>
+                {
+                    Err(ScalekitError::Timeout)
+                }
+                Err(status) => {
+                    let error = classify(&status, call.secret);
+                    tracing::debug!(code = ?status.code(), path = call.path, %error, "Scalekit RPC failed");
+                    Err(error)
+                }
+            }
+        };
+        tokio::time::timeout(remaining, rpc)
+            .await
+            .unwrap_or(Err(ScalekitError::Timeout))
+    }
+}
+
+/// `http://127.0.0.1`, `http://[::1]`, `http://localhost`.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// The metadata of every RPC.
+struct Headers {
+    authorization: MetadataValue<tonic::metadata::Ascii>,
+    api_version: MetadataValue<tonic::metadata::Ascii>,
+    timeout: Duration,
+}
+
+impl Headers {
+    fn new(
+        token: &AccessToken,
+        api_version: &http::HeaderValue,
+        timeout: Duration,
+    ) -> Result<Self, ScalekitError> {
+        let authorization =
+            MetadataValue::try_from(format!("Bearer {}", token.value())).map_err(|_| {
+                ScalekitError::UpstreamAuth {
+                    status: None,
+                    message: "the access token is not a valid header value".into(),
+                }
+            })?;
+        let api_version = MetadataValue::try_from(api_version.as_bytes())
+            .map_err(|_| ScalekitError::Config("bad api version".into()))?;
+        Ok(Self {
+            authorization,
+            api_version,
+            timeout,
+        })
+    }
+
+    fn wrap<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        // `grpc-timeout`: the server may stop working on it once we stopped waiting.
+        request.set_timeout(self.timeout);
+        let metadata = request.metadata_mut();
+        metadata.insert("authorization", self.authorization.clone());
+        metadata.insert("x-api-version", self.api_version.clone());
+        request
+    }
+}
+
+/// A gRPC status as the same [`ScalekitError`] the REST status it maps to would give
+/// (scalekit-wire.md §6.2), with `ErrorInfo.error_code` from `grpc-status-details-bin` in the
+/// message.
+pub(crate) fn classify(status: &tonic::Status, secret: Option<&str>) -> ScalekitError {
+    use tonic::Code;
+    let code = status.code();
+    let message = || {
+        let mut text = scrub(status.message(), secret);
+        if let Some(error_code) = error_code(status.details()) {
+            text.push_str(&format!(" [{}]", truncate(&scrub(&error_code, secret))));
+        }
+        truncate(&text)
+    };
+    let rejected = |http: u16| ScalekitError::Rejected {
+        status: http,
+        code: Some(code as i32),
+        message: message(),
+    };
+    match code {
+        Code::Ok => ScalekitError::Decode("gRPC status OK without a message".into()),
+        Code::NotFound => ScalekitError::NotFound,
+        Code::Unauthenticated => ScalekitError::Unauthorized,
+        Code::ResourceExhausted => ScalekitError::RateLimited {
+            retry_after: retry_after(&status.metadata().clone().into_headers()),
+        },
+        // tonic's own verdict on an answer over our size cap, not the server's.
+        Code::OutOfRange if status.message().contains("too large") => {
+            ScalekitError::Decode(format!("answer larger than {MAX_BODY} bytes"))
+        }
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => rejected(400),
+        Code::PermissionDenied => rejected(403),
+        Code::AlreadyExists | Code::Aborted => rejected(409),
+        Code::Cancelled => rejected(499),
+        Code::Unavailable if std::error::Error::source(status).is_some() => {
+            // No answer at all: refused, reset, TLS, DNS.
+            ScalekitError::Connect(truncate(&transport_message(status)))
+        }
+        Code::Unavailable => ScalekitError::Upstream { status: 503 },
+        Code::DeadlineExceeded => ScalekitError::Upstream { status: 504 },
+        Code::Unimplemented => ScalekitError::Upstream { status: 501 },
+        Code::Unknown | Code::Internal | Code::DataLoss => {
+            if std::error::Error::source(status).is_some() {
+                ScalekitError::Connect(truncate(&transport_message(status)))
+            } else {
+                ScalekitError::Upstream { status: 500 }
+            }
+        }
+    }
+}
+
+fn transport_message(status: &tonic::Status) -> String {
+    let mut message = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// The first `ErrorInfo.error_code` in a `google.rpc.Status` (empty codes skipped).
+pub(crate) fn error_code(details: &[u8]) -> Option<String> {
+    if details.is_empty() {
+        return None;
+    }
+    let status = RpcStatus::decode(details).ok()?;
+    status
+        .details
+        .iter()
+        .filter(|any| any.type_url == ERROR_INFO_TYPE)
+        .filter_map(|any| proto::errdetails::ErrorInfo::decode(any.value.as_slice()).ok())
+        .map(|info| info.error_code)
+        .find(|code| !code.is_empty())
+}
+
+fn str_field(body: &Value, name: &str) -> String {
+    body.get(name)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn opt_str_field(body: &Value, name: &str) -> Option<String> {
+    body.get(name).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn claims_field(body: &Value) -> std::collections::HashMap<String, String> {
+    body.get("custom_claims")
+        .and_then(Value::as_object)
+        .map(|claims| {
+            claims
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn create_request(body: &Value) -> Result<pb::CreateTokenRequest, ScalekitError> {
+    let expiry = match opt_str_field(body, "expiry") {
+        Some(text) => {
+            let at = OffsetDateTime::parse(&text, &Rfc3339)
+                .map_err(|_| ScalekitError::Decode("bad expiry".into()))?;
+            Some(prost_types::Timestamp {
+                seconds: at.unix_timestamp(),
+                nanos: i32::try_from(at.nanosecond()).unwrap_or(0),
+            })
+        }
+        None => None,
+    };
+    Ok(pb::CreateTokenRequest {
+        token: Some(pb::CreateToken {
+            organization_id: str_field(body, "organization_id"),
+            user_id: str_field(body, "user_id"),
+            custom_claims: claims_field(body),
+            expiry,
+            description: str_field(body, "description"),
+        }),
+    })
+}
+
+fn list_request(call: &Call<'_>) -> pb::ListTokensRequest {
+    let get = |name: &str| {
+        call.query
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    };
+    pb::ListTokensRequest {
+        organization_id: get("organization_id").unwrap_or_default(),
+        user_id: get("user_id"),
+        page_size: get("page_size").and_then(|s| s.parse().ok()).unwrap_or(0),
+        page_token: get("page_token").unwrap_or_default(),
+    }
+}
+
+fn update_request(body: &Value) -> pb::UpdateTokenRequest {
+    pb::UpdateTokenRequest {
+        token: str_field(body, "token"),
+        description: opt_str_field(body, "description"),
+        custom_claims: claims_field(body),
+    }
+}
+
+fn timestamp_json(at: &prost_types::Timestamp) -> Result<Value, ScalekitError> {
+    let nanos = i128::from(at.seconds) * 1_000_000_000 + i128::from(at.nanos);
+    let at = OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .map_err(|_| ScalekitError::Decode("timestamp out of range".into()))?;
+    at.format(&Rfc3339)
+        .map(Value::String)
+        .map_err(|_| ScalekitError::Decode("timestamp out of range".into()))
+}
+
+/// A `Token` as protojson (`UseProtoNames`) would write it.
+pub(crate) fn token_json(token: pb::Token) -> Result<Value, ScalekitError> {
+    let mut object = Map::new();
+    object.insert("token_id".into(), token.token_id.into());
+    object.insert("organization_id".into(), token.organization_id.into());
+    object.insert(
+        "organization_external_id".into(),
+        token.organization_external_id.into(),
+    );
+    let optional = [
+        ("user_id", token.user_id),
+        ("user_external_id", token.user_external_id),
+        ("description", token.description),
+        ("email", token.email),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            object.insert(name.into(), value.into());
+        }
+    }
+    let claims: Map<String, Value> = token
+        .custom_claims
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    object.insert("custom_claims".into(), Value::Object(claims));
+    if let Some(at) = &token.expiry {
+        object.insert("expiry".into(), timestamp_json(at)?);
+    }
+    if let Some(at) = &token.created_at {
+        object.insert("created_at".into(), timestamp_json(at)?);
+    }
+    object.insert("token_suffix".into(), token.token_suffix.into());
+    object.insert("roles".into(), token.roles.into());
+    Ok(Value::Object(object))
+}
+
+fn info_json(info: Option<pb::Token>) -> Result<Value, ScalekitError> {
+    Ok(match info {
+        Some(token) => json!({ "token_info": token_json(token)? }),
+        None => json!({}),
+    })
+}
+
+fn create_json(answer: pb::CreateTokenResponse) -> Result<Value, ScalekitError> {
+    let mut object = Map::new();
+    object.insert("token".into(), answer.token.into());
+    object.insert("token_id".into(), answer.token_id.into());
+    if let Some(info) = answer.token_info {
+        object.insert("token_info".into(), token_json(info)?);
+    }
+    Ok(Value::Object(object))
+}
+
+fn list_json(answer: pb::ListTokensResponse) -> Result<Value, ScalekitError> {
+    let tokens = answer
+        .tokens
+        .into_iter()
+        .map(token_json)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(json!({
+        "tokens": tokens,
+        "total_count": answer.total_count.max(0),
+        "next_page_token": answer.next_page_token,
+        "prev_page_token": answer.prev_page_token,
+    }))
+}
