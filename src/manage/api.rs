@@ -100,13 +100,12 @@ struct ListParams {
     user_id: Option<String>,
 }
 
-async fn list<S: KeyStore, M: ManagerSource>(
-    State(app): App<S, M>,
-    parts: Parts,
-) -> Response {
+async fn list<S: KeyStore, M: ManagerSource>(State(app): App<S, M>, parts: Parts) -> Response {
     let params = match Query::<ListParams>::try_from_uri(&parts.uri) {
         Ok(Query(params)) => params,
-        Err(rejection) => return ManageError::BadRequest(rejection.body_text().into()).into_response(),
+        Err(rejection) => {
+            return ManageError::BadRequest(rejection.body_text().into()).into_response();
+        }
     };
     let manager = match app.manager(&parts, None).await {
         Ok(manager) => manager,

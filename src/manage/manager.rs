@@ -55,7 +55,12 @@ impl Manager {
         user_id: impl Into<String>,
         actor: impl Into<String>,
     ) -> Self {
-        Self::new(organization_id.into(), Some(user_id.into()), false, actor.into())
+        Self::new(
+            organization_id.into(),
+            Some(user_id.into()),
+            false,
+            actor.into(),
+        )
     }
 
     /// Someone of `organization_id` with no grant and no user: may manage nothing (403).
@@ -251,6 +256,9 @@ mod tests {
     #[test]
     fn actors_are_bounded() {
         let long = "é".repeat(500);
-        assert_eq!(Manager::admin("org_1", long).actor().chars().count(), MAX_ACTOR_LEN);
+        assert_eq!(
+            Manager::admin("org_1", long).actor().chars().count(),
+            MAX_ACTOR_LEN
+        );
     }
 }

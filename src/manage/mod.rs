@@ -81,9 +81,7 @@ use subtle::ConstantTimeEq;
 
 pub use audit::{AuditAction, AuditEvent, AuditListener};
 pub use error::ManageError;
-pub use manager::{
-    ApiKeyManagers, DEFAULT_ADMIN_CLAIM, Manager, ManagerRejection, ManagerSource,
-};
+pub use manager::{ApiKeyManagers, DEFAULT_ADMIN_CLAIM, Manager, ManagerRejection, ManagerSource};
 pub use ops::{DEFAULT_LIST_SIZE, MAX_LIST_SIZE, MAX_STORE_PAGES};
 pub use session::{MIN_SECRET_LEN, SecretTooShort, Session, SessionManagers};
 
@@ -231,7 +229,8 @@ impl<S: KeyStore, M: ManagerSource> Shared<S, M> {
                     .get("x-csrf-token")
                     .and_then(|v| v.to_str().ok())
             });
-            let matches = sent.is_some_and(|sent| bool::from(sent.as_bytes().ct_eq(expected.as_bytes())));
+            let matches =
+                sent.is_some_and(|sent| bool::from(sent.as_bytes().ct_eq(expected.as_bytes())));
             if !matches {
                 return Err(Refusal::Manage(ManageError::Csrf(
                     "missing or wrong CSRF token",

@@ -193,7 +193,11 @@ impl<S: KeyStore> Core<S> {
     }
 
     /// One key `manager` may see.
-    pub(super) async fn get(&self, manager: &Manager, token_id: &str) -> Result<TokenInfo, ManageError> {
+    pub(super) async fn get(
+        &self,
+        manager: &Manager,
+        token_id: &str,
+    ) -> Result<TokenInfo, ManageError> {
         may_manage(manager)?;
         check_id(token_id)?;
         let info = self.store.get(token_id).await?;
@@ -253,7 +257,8 @@ impl<S: KeyStore> Core<S> {
         let now = OffsetDateTime::now_utc();
         let grace_until = (!grace.is_zero()).then(|| {
             let deadline = now + grace;
-            old.revoke_after().map_or(deadline, |earlier| earlier.min(deadline))
+            old.revoke_after()
+                .map_or(deadline, |earlier| earlier.min(deadline))
         });
         let mut claims = old.custom_claims.clone();
         claims.remove(REVOKE_AFTER_CLAIM);
@@ -314,7 +319,11 @@ impl<S: KeyStore> Core<S> {
     }
 
     /// Revokes a key `manager` may see. Idempotent for keys this router revoked.
-    pub(super) async fn revoke(&self, manager: &Manager, token_id: &str) -> Result<(), ManageError> {
+    pub(super) async fn revoke(
+        &self,
+        manager: &Manager,
+        token_id: &str,
+    ) -> Result<(), ManageError> {
         may_manage(manager)?;
         check_id(token_id)?;
         let info = match self.store.get(token_id).await {
@@ -359,7 +368,12 @@ impl<S: KeyStore> Core<S> {
                     "only key admins may set the key-admin claim",
                 ));
             }
-            if !self.policy.allowed_claims.iter().any(|allowed| allowed == name) {
+            if !self
+                .policy
+                .allowed_claims
+                .iter()
+                .any(|allowed| allowed == name)
+            {
                 return Err(ManageError::invalid(format!(
                     "custom claim {name:?} is not allowed (allowed: {})",
                     self.policy.allowed_claims.join(", ")
@@ -390,9 +404,10 @@ impl<S: KeyStore> Core<S> {
             }
             (Some(expiry), Some(cap)) if expiry > cap => Err(ManageError::invalid(format!(
                 "expiry must be at most {} from now (or your own credential's expiry)",
-                self.policy
-                    .max_lifetime
-                    .map_or_else(|| "the cap".to_owned(), |d| format!("{} days", d.as_secs() / 86_400))
+                self.policy.max_lifetime.map_or_else(
+                    || "the cap".to_owned(),
+                    |d| format!("{} days", d.as_secs() / 86_400)
+                )
             ))),
             (Some(expiry), _) => Ok(Some(expiry)),
             (None, cap) => Ok(cap),
@@ -463,7 +478,11 @@ fn check_id(token_id: &str) -> Result<(), ManageError> {
         && token_id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-    if plain { Ok(()) } else { Err(ManageError::NotFound) }
+    if plain {
+        Ok(())
+    } else {
+        Err(ManageError::NotFound)
+    }
 }
 
 /// A position in the newest-first order: (creation time, token id), compared descending.

@@ -24,7 +24,7 @@ use time::macros::format_description;
 use time::{Date, OffsetDateTime};
 
 use super::ops::{KeyPage, NewKey};
-use super::{Manager, ManageError, ManagerSource, Refusal, Shared};
+use super::{ManageError, Manager, ManagerSource, Refusal, Shared};
 use crate::keys::{CreatedToken, KeyStore};
 use crate::token_info::TokenInfo;
 
@@ -55,6 +55,15 @@ fn base(nested: Option<&NestedPath>) -> String {
         .unwrap_or_default()
 }
 
+/// The page's own address: the mount path itself (`/keys`), or `/` at the root.
+fn home(base: &str) -> String {
+    if base.is_empty() {
+        "/".to_owned()
+    } else {
+        base.to_owned()
+    }
+}
+
 #[derive(Deserialize)]
 struct PageParams {
     page_token: Option<String>,
@@ -71,7 +80,15 @@ async fn show<S: KeyStore, M: ManagerSource>(
         Ok(manager) => manager,
         Err(refusal) => return refused(&app.title, refusal),
     };
-    render(&app, &manager, &base, params.page_token.as_deref(), None, None).await
+    render(
+        &app,
+        &manager,
+        &base,
+        params.page_token.as_deref(),
+        None,
+        None,
+    )
+    .await
 }
 
 /// What the page shows above the list after a create or a rotation.
@@ -205,7 +222,7 @@ fn page_body<S: KeyStore, M: ManagerSource>(
                     p.hint { "Only the first keys of a very large organization are listed." }
                 }
                 @if let Some(next) = &page.next_page_token {
-                    p { a href={ (base) "/?page_token=" (next) } { "Older keys →" } }
+                    p { a href={ (home(base)) "?page_token=" (next) } { "Older keys →" } }
                 }
             }
         }
@@ -268,7 +285,9 @@ fn when(at: Option<OffsetDateTime>) -> String {
     match at {
         None => "never".to_owned(),
         Some(at) => at
-            .format(format_description!("[year]-[month]-[day] [hour]:[minute] UTC"))
+            .format(format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            ))
             .unwrap_or_else(|_| at.format(&Rfc3339).unwrap_or_default()),
     }
 }
@@ -344,7 +363,9 @@ fn new_key<S: KeyStore, M: ManagerSource>(
                     new.custom_claims.insert(claim.to_owned(), value);
                 }
                 None => {
-                    return Err(ManageError::invalid(format!("unknown form field {other:?}")));
+                    return Err(ManageError::invalid(format!(
+                        "unknown form field {other:?}"
+                    )));
                 }
             },
         }
@@ -383,7 +404,15 @@ async fn rotate<S: KeyStore, M: ManagerSource>(
                 &rotated.successor,
                 Some((&rotated.old_token_id, rotated.grace_until)),
             );
-            render(&app, &manager, &base, None, Some(flash), Some(StatusCode::CREATED)).await
+            render(
+                &app,
+                &manager,
+                &base,
+                None,
+                Some(flash),
+                Some(StatusCode::CREATED),
+            )
+            .await
         }
         Err(error) => render_error(&app, &manager, &base, &error).await,
     }
@@ -414,7 +443,7 @@ async fn revoke<S: KeyStore, M: ManagerSource>(
         };
     }
     match app.core.revoke(&manager, &token_id).await {
-        Ok(()) => Redirect::to(&format!("{base}/")).into_response(),
+        Ok(()) => Redirect::to(&home(&base)).into_response(),
         Err(error) => render_error(&app, &manager, &base, &error).await,
     }
 }
@@ -431,7 +460,7 @@ fn confirm_page(title: &str, base: &str, manager: &Manager, info: &TokenInfo) ->
                 input type="hidden" name="confirm" value="yes";
                 button.danger type="submit" autofocus { "Yes, revoke key …" (suffix) }
                 " "
-                a href={ (base) "/" } { "Cancel" }
+                a href=(home(base)) { "Cancel" }
             }
         }
     };
@@ -444,7 +473,15 @@ async fn render_error<S: KeyStore, M: ManagerSource>(
     base: &str,
     error: &ManageError,
 ) -> Response {
-    render(app, manager, base, None, Some(Flash::Error(error)), Some(error.status())).await
+    render(
+        app,
+        manager,
+        base,
+        None,
+        Some(Flash::Error(error)),
+        Some(error.status()),
+    )
+    .await
 }
 
 fn refused(title: &str, refusal: Refusal) -> Response {

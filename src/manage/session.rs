@@ -7,9 +7,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
+use http::HeaderValue;
 use http::header::COOKIE;
 use http::request::Parts;
-use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use time::OffsetDateTime;
@@ -132,7 +132,9 @@ impl SessionManagers {
     pub fn cookie_name(mut self, name: &str) -> Self {
         if !name.is_empty()
             && name.len() <= 64
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
         {
             self.cookie_name = name.to_owned();
         }
@@ -300,7 +302,9 @@ mod tests {
 
     #[tokio::test]
     async fn expired_sessions_are_no_sessions() {
-        let sessions = SessionManagers::new(SECRET).unwrap().ttl(Duration::from_secs(1));
+        let sessions = SessionManagers::new(SECRET)
+            .unwrap()
+            .ttl(Duration::from_secs(1));
         let cookie = value(&sessions.sign_in(Session::admin("org_1", "a")));
         assert!(sessions.manager(&parts(&cookie)).await.is_ok());
         tokio::time::sleep(Duration::from_millis(2100)).await;
