@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum_api_key::cache::CachedValidator;
 use axum_api_key::keys::CreateToken;
+use axum_api_key::ratelimit::{RateLimitLayer, RatePolicy};
 use axum_api_key::{ApiKeyLayer, InMemoryTokens};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::StatusCode;
@@ -139,10 +140,44 @@ fn bench_layer(c: &mut Criterion) {
     let cache = CachedValidator::builder(tokens.clone())
         .ttl(Duration::from_secs(3600))
         .build();
-    let cached = handler_router().layer(ApiKeyLayer::new(cache));
+    let cached = handler_router().layer(ApiKeyLayer::new(cache.clone()));
     case(
         "api_key_cached",
         finalized(cached),
+        Some(key_header.clone()),
+        StatusCode::OK,
+    );
+
+    // The same, plus a local per-key limiter whose refill (1 000 000/s) outpaces the loop, so
+    // every iteration is admitted: with the RateLimit fields on the answer, and without.
+    let unlimited: RatePolicy = "1000000/s".parse().unwrap();
+    let limited = handler_router()
+        .layer(RateLimitLayer::new(unlimited))
+        .layer(ApiKeyLayer::new(cache.clone()));
+    case(
+        "api_key_cached_limited",
+        finalized(limited),
+        Some(key_header.clone()),
+        StatusCode::OK,
+    );
+    // The cost of any extra layer on a Router (axum boxes each layered route), for comparison.
+    let noop = handler_router()
+        .layer(tower::util::MapRequestLayer::new(|request: Request| {
+            request
+        }))
+        .layer(ApiKeyLayer::new(cache.clone()));
+    case(
+        "api_key_cached_noop_layer",
+        finalized(noop),
+        Some(key_header.clone()),
+        StatusCode::OK,
+    );
+    let limited_quiet = handler_router()
+        .layer(RateLimitLayer::new(unlimited).headers_on_success(false))
+        .layer(ApiKeyLayer::new(cache));
+    case(
+        "api_key_cached_limited_no_headers",
+        finalized(limited_quiet),
         Some(key_header.clone()),
         StatusCode::OK,
     );

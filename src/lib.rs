@@ -72,6 +72,8 @@ pub mod validator;
 pub mod cache;
 #[cfg(feature = "manage")]
 pub mod manage;
+#[cfg(feature = "ratelimit")]
+pub mod ratelimit;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "scalekit")]

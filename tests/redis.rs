@@ -1,5 +1,6 @@
 //! Revocations across instances over a real Redis: every test starts its own `redis-server` on
-//! a free loopback port (killed on drop), its own fake Scalekit, and two "instances" (routers
+//! a free loopback port (killed on drop; without the binary the tests fail, unless
+//! `AXUM_API_KEY_SKIP_REDIS_TESTS=1`), its own fake Scalekit, and two "instances" (routers
 //! with their own cache and feed) served over HTTP on 127.0.0.1.
 //!
 //! Caches use a 300 s TTL, so an instance that refuses a cached key within a second can only
@@ -8,8 +9,7 @@
 mod support;
 
 use std::future::Future;
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use axum_api_key::redis::RedisRevocations;
 use axum_api_key::scalekit::ScalekitClient;
 use axum_api_key::testing::FakeScalekit;
 use axum_api_key::{ApiKey, ApiKeyLayer, Authenticated, TokenInfo, ValidateError, Validator};
+use support::redis_server::{RedisServer, SKIP_VAR};
 use tokio::sync::{Notify, Semaphore};
 
 /// How soon another instance must refuse a revoked key.
@@ -28,71 +29,6 @@ const PROPAGATION: Duration = Duration::from_secs(1);
 /// How long connecting (or reconnecting) may take on a loaded machine.
 const CONNECT: Duration = Duration::from_secs(15);
 const TTL: Duration = Duration::from_secs(300);
-
-// ---------------------------------------------------------------------------------------------
-// A redis-server of our own.
-
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl RedisServer {
-    /// `None` (with a note) when `redis-server` is not installed: `scripts/test.sh` installs it.
-    fn start() -> Option<Self> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_err()
-        {
-            eprintln!("SKIPPED: redis-server not found (scripts/test.sh installs it)");
-            return None;
-        }
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let mut server = Self { child: None, port };
-        server.restart();
-        Some(server)
-    }
-
-    /// Starts the server (again) on its port and waits until it accepts connections.
-    fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + CONNECT;
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // An instance: a router over its own cache over its own Scalekit client, with a gate that can
@@ -544,4 +480,150 @@ async fn the_keys_cli_announces_its_revocations() {
     assert!(output.status.success(), "{output:?}");
     refused_within(&setup.b, &key, PROPAGATION).await;
     assert_eq!(setup.b.feed.stats().events_received, 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A flapping connection: the backoff grows, the flushes stay few.
+
+/// A TCP proxy on 127.0.0.1 in front of `upstream` that closes each connection `hold` after
+/// the server confirmed a `SUBSCRIBE` through it. Returns its port.
+async fn flapping_proxy(upstream: u16, hold: Duration) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let up = tokio::io::copy(&mut client_read, &mut server_write);
+                let down = async {
+                    let mut buf = vec![0u8; 4096];
+                    loop {
+                        let n = server_read.read(&mut buf).await?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        client_write.write_all(&buf[..n]).await?;
+                        // The confirmation: `*3 $9 subscribe <channel> :1`.
+                        if buf[..n].windows(9).any(|w| w == b"subscribe") {
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(hold).await;
+                    Ok::<_, std::io::Error>(())
+                };
+                tokio::select! {
+                    _ = up => {}
+                    _ = down => {}
+                }
+                // Dropping the halves closes both connections.
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_connection_backs_off_instead_of_flushing_the_cache_every_100_ms() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let proxy = flapping_proxy(redis.port, Duration::from_millis(50)).await;
+    let fake = FakeScalekit::start().await;
+    let cache = CachedValidator::new(fake.client());
+    let attach_flushes = 1;
+    // The default backoff (100 ms doubling to 5 s): what a user gets.
+    let feed = RedisRevocations::builder(format!("redis://127.0.0.1:{proxy}"))
+        .channel(format!("flap:{}", rand_suffix()))
+        .build()
+        .expect("feed");
+    feed.attach(&cache);
+    eventually(CONNECT, "the first subscription", || async {
+        feed.stats().connects >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let stats = feed.stats();
+    eprintln!("over ~4 s of flapping: {stats:?}");
+    assert!(
+        stats.gaps >= 2,
+        "the proxy did drop the subscriptions: {stats:?}"
+    );
+    assert_eq!(stats.flushes, stats.connects, "one flush per subscription");
+    // Backing off from 100 ms (jitter: half to full of each step), with a 50 ms session each
+    // time, allows at most 7 subscriptions in 4 s; resetting the backoff on every subscription
+    // (the old behaviour) made ~25.
+    assert!(
+        stats.flushes <= 8,
+        "the cache was flushed {} times in ~4 s: the backoff does not grow",
+        stats.flushes
+    );
+    // The cache counts the same flushes, and the one `attach` made (the first subscription
+    // may come before `attach`, and then flushes no cache).
+    let cache_flushes = cache.stats().flushes;
+    assert!(
+        cache_flushes >= stats.flushes && cache_flushes <= stats.flushes + attach_flushes + 1,
+        "cache flushes {cache_flushes}, feed flushes {}",
+        stats.flushes
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Without redis-server these tests fail, unless skipped on purpose.
+
+/// Runs one test of this binary again, with a PATH on which no `redis-server` can be found.
+fn rerun_without_redis_server(skip: Option<&str>) -> std::process::Output {
+    let empty = std::env::temp_dir().join(format!("no-redis-{}", rand_suffix().replace(':', "_")));
+    std::fs::create_dir_all(&empty).expect("an empty directory");
+    let mut command = Command::new(std::env::current_exe().expect("this test binary"));
+    command
+        .args([
+            "--exact",
+            "a_revocation_by_token_id_reaches_the_other_instance",
+        ])
+        .args(["--test-threads", "1", "--nocapture"])
+        .env("PATH", &empty)
+        .env_remove(SKIP_VAR);
+    if let Some(value) = skip {
+        command.env(SKIP_VAR, value);
+    }
+    let output = command.output().expect("run this test binary again");
+    let _ = std::fs::remove_dir(&empty);
+    output
+}
+
+fn both(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn without_redis_server_the_tests_fail_unless_skipped_on_purpose() {
+    let failed = rerun_without_redis_server(None);
+    let output = both(&failed);
+    assert!(
+        !failed.status.success(),
+        "a Redis test passed without redis-server:\n{output}"
+    );
+    assert!(
+        output.contains("redis-server not found") && output.contains(SKIP_VAR),
+        "the failure says what is missing and how to skip:\n{output}"
+    );
+
+    let skipped = rerun_without_redis_server(Some("1"));
+    let output = both(&skipped);
+    assert!(skipped.status.success(), "{output}");
+    assert!(
+        output.contains("SKIPPED") && output.contains("1 passed"),
+        "{output}"
+    );
 }

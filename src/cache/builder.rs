@@ -17,6 +17,10 @@ pub const DEFAULT_CAPACITY: u64 = 10_000;
 pub const DEFAULT_NEGATIVE_CAPACITY: u64 = 10_000;
 /// Default number of upstream validations in flight at once: 32.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+/// Default number of upstream validations that may start per second: 100 (with one second of
+/// burst), so a flood of unknown keys costs at most `100 + 100 * t` upstream calls in `t`
+/// seconds, whatever the number of clients.
+pub const DEFAULT_MAX_UPSTREAM_RATE: u32 = 100;
 
 /// Longest TTL or stale window accepted; longer values are clamped (moka refuses lifetimes of
 /// centuries, and no revocation story survives a year-long cache anyway).
@@ -48,6 +52,7 @@ pub struct CacheBuilder<V> {
     pub(super) stale_if_error: Option<Duration>,
     pub(super) max_in_flight: usize,
     pub(super) max_upstream_rate: Option<u32>,
+    pub(super) max_tombstones: Option<usize>,
     pub(super) sources: Vec<KeyEvents>,
 }
 
@@ -61,7 +66,8 @@ impl<V: Validator> CacheBuilder<V> {
             negative_capacity: DEFAULT_NEGATIVE_CAPACITY,
             stale_if_error: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            max_upstream_rate: None,
+            max_upstream_rate: Some(DEFAULT_MAX_UPSTREAM_RATE),
+            max_tombstones: None,
             sources: Vec::new(),
         }
     }
@@ -118,11 +124,37 @@ impl<V: Validator> CacheBuilder<V> {
         self
     }
 
-    /// Caps how many upstream validations may start per second (a token bucket with one
-    /// second of burst; off by default). Misses beyond it are refused like those beyond
-    /// [`max_in_flight`](Self::max_in_flight).
+    /// Caps how many upstream validations may start per second (GCRA through `governor`, with
+    /// one second of burst; default [`DEFAULT_MAX_UPSTREAM_RATE`], at most 1 000 000). Misses
+    /// beyond it are refused like those beyond [`max_in_flight`](Self::max_in_flight). Flood
+    /// bound: in any `t` seconds, at most `per_second + per_second * t` upstream calls start.
     pub fn max_upstream_rate(mut self, per_second: u32) -> Self {
         self.max_upstream_rate = Some(per_second.max(1));
+        self
+    }
+
+    /// How many revocations (names: a fingerprint or a token id) this cache remembers at once
+    /// (default: twice the [`capacity`](Self::capacity), within 1 024 and 1 048 576; at least
+    /// 1). A tombstone costs about 100 bytes whatever the token id's length, and is kept no
+    /// longer than `ttl + stale window + 60 s`.
+    ///
+    /// Whoever can revoke (a Redis feed's publishers included) can fill it; when full, the
+    /// oldest tombstone is forgotten and every answer cached before it is validated upstream
+    /// again (counted in [`CacheStats::tombstones_evicted`](crate::CacheStats::tombstones_evicted)),
+    /// so a revoked key is still refused: a flood costs hits, never a false accept.
+    ///
+    /// ```
+    /// use axum_api_key::InMemoryTokens;
+    /// use axum_api_key::cache::CachedValidator;
+    ///
+    /// let cache = CachedValidator::builder(InMemoryTokens::new())
+    ///     .max_tombstones(50_000)
+    ///     .build();
+    /// cache.revoke_token_id("apit_1");
+    /// assert_eq!(cache.stats().tombstones, 1);
+    /// ```
+    pub fn max_tombstones(mut self, names: usize) -> Self {
+        self.max_tombstones = Some(names.max(1));
         self
     }
 
@@ -165,6 +197,7 @@ impl<V> fmt::Debug for CacheBuilder<V> {
             .field("stale_if_error", &self.stale_if_error)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_upstream_rate", &self.max_upstream_rate)
+            .field("max_tombstones", &self.max_tombstones)
             .finish_non_exhaustive()
     }
 }

@@ -14,7 +14,7 @@
 //!   expired key is refused as [`InvalidReason::Expired`](crate::validator::InvalidReason::Expired).
 //! - **Revocation wins.** See below.
 //! - **Upstream budget.** At most [`max_in_flight`](CacheBuilder::max_in_flight) validations
-//!   (and optionally [`max_upstream_rate`](CacheBuilder::max_upstream_rate) per second) reach the
+//!   (and [`max_upstream_rate`](CacheBuilder::max_upstream_rate) per second, 100 by default) reach the
 //!   upstream; a miss beyond that is answered `Unavailable` (503, `Retry-After: 1`) at once,
 //!   while cached keys keep flowing.
 //! - **Stale-if-error** (opt-in, [`stale_if_error`](CacheBuilder::stale_if_error)).
@@ -32,7 +32,10 @@
 //!
 //! Revocations made here are kept as tombstones (for `ttl + window + 60 s`), checked after
 //! every upstream answer and on any hit that follows a revocation, because moka cannot stop a
-//! validation already in flight from inserting its answer after an eviction.
+//! validation already in flight from inserting its answer after an eviction. They are bounded
+//! ([`max_tombstones`](CacheBuilder::max_tombstones)): past the bound the oldest is forgotten
+//! and every answer cached before it is asked upstream again, so a flood of revocations costs
+//! hits, never a revoked key's acceptance.
 //!
 //! ```
 //! use axum::{routing::get, Router};
@@ -69,8 +72,8 @@ use std::future::Future;
 use std::sync::{Arc, Weak};
 
 pub use builder::{
-    CacheBuilder, DEFAULT_CAPACITY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_NEGATIVE_CAPACITY,
-    DEFAULT_NEGATIVE_TTL, DEFAULT_TTL,
+    CacheBuilder, DEFAULT_CAPACITY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_UPSTREAM_RATE,
+    DEFAULT_NEGATIVE_CAPACITY, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL,
 };
 pub use stats::CacheStats;
 
@@ -127,6 +130,7 @@ impl<V: Validator> CachedValidator<V> {
             stale_window: builder.stale_if_error,
             max_in_flight: builder.max_in_flight,
             max_upstream_rate: builder.max_upstream_rate,
+            max_tombstones: builder.max_tombstones,
         };
         let cache = Self {
             inner: Arc::new(builder.inner),
@@ -308,10 +312,12 @@ impl<V> CachedValidator<V> {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> CacheStats {
-        self.core.counters.snapshot(
+        let mut stats = self.core.counters.snapshot(
             self.core.fresh.entry_count(),
             self.core.negative.entry_count(),
-        )
+        );
+        (stats.tombstones, stats.tombstones_evicted) = self.core.tombstone_counts();
+        stats
     }
 }
 

@@ -13,9 +13,27 @@
 //!
 //! Evicting the entry is then housekeeping, done as soon as convenient. A "floor" epoch marks
 //! entries that can no longer be vetted (vetted before a flush, or before a tombstone that has
-//! since been pruned): those are dropped and validated again.
+//! since been forgotten): those are dropped and validated again.
+//!
+//! # Bounded
+//!
+//! Tombstones are bounded in number and in time, whoever publishes revocations:
+//!
+//! - **Capacity.** At most `capacity` names (a revocation tombstones one or two: the
+//!   fingerprint, the token id) are kept; token ids are kept as keyed 128-bit hashes, so each
+//!   name costs the same (about 100 bytes) however long the id. Revoking a name already
+//!   tombstoned adds nothing and does not move the epoch.
+//! - **Time.** A tombstone is forgotten once older than the retention (longer than any entry
+//!   vetted before it can live): checked on every revocation and, when the oldest is due, on
+//!   reads; amortised O(1), oldest first.
+//! - **Revoke still wins when full.** The oldest tombstone is forgotten, never silently: the
+//!   "lost" floor is raised past it, so every entry vetted before it can no longer be vetted
+//!   (it is dropped and asked upstream again), and a validation in flight since before it
+//!   cannot be used at all ([`Verdict::Forgotten`]). A flood of revocations beyond the
+//!   capacity thus costs cache hits (and upstream calls), never a revoked key's acceptance by
+//!   this cache while its tombstone, or an entry it guarded, could matter.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -23,27 +41,41 @@ use std::time::{Duration, Instant};
 use super::entry::{CacheKey, PrefixHasherBuilder};
 use crate::request::key::Fingerprint;
 
-/// Fewest tombstones worth a pruning pass.
-const PRUNE_THRESHOLD: usize = 1024;
+/// Fewest tombstones a cache keeps (when derived from a small capacity).
+pub(super) const MIN_TOMBSTONES: usize = 1024;
+/// Most tombstones a derived bound asks for (about 100 MB); an explicit setting may go higher.
+pub(super) const MAX_DERIVED_TOMBSTONES: usize = 1 << 20;
 
 pub(super) struct Revocations {
-    /// Bumped (under the write lock) by every revocation and flush.
+    /// Bumped (under the write lock) by every revocation that adds a tombstone, and by flushes.
     epoch: AtomicU64,
     tombstones: RwLock<Tombstones>,
     /// How long a tombstone is kept: longer than any entry vetted before it can live.
     retention: Duration,
+    /// Most names kept at once.
+    capacity: usize,
+    /// Tombstones forgotten before their retention because the capacity was reached.
+    evicted: AtomicU64,
 }
 
 struct Tombstones {
-    by_fingerprint: HashMap<CacheKey, Stone, PrefixHasherBuilder>,
-    by_token_id: HashMap<Box<str>, Stone>,
-    /// Entries vetted before this epoch cannot be vetted any more.
+    /// Revoked fingerprints, with the epoch of their revocation.
+    by_fingerprint: HashMap<CacheKey, u64, PrefixHasherBuilder>,
+    /// Revoked token ids, by their keyed hash ([`Fingerprint::of`] the id).
+    by_token_id: HashMap<CacheKey, u64, PrefixHasherBuilder>,
+    /// Every tombstone of the two maps, oldest first: what to forget next.
+    order: VecDeque<Stone>,
+    /// Entries vetted before this epoch were flushed: ask the upstream again.
     floor: u64,
-    prune_at: usize,
+    /// Entries vetted (and validations started) before this epoch may have missed a tombstone
+    /// that is gone now.
+    lost: u64,
 }
 
 #[derive(Clone, Copy)]
 struct Stone {
+    name: CacheKey,
+    by_token_id: bool,
     epoch: u64,
     at: Instant,
 }
@@ -55,22 +87,38 @@ pub(super) enum Verdict {
     Clear(u64),
     /// Revoked through this instance.
     Revoked,
-    /// Cannot tell (a flush, or a pruned tombstone, since `since`): ask the upstream again.
+    /// Cannot tell (a flush since `since`): ask the upstream again. An upstream answer fetched
+    /// across the flush may still be served once.
     Unverifiable,
+    /// Cannot tell, and a revocation may have been missed (a tombstone forgotten since
+    /// `since`): ask the upstream again, and do not serve an answer fetched across it.
+    Forgotten,
 }
 
 impl Revocations {
-    pub(super) fn new(retention: Duration) -> Self {
+    /// Tombstones kept `retention`, at most `capacity` names (at least 1).
+    pub(super) fn new(retention: Duration, capacity: usize) -> Self {
         Self {
             epoch: AtomicU64::new(0),
             tombstones: RwLock::new(Tombstones {
                 by_fingerprint: HashMap::default(),
-                by_token_id: HashMap::new(),
+                by_token_id: HashMap::default(),
+                order: VecDeque::new(),
                 floor: 0,
-                prune_at: PRUNE_THRESHOLD,
+                lost: 0,
             }),
             retention,
+            capacity: capacity.max(1),
+            evicted: AtomicU64::new(0),
         }
+    }
+
+    /// The bound derived from a cache's capacity: a tombstone for every fresh and every stale
+    /// entry, within [`MIN_TOMBSTONES`]..=[`MAX_DERIVED_TOMBSTONES`].
+    pub(super) fn derived_capacity(cache_capacity: u64) -> usize {
+        usize::try_from(cache_capacity.saturating_mul(2))
+            .unwrap_or(usize::MAX)
+            .clamp(MIN_TOMBSTONES, MAX_DERIVED_TOMBSTONES)
     }
 
     /// The current epoch: the hit path's only contact with this type.
@@ -82,27 +130,50 @@ impl Revocations {
     /// Records a revocation. Once this returns, no validation, in flight or not, can make this
     /// instance accept the key.
     pub(super) fn revoke(&self, fingerprint: Option<Fingerprint>, token_id: Option<&str>) {
+        let token_id = token_id.map(|id| CacheKey(Fingerprint::of(id)));
         let mut tombstones = self.write();
-        let stone = Stone {
-            epoch: self.epoch.load(Ordering::Relaxed) + 1,
-            at: Instant::now(),
-        };
-        if let Some(fingerprint) = fingerprint {
-            tombstones
-                .by_fingerprint
-                .insert(CacheKey(fingerprint), stone);
+        let now = Instant::now();
+        tombstones.forget_expired(now, self.retention);
+        let epoch = self.epoch.load(Ordering::Relaxed) + 1;
+        let names = fingerprint
+            .map(|fingerprint| (CacheKey(fingerprint), false))
+            .into_iter()
+            .chain(token_id.map(|id| (id, true)));
+        let mut added = false;
+        for (name, by_token_id) in names {
+            let map = if by_token_id {
+                &mut tombstones.by_token_id
+            } else {
+                &mut tombstones.by_fingerprint
+            };
+            // Revocation is final: the first tombstone of a name stands, a repeat adds nothing.
+            if map.contains_key(&name) {
+                continue;
+            }
+            map.insert(name, epoch);
+            tombstones.order.push_back(Stone {
+                name,
+                by_token_id,
+                epoch,
+                at: now,
+            });
+            added = true;
         }
-        if let Some(token_id) = token_id {
-            tombstones.by_token_id.insert(token_id.into(), stone);
+        if !added {
+            return;
         }
-        tombstones.prune(self.retention);
+        while tombstones.order.len() > self.capacity {
+            tombstones.forget_oldest();
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+        }
         // Published last, under the lock: whoever sees the new epoch sees the tombstone.
-        self.epoch.store(stone.epoch, Ordering::Release);
+        self.epoch.store(epoch, Ordering::Release);
     }
 
     /// Marks every entry vetted so far as unverifiable (after a gap in the revocation feed).
     pub(super) fn flush(&self) {
         let mut tombstones = self.write();
+        tombstones.forget_expired(Instant::now(), self.retention);
         let epoch = self.epoch.load(Ordering::Relaxed) + 1;
         tombstones.floor = epoch;
         self.epoch.store(epoch, Ordering::Release);
@@ -111,23 +182,40 @@ impl Revocations {
     /// Looks for a tombstone of either name of the key, for an answer or entry vetted up to
     /// `since`.
     pub(super) fn vet(&self, fingerprint: Fingerprint, token_id: &str, since: u64) -> Verdict {
-        let tombstones = self
-            .tombstones
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Revocation is final (a key is never un-revoked), so any tombstone wins, not only
-        // those newer than `since`.
-        if tombstones
-            .by_fingerprint
-            .contains_key(&CacheKey(fingerprint))
-            || tombstones.by_token_id.contains_key(token_id)
-        {
-            return Verdict::Revoked;
+        let id = CacheKey(Fingerprint::of(token_id));
+        let (verdict, due) = {
+            let tombstones = self
+                .tombstones
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Revocation is final (a key is never un-revoked), so any tombstone wins, not only
+            // those newer than `since`.
+            let verdict = if tombstones
+                .by_fingerprint
+                .contains_key(&CacheKey(fingerprint))
+                || tombstones.by_token_id.contains_key(&id)
+            {
+                Verdict::Revoked
+            } else if since < tombstones.lost {
+                Verdict::Forgotten
+            } else if since < tombstones.floor {
+                Verdict::Unverifiable
+            } else {
+                Verdict::Clear(self.epoch.load(Ordering::Acquire))
+            };
+            let due = tombstones
+                .order
+                .front()
+                .is_some_and(|oldest| oldest.at.elapsed() >= self.retention);
+            (verdict, due)
+        };
+        // Housekeeping on read, when the oldest tombstone is due and nobody holds the lock.
+        if due {
+            if let Ok(mut tombstones) = self.tombstones.try_write() {
+                tombstones.forget_expired(Instant::now(), self.retention);
+            }
         }
-        if since < tombstones.floor {
-            return Verdict::Unverifiable;
-        }
-        Verdict::Clear(self.epoch.load(Ordering::Acquire))
+        verdict
     }
 
     /// `true` when the key was revoked by fingerprint (or by an id this cache could map to
@@ -140,14 +228,19 @@ impl Revocations {
             .contains_key(&CacheKey(fingerprint))
     }
 
-    /// How many tombstones are kept (for tests and stats).
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        let tombstones = self
+    /// How many names are tombstoned now, and how many were forgotten early because the
+    /// capacity was reached.
+    pub(super) fn counts(&self) -> (u64, u64) {
+        let len = self
             .tombstones
             .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        tombstones.by_fingerprint.len() + tombstones.by_token_id.len()
+            .unwrap_or_else(PoisonError::into_inner)
+            .order
+            .len();
+        (
+            u64::try_from(len).unwrap_or(u64::MAX),
+            self.evicted.load(Ordering::Relaxed),
+        )
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Tombstones> {
@@ -158,26 +251,40 @@ impl Revocations {
 }
 
 impl Tombstones {
-    /// Drops tombstones older than `retention`, raising the floor past them, once the maps have
-    /// doubled since the last pass (amortised O(1) per revocation).
-    fn prune(&mut self, retention: Duration) {
-        let len = self.by_fingerprint.len() + self.by_token_id.len();
-        if len < self.prune_at {
-            return;
+    /// Forgets the tombstones older than `retention`, oldest first: each revocation pays for
+    /// at most the ones it pushed, so the cost is amortised O(1).
+    fn forget_expired(&mut self, now: Instant, retention: Duration) {
+        while self
+            .order
+            .front()
+            .is_some_and(|oldest| now.saturating_duration_since(oldest.at) >= retention)
+        {
+            self.forget_oldest();
         }
-        let mut floor = self.floor;
-        let mut keep = |stone: &mut Stone| {
-            let keep = stone.at.elapsed() < retention;
-            if !keep {
-                floor = floor.max(stone.epoch);
-            }
-            keep
+    }
+
+    /// Forgets the oldest tombstone and raises the lost floor past it: whatever was vetted
+    /// before it can no longer be vetted.
+    fn forget_oldest(&mut self) {
+        let Some(stone) = self.order.pop_front() else {
+            return;
         };
-        self.by_fingerprint.retain(|_, stone| keep(stone));
-        self.by_token_id.retain(|_, stone| keep(stone));
-        self.floor = floor;
-        let len = self.by_fingerprint.len() + self.by_token_id.len();
-        self.prune_at = (len * 2).max(PRUNE_THRESHOLD);
+        let map = if stone.by_token_id {
+            &mut self.by_token_id
+        } else {
+            &mut self.by_fingerprint
+        };
+        map.remove(&stone.name);
+        self.lost = self.lost.max(stone.epoch);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        debug_assert_eq!(
+            self.order.len(),
+            self.by_fingerprint.len() + self.by_token_id.len()
+        );
+        self.order.len()
     }
 }
 
@@ -185,9 +292,20 @@ impl Tombstones {
 mod tests {
     use super::*;
 
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    impl Revocations {
+        fn len(&self) -> usize {
+            self.tombstones
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len()
+        }
+    }
+
     #[test]
     fn a_revocation_bumps_the_epoch_and_is_final() {
-        let revocations = Revocations::new(Duration::from_secs(60));
+        let revocations = Revocations::new(MINUTE, 16);
         let fingerprint = Fingerprint::of("k");
         let before = revocations.epoch();
         assert_eq!(
@@ -206,7 +324,7 @@ mod tests {
 
     #[test]
     fn a_flush_makes_older_entries_unverifiable() {
-        let revocations = Revocations::new(Duration::from_secs(60));
+        let revocations = Revocations::new(MINUTE, 16);
         let fingerprint = Fingerprint::of("k");
         let vetted = revocations.epoch();
         revocations.flush();
@@ -222,15 +340,98 @@ mod tests {
     }
 
     #[test]
-    fn pruning_raises_the_floor() {
-        let revocations = Revocations::new(Duration::ZERO);
-        for i in 0..PRUNE_THRESHOLD + 1 {
-            revocations.revoke(None, Some(&format!("apit_{i}")));
+    fn a_repeated_revocation_adds_nothing_and_keeps_the_epoch() {
+        let revocations = Revocations::new(MINUTE, 16);
+        revocations.revoke(Some(Fingerprint::of("k")), Some("apit_1"));
+        let epoch = revocations.epoch();
+        for _ in 0..1000 {
+            revocations.revoke(None, Some("apit_1"));
+            revocations.revoke(Some(Fingerprint::of("k")), None);
         }
-        assert!(revocations.len() < PRUNE_THRESHOLD);
+        assert_eq!(revocations.len(), 2);
+        assert_eq!(revocations.epoch(), epoch, "hits stay on the fast path");
+    }
+
+    #[test]
+    fn expired_tombstones_are_forgotten_and_raise_the_floor() {
+        let revocations = Revocations::new(Duration::ZERO, 1 << 20);
+        for i in 0..5000 {
+            revocations.revoke(None, Some(&format!("apit_{i}")));
+            // Each revocation forgets the expired ones before it.
+            assert!(revocations.len() <= 1);
+        }
+        // On read too, once due.
+        let vetted = revocations.epoch();
+        let _ = revocations.vet(Fingerprint::of("k"), "apit_x", vetted);
+        assert_eq!(revocations.len(), 0);
         assert_eq!(
-            revocations.vet(Fingerprint::of("k"), "apit_x", 1),
-            Verdict::Unverifiable
+            revocations.vet(Fingerprint::of("k"), "apit_x", vetted - 1),
+            Verdict::Forgotten
+        );
+        assert_eq!(revocations.counts(), (0, 0), "expiry is not eviction");
+    }
+
+    #[test]
+    fn a_full_set_forgets_the_oldest_and_refuses_what_it_guarded() {
+        let capacity = 100;
+        let revocations = Revocations::new(MINUTE, capacity);
+        let victim = Fingerprint::of("victim");
+        // An entry of the victim, vetted now; then the victim is revoked.
+        let vetted = revocations.epoch();
+        revocations.revoke(Some(victim), Some("apit_victim"));
+        assert_eq!(
+            revocations.vet(victim, "apit_victim", vetted),
+            Verdict::Revoked
+        );
+        // A flood of revocations of other keys: the victim's tombstones go first.
+        for i in 0..10 * capacity {
+            revocations.revoke(
+                Some(Fingerprint::of(&format!("k{i}"))),
+                Some(&format!("apit_{i}")),
+            );
+            assert!(revocations.len() <= capacity);
+        }
+        assert!(!revocations.is_revoked(victim), "its tombstone is gone");
+        // But neither its cached entry nor a validation in flight since then can be used.
+        assert_eq!(
+            revocations.vet(victim, "apit_victim", vetted),
+            Verdict::Forgotten
+        );
+        let (kept, evicted) = revocations.counts();
+        assert_eq!(kept, capacity as u64);
+        assert_eq!(evicted, (2 + 20 * capacity - capacity) as u64);
+        // Entries vetted after the flood are fine; recent tombstones still refuse.
+        let now = revocations.epoch();
+        assert_eq!(
+            revocations.vet(victim, "apit_victim", now),
+            Verdict::Clear(now)
+        );
+        let last = 10 * capacity - 1;
+        assert_eq!(
+            revocations.vet(Fingerprint::of("x"), &format!("apit_{last}"), now),
+            Verdict::Revoked
+        );
+    }
+
+    #[test]
+    fn token_ids_cost_the_same_however_long() {
+        let revocations = Revocations::new(MINUTE, 4);
+        let long = "apit_".to_owned() + &"x".repeat(1 << 16);
+        revocations.revoke(None, Some(&long));
+        assert_eq!(
+            revocations.vet(Fingerprint::of("k"), &long, 0),
+            Verdict::Revoked
+        );
+        assert_eq!(revocations.len(), 1);
+    }
+
+    #[test]
+    fn the_derived_capacity_is_bounded_both_ways() {
+        assert_eq!(Revocations::derived_capacity(1), MIN_TOMBSTONES);
+        assert_eq!(Revocations::derived_capacity(10_000), 20_000);
+        assert_eq!(
+            Revocations::derived_capacity(u64::MAX),
+            MAX_DERIVED_TOMBSTONES
         );
     }
 }

@@ -35,6 +35,8 @@ pub(super) struct Settings {
     pub(super) stale_window: Option<Duration>,
     pub(super) max_in_flight: usize,
     pub(super) max_upstream_rate: Option<u32>,
+    /// Most tombstones kept; `None` derives it from `capacity`.
+    pub(super) max_tombstones: Option<usize>,
 }
 
 pub(super) struct Core {
@@ -132,7 +134,12 @@ impl Core {
                 .time_to_live(longest_life)
                 .build_with_hasher(PrefixHasherBuilder),
             outbound: KeyEvents::new(),
-            revocations: Revocations::new(longest_life.saturating_add(TOMBSTONE_MARGIN)),
+            revocations: Revocations::new(
+                longest_life.saturating_add(TOMBSTONE_MARGIN),
+                settings
+                    .max_tombstones
+                    .unwrap_or_else(|| Revocations::derived_capacity(settings.capacity)),
+            ),
             creations: AtomicU64::new(0),
             budget: Budget::new(settings.max_in_flight, settings.max_upstream_rate),
             counters: Counters::default(),
@@ -161,7 +168,7 @@ impl Core {
                 Admission::Accept
             }
             Verdict::Revoked => Admission::Refuse(InvalidReason::Revoked),
-            Verdict::Unverifiable => Admission::Recheck,
+            Verdict::Unverifiable | Verdict::Forgotten => Admission::Recheck,
         }
     }
 
@@ -233,6 +240,16 @@ impl Core {
             Verdict::Unverifiable => {
                 tracing::debug!(cache = "miss", %fingerprint, token_id, upstream_ms, "flushed while being validated; not cached");
                 return Err(NotCached::Uncacheable(auth));
+            }
+            Verdict::Forgotten => {
+                // A tombstone was forgotten (the bound was hit) during the flight: it may have
+                // been this key's, so the answer cannot be used. Fail closed; a retry starts a
+                // flight that the remaining tombstones and the upstream can vouch for.
+                tracing::debug!(cache = "miss", %fingerprint, token_id, upstream_ms, "a revocation was forgotten while being validated; not used");
+                return Err(NotCached::Unavailable(ValidateError::Unavailable {
+                    message: "revocations overflowed during validation".into(),
+                    retry_after: Some(BUDGET_RETRY_AFTER),
+                }));
             }
         };
         let token_id: Box<str> = token_id.into();
@@ -409,6 +426,11 @@ impl Core {
         self.by_token_id.invalidate_all();
         // `by_fingerprint` is kept: which id a key has does not change with a flush.
         tracing::debug!(cache = "flush", "positive answers flushed");
+    }
+
+    /// How many names are tombstoned, and how many were forgotten early (the bound was hit).
+    pub(super) fn tombstone_counts(&self) -> (u64, u64) {
+        self.revocations.counts()
     }
 
     /// Forgets every answer, positive and negative.

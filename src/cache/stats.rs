@@ -32,6 +32,12 @@ pub struct CacheStats {
     pub entries: u64,
     /// Negative entries (approximate).
     pub negative_entries: u64,
+    /// Tombstones kept now (a revocation keeps one per name: fingerprint, token id); never
+    /// more than [`max_tombstones`](super::CacheBuilder::max_tombstones).
+    pub tombstones: u64,
+    /// Tombstones forgotten before their time because the bound was reached; each made the
+    /// answers cached before it be asked upstream again.
+    pub tombstones_evicted: u64,
 }
 
 #[derive(Default)]
@@ -61,6 +67,8 @@ impl Counters {
             flushes: self.flushes.get(),
             entries,
             negative_entries,
+            tombstones: 0,
+            tombstones_evicted: 0,
         }
     }
 }

@@ -32,18 +32,28 @@ pub struct RevocationMessage {
     pub at: OffsetDateTime,
 }
 
+/// Longest origin shown in logs: shorter than any Scalekit key (61 characters at least), so a
+/// key pasted into `origin` is never logged whole.
+pub(super) const MAX_ORIGIN_LEN: usize = 48;
+
 /// Why a message was not applied.
+///
+/// Both variants are safe to log: they hold only text this crate wrote (a category, a
+/// position, a length) or validated, never a value copied from the message, which may be
+/// anything its publisher pasted, a key included.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejected {
-    /// Not JSON, not an object of the expected shape, a bad token id, or too large.
+    /// Not JSON, not an object of the expected shape, a bad token id, or too large. The text
+    /// names what was wrong and where (`"syntax error at line 1, column 7"`), never a value.
     #[error("malformed revocation message: {0}")]
     Malformed(String),
     /// Well-formed, but of a version or type this crate does not know.
-    #[error("unknown revocation message (v={version}, type={kind:?})")]
+    #[error("unknown revocation message (v={version}, type={kind})")]
     Unknown {
         /// Its `v`.
         version: u32,
-        /// Its `type`.
+        /// Its `type` when it is one this crate knows (`"revoked"`), else `"<other>"`: a
+        /// publisher's own words never reach a log.
         kind: String,
     },
 }
@@ -98,14 +108,24 @@ impl RevocationMessage {
     /// Parses a message. Never panics, whatever the bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, Rejected> {
         if bytes.len() > MAX_MESSAGE_LEN {
-            return Err(Rejected::Malformed(format!("{} bytes", bytes.len())));
+            return Err(Rejected::Malformed(format!(
+                "{} bytes (at most {MAX_MESSAGE_LEN})",
+                bytes.len()
+            )));
         }
-        let incoming: Incoming = serde_json::from_slice(bytes)
-            .map_err(|error| Rejected::Malformed(error.to_string()))?;
+        // serde_json's own message quotes the offending value: only its category and position
+        // are kept.
+        let incoming: Incoming =
+            serde_json::from_slice(bytes).map_err(|error| Rejected::Malformed(describe(&error)))?;
         if incoming.v != VERSION || incoming.kind != "revoked" {
+            let kind = if incoming.kind == "revoked" {
+                "revoked"
+            } else {
+                "<other>"
+            };
             return Err(Rejected::Unknown {
                 version: incoming.v,
-                kind: incoming.kind.chars().take(32).collect(),
+                kind: kind.to_owned(),
             });
         }
         let token_id = incoming
@@ -114,7 +134,7 @@ impl RevocationMessage {
             .ok_or_else(|| Rejected::Malformed("missing or invalid token_id".into()))?;
         let at = match incoming.at {
             Some(at) => OffsetDateTime::parse(&at, &Rfc3339)
-                .map_err(|error| Rejected::Malformed(format!("at: {error}")))?,
+                .map_err(|_| Rejected::Malformed("at is not an RFC 3339 timestamp".into()))?,
             None => return Err(Rejected::Malformed("missing at".into())),
         };
         Ok(Self {
@@ -123,6 +143,41 @@ impl RevocationMessage {
             at,
         })
     }
+}
+
+/// What a serde_json error says, without the value it quotes: the category and the position.
+fn describe(error: &serde_json::Error) -> String {
+    let category = match error.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "wrong shape",
+        serde_json::error::Category::Eof => "truncated",
+    };
+    format!(
+        "{category} at line {}, column {}",
+        error.line(),
+        error.column()
+    )
+}
+
+/// `origin` as it may be logged: itself when it is 1 to [`MAX_ORIGIN_LEN`] characters of
+/// `[A-Za-z0-9._:-]` (what [`RedisRevocationsBuilder::origin`](super::RedisRevocationsBuilder::origin)
+/// accepts), else `"<invalid>"`. No
+/// newline, quote or control character of a publisher's making reaches a log line.
+pub(super) fn loggable_origin(origin: &str) -> &str {
+    if is_valid_origin(origin) {
+        origin
+    } else {
+        "<invalid>"
+    }
+}
+
+/// `true` for 1 to [`MAX_ORIGIN_LEN`] characters of `[A-Za-z0-9._:-]`.
+pub(super) fn is_valid_origin(origin: &str) -> bool {
+    (1..=MAX_ORIGIN_LEN).contains(&origin.len())
+        && origin
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// `apit_` and a few safe characters: anything else is not an id (and must not reach logs).
@@ -186,6 +241,82 @@ mod tests {
             RevocationMessage::decode(&vec![b' '; MAX_MESSAGE_LEN + 1]),
             Err(Rejected::Malformed(_))
         ));
+    }
+
+    /// A key-shaped secret (Scalekit keys are 61+ Base62 characters).
+    const SECRET: &str = "sk9live9Zx8Yw7Vu6Ts5Rq4Po3Nm2Lk1Jh0GfEdCbA9z8y7x6w5v4u3t2s1r0q";
+
+    #[test]
+    fn a_rejection_never_repeats_what_the_message_said() {
+        let at = "2026-01-01T00:00:00Z";
+        let payloads = [
+            SECRET.to_owned(),
+            format!(r#"{{"v":"{SECRET}","type":"revoked"}}"#),
+            format!(r#"{{"v":1,"type":"{SECRET}","token_id":"apit_1","at":"{at}"}}"#),
+            format!(r#"{{"v":2,"type":"{SECRET}","token_id":"apit_1","at":"{at}"}}"#),
+            format!(r#"{{"v":1,"type":"revoked","token_id":"{SECRET}","at":"{at}"}}"#),
+            format!(r#"{{"v":1,"type":"revoked","token_id":"apit_{SECRET}!","at":"{at}"}}"#),
+            format!(r#"{{"v":1,"type":"revoked","token_id":"apit_1","at":"{SECRET}"}}"#),
+            format!(r#"{{"v":1,"type":"revoked","token_id":["{SECRET}"],"at":"{at}"}}"#),
+            format!(r#"{{"v":1,"type":"revoked","token_id":{SECRET},"at":"{at}"}}"#),
+            format!(r#"{{"v":1,"type":"revoked","token_id":"apit_1","origin":{{"{SECRET}":1}}}}"#),
+            format!(r#"{{"v":1,"type":"revoked","{SECRET}":1}}"#),
+            format!(
+                r#"{{"v":1,"type":"revoked","token_id":"apit_1","at":"{at}","origin":"{SECRET}""#
+            ),
+            format!(r#"{{"v":1,"type":"revoked","token_id":"apit_1","at":"{at}","v":"{SECRET}"}}"#),
+        ];
+        for payload in &payloads {
+            let rejected =
+                RevocationMessage::decode(payload.as_bytes()).expect_err(payload.as_str());
+            for shown in [rejected.to_string(), format!("{rejected:?}")] {
+                // Any 12-character piece of the secret would be a leak.
+                for piece in SECRET.as_bytes().windows(12) {
+                    let piece = std::str::from_utf8(piece).unwrap();
+                    assert!(!shown.contains(piece), "{payload} -> {shown}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_says_what_and_where() {
+        let rejected = RevocationMessage::decode(br#"{"v":1,"type":"revoked",}"#).unwrap_err();
+        assert_eq!(
+            rejected,
+            Rejected::Malformed("syntax error at line 1, column 25".into())
+        );
+        let rejected = RevocationMessage::decode(br#"{"v":"one"}"#).unwrap_err();
+        assert_eq!(
+            rejected,
+            Rejected::Malformed("wrong shape at line 1, column 10".into())
+        );
+    }
+
+    #[test]
+    fn only_plain_bounded_origins_are_loggable() {
+        for good in [
+            "host-1",
+            "12345-0a1b2c3d",
+            "pod.ns.svc:8080",
+            &"a".repeat(MAX_ORIGIN_LEN),
+        ] {
+            assert_eq!(loggable_origin(good), good);
+        }
+        for bad in [
+            "",
+            "evil\nINFO forged line",
+            "evil\r\n",
+            "a b",
+            "quote\"",
+            "\u{1b}[31m",
+            "ünïcode",
+            &"a".repeat(MAX_ORIGIN_LEN + 1),
+            &"x".repeat(4000),
+            SECRET,
+        ] {
+            assert_eq!(loggable_origin(bad), "<invalid>", "{bad:?}");
+        }
     }
 
     #[test]

@@ -121,6 +121,9 @@ pub enum RedisSetupError {
     /// The channel name is empty.
     #[error("the Redis channel name is empty")]
     EmptyChannel,
+    /// The origin is not 1 to 48 characters of `[A-Za-z0-9._:-]`.
+    #[error("invalid origin: use 1 to 48 characters of [A-Za-z0-9._:-]")]
+    InvalidOrigin,
 }
 
 /// The feed's tasks, aborted when the last [`RedisRevocations`] clone goes.
@@ -335,14 +338,20 @@ impl RedisRevocationsBuilder {
     }
 
     /// This instance's id in messages (default: process id and a random suffix). Only used to
-    /// skip this instance's own messages and in logs, so it must be unique, not meaningful.
+    /// skip this instance's own messages and in logs, so it must be unique, not meaningful:
+    /// 1 to 48 characters of `[A-Za-z0-9._:-]` (a host or pod name, say), or
+    /// [`build`](Self::build) fails with [`RedisSetupError::InvalidOrigin`]. Other instances
+    /// log an origin outside that shape as `<invalid>`.
     pub fn origin(mut self, origin: impl Into<String>) -> Self {
         self.origin = Some(origin.into());
         self
     }
 
     /// The subscriber's reconnection delays: doubling from `min` to `max`, with jitter
-    /// (defaults 100 ms and 5 s), each clamped to 1 ms..=1 h.
+    /// (defaults 100 ms and 5 s), each clamped to 1 ms..=1 h. The delay goes back to `min`
+    /// only after a subscription that lasted 30 s, so a connection dropped right after each
+    /// `SUBSCRIBE` (each one flushes the attached caches) is retried ever less often, up to
+    /// `max`.
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.min_backoff = min.clamp(Duration::from_millis(1), MAX_REDIS_WAIT);
         self.max_backoff = max.clamp(self.min_backoff, MAX_REDIS_WAIT);
@@ -386,6 +395,9 @@ impl RedisRevocationsBuilder {
         let origin = self
             .origin
             .unwrap_or_else(|| format!("{}-{:08x}", std::process::id(), rand::random::<u32>()));
+        if !event::is_valid_origin(&origin) {
+            return Err(RedisSetupError::InvalidOrigin);
+        }
         let (outgoing, queue) = mpsc::channel(QUEUE_CAPACITY);
         let shared = Arc::new(Shared {
             client,

@@ -1,5 +1,7 @@
 //! The subscriber task: keeps one subscription to the channel up, applies what arrives, and
-//! flushes the attached caches whenever a subscription (re)starts.
+//! flushes the attached caches whenever a subscription (re)starts. The reconnection backoff
+//! starts over only after a subscription that lasted [`STABLE_SESSION`], so a connection
+//! that drops right after each `SUBSCRIBE` costs ever fewer flushes, not one per `min_backoff`.
 //!
 //! A dedicated pub/sub connection driven by this loop, rather than `redis`'s
 //! `ConnectionManager` with automatic resubscription: here a gap has exactly one shape (the
@@ -9,13 +11,13 @@
 //! new cache contents.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::time::{MissedTickBehavior, interval, timeout};
 
 use super::Shared;
-use super::event::{Rejected, RevocationMessage};
+use super::event::{Rejected, RevocationMessage, loggable_origin};
 
 pub(super) async fn run(shared: Arc<Shared>) {
     let mut backoff = Backoff::new(shared.min_backoff, shared.max_backoff);
@@ -37,8 +39,12 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     "revocation feed up: positive cache entries flushed; revocations from other instances now arrive within one network hop"
                 );
                 failing = false;
-                backoff.reset();
+                let session = Instant::now();
                 let why = listen(&shared, sink, stream).await;
+                // Only a session that lasted earns a quick reconnect: a server (or proxy) that
+                // drops every connection right after SUBSCRIBE would otherwise have every cache
+                // flushed every `min_backoff`, the cache then effectively off.
+                backoff.session_ended(session.elapsed());
                 shared.counters.set_connected(false);
                 shared.counters.gaps.bump();
                 tracing::warn!(
@@ -102,7 +108,8 @@ async fn listen(
 }
 
 /// One message: revoke its token id everywhere, or count and ignore it. Never panics; never
-/// logs the payload (whoever publishes garbage may publish a secret).
+/// logs the payload (whoever publishes garbage may publish a secret): only what was validated
+/// and bounded (a token id, a plain origin) or written here (a rejection's category and place).
 fn apply(shared: &Shared, payload: &[u8]) {
     match RevocationMessage::decode(payload) {
         Ok(message) if message.origin == shared.origin => {
@@ -117,7 +124,7 @@ fn apply(shared: &Shared, payload: &[u8]) {
             tracing::info!(
                 redis = "event",
                 token_id = %message.token_id,
-                origin = %message.origin,
+                origin = loggable_origin(&message.origin),
                 lag_ms = i64::try_from(lag_ms).unwrap_or(i64::MAX),
                 "API key revoked on another instance: evicted here"
             );
@@ -132,6 +139,11 @@ fn apply(shared: &Shared, payload: &[u8]) {
         }
     }
 }
+
+/// How long a subscription must have lasted for its loss to reset the backoff: a flapping
+/// connection keeps backing off (and flushing ever less often) instead of flushing the caches
+/// every `min_backoff`.
+pub(super) const STABLE_SESSION: Duration = Duration::from_secs(30);
 
 /// Exponential backoff with jitter (half to full of the current step), so instances that lost
 /// Redis together do not reconnect in lockstep.
@@ -152,6 +164,14 @@ impl Backoff {
 
     pub(super) fn reset(&mut self) {
         self.step = self.min;
+    }
+
+    /// A subscription that lasted `lasted` ended: the backoff starts over only if it was
+    /// stable ([`STABLE_SESSION`]); otherwise it keeps growing.
+    pub(super) fn session_ended(&mut self, lasted: Duration) {
+        if lasted >= STABLE_SESSION {
+            self.reset();
+        }
     }
 
     pub(super) fn next(&mut self) -> Duration {
@@ -175,5 +195,26 @@ mod tests {
         }
         backoff.reset();
         assert!(backoff.next() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn only_a_stable_session_resets_the_backoff() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        for _ in 0..4 {
+            backoff.next();
+        }
+        // 100, 200, 400, 800 spent: the next step is 1.6 s, half of it at least with jitter.
+        backoff.session_ended(Duration::from_millis(50));
+        assert!(
+            backoff.next() >= Duration::from_millis(800),
+            "a short session kept it"
+        );
+        backoff.session_ended(STABLE_SESSION - Duration::from_millis(1));
+        assert!(backoff.next() >= Duration::from_millis(1600));
+        backoff.session_ended(STABLE_SESSION);
+        assert!(
+            backoff.next() <= Duration::from_millis(100),
+            "a stable one resets it"
+        );
     }
 }

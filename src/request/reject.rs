@@ -37,6 +37,11 @@ pub enum RejectionKind {
     /// An extractor ran on a route that the [`ApiKeyLayer`](crate::ApiKeyLayer) does not cover:
     /// a programming error, answered with 500.
     MissingLayer(&'static str),
+    /// Over a rate limit (or throttled after refused keys): 429 with `Retry-After`.
+    RateLimited {
+        /// The hint sent in `Retry-After` (whole seconds, rounded up, at least 1).
+        retry_after: Duration,
+    },
 }
 
 impl RejectionKind {
@@ -48,6 +53,7 @@ impl RejectionKind {
             Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::MissingLayer(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -60,6 +66,7 @@ impl RejectionKind {
             Self::InsufficientScope(_) => "insufficient_scope",
             Self::Unavailable { .. } => "temporarily_unavailable",
             Self::MissingLayer(_) => "server_error",
+            Self::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -80,6 +87,9 @@ impl RejectionKind {
                  `.layer(ApiKeyLayer::new(..))` to the router (a server configuration error)"
             )
             .into(),
+            Self::RateLimited { .. } => {
+                "too many requests; retry after the time in Retry-After".into()
+            }
         }
     }
 }
@@ -203,9 +213,9 @@ impl Renderer {
             RejectionKind::InvalidRequest(_) | RejectionKind::InsufficientScope(_) => {
                 (Some(challenge(&self.realm, kind)), json_body(kind))
             }
-            RejectionKind::Unavailable { .. } | RejectionKind::MissingLayer(_) => {
-                (None, json_body(kind))
-            }
+            RejectionKind::Unavailable { .. }
+            | RejectionKind::MissingLayer(_)
+            | RejectionKind::RateLimited { .. } => (None, json_body(kind)),
         };
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = kind.status();
@@ -216,11 +226,26 @@ impl Renderer {
         if let Some(challenge) = challenge {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
-        if let RejectionKind::Unavailable { retry_after } = kind {
-            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+        match kind {
+            RejectionKind::Unavailable { retry_after } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            }
+            RejectionKind::RateLimited { retry_after } => {
+                headers.insert(
+                    RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs(*retry_after)),
+                );
+            }
+            _ => {}
         }
         response
     }
+}
+
+/// Whole seconds for `Retry-After` on a 429: rounded up (a client that waits exactly this long
+/// is admitted), at least 1.
+pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// Builds the `WWW-Authenticate` value (RFC 6750 §3).

@@ -1,0 +1,309 @@
+//! A bounded map of GCRA cells (one `governor` direct limiter per key), shared by the per-key
+//! limiter and the failed-key throttle.
+//!
+//! Why not `governor`'s keyed limiter: it holds one quota for every key, and a key's quota here
+//! can come from its own claim. Why papaya rather than moka: a hit is one lock-free lookup with
+//! no bookkeeping (moka records every read for its admission policy), which keeps the limiter
+//! under 100 ns per request. Bounding is ours, and mostly lossless: a cell idle for its whole
+//! window holds a full bucket, exactly what a fresh cell would hold, so dropping it forgets
+//! nothing. Only when the map is full of cells active within their window are some dropped at
+//! random (their keys get a fresh bucket; counted in `evicted_active`).
+
+use std::borrow::Borrow;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+
+use super::RatePolicy;
+
+type Limiter =
+    governor::RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+
+/// One key's GCRA state.
+pub(crate) struct Cell {
+    policy: RatePolicy,
+    limiter: Limiter,
+    /// Milliseconds since the map's origin of the last decision.
+    last_seen: AtomicU64,
+    /// Milliseconds since the map's origin until which the throttle refuses (unused by the
+    /// per-key limiter).
+    blocked_until: AtomicU64,
+}
+
+impl Cell {
+    fn new(policy: RatePolicy, now: u64) -> Self {
+        Self {
+            policy,
+            limiter: governor::RateLimiter::direct(policy.quota())
+                .with_middleware::<StateInformationMiddleware>(),
+            last_seen: AtomicU64::new(now),
+            blocked_until: AtomicU64::new(0),
+        }
+    }
+
+    fn decide(&self) -> Outcome {
+        match self.limiter.check() {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let used = self.policy.limit().saturating_sub(remaining);
+                Outcome::Allowed {
+                    remaining,
+                    reset: self.policy.interval().saturating_mul(used),
+                }
+            }
+            Err(not_until) => Outcome::Limited {
+                retry_after: not_until.wait_time_from(self.limiter.clock().now()),
+            },
+        }
+    }
+
+    fn idle_for_a_window(&self, now: u64) -> bool {
+        let idle = now.saturating_sub(self.last_seen.load(Ordering::Relaxed));
+        idle >= millis(self.policy.window()) && now >= self.blocked_until.load(Ordering::Relaxed)
+    }
+}
+
+/// The result of one decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Admitted; `remaining` more requests would be admitted right now, and the bucket is full
+    /// again after `reset`.
+    Allowed { remaining: u32, reset: Duration },
+    /// Refused; the next request is admitted after `retry_after`.
+    Limited { retry_after: Duration },
+}
+
+/// Keys to GCRA cells, at most about `max` of them.
+pub(crate) struct Cells<K> {
+    map: papaya::HashMap<K, Cell>,
+    max: usize,
+    origin: Instant,
+    sweeping: AtomicBool,
+    evicted_active: AtomicU64,
+}
+
+impl<K: Hash + Eq + Send + Sync + 'static> Cells<K> {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            map: papaya::HashMap::new(),
+            max: max.max(1),
+            origin: Instant::now(),
+            sweeping: AtomicBool::new(false),
+            evicted_active: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        millis(self.origin.elapsed())
+    }
+
+    /// Spends one request of `key` under `policy`. A key seen under another policy (its claim
+    /// changed) starts a fresh cell.
+    pub(crate) fn check<Q>(&self, key: &Q, policy: RatePolicy) -> Outcome
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let now = self.now();
+        let map = self.map.pin();
+        if let Some(cell) = map.get(key) {
+            if cell.policy == policy {
+                cell.last_seen.store(now, Ordering::Relaxed);
+                return cell.decide();
+            }
+            // A new policy: a new bucket (rare; a race here costs at most one extra burst).
+            let cell = Cell::new(policy, now);
+            let outcome = cell.decide();
+            map.insert(key.to_owned(), cell);
+            return outcome;
+        }
+        if map.len() >= self.max {
+            self.make_room(now);
+        }
+        map.get_or_insert_with(key.to_owned(), || Cell::new(policy, now))
+            .decide()
+    }
+
+    /// Whether `key` is blocked (the throttle's check): `Some(wait)` while it is.
+    pub(crate) fn blocked<Q>(&self, key: &Q) -> Option<Duration>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let now = self.now();
+        let map = self.map.pin();
+        let until = map.get(key)?.blocked_until.load(Ordering::Relaxed);
+        (until > now).then(|| Duration::from_millis(until - now))
+    }
+
+    /// Spends one request of `key` under `policy`, and when that empties its bucket (or it was
+    /// empty), blocks the key until a request would be admitted again.
+    pub(crate) fn spend_and_block<Q>(&self, key: &Q, policy: RatePolicy) -> Outcome
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let outcome = self.check(key, policy);
+        let wait = match outcome {
+            Outcome::Allowed { remaining: 0, .. } => policy.interval(),
+            Outcome::Allowed { .. } => return outcome,
+            Outcome::Limited { retry_after } => retry_after,
+        };
+        let now = self.now();
+        // Round up: a client is never let through before its bucket has a token again.
+        let until = now.saturating_add(millis(wait)).saturating_add(1);
+        if let Some(cell) = self.map.pin().get(key) {
+            cell.blocked_until.fetch_max(until, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    /// Drops the cells idle for a whole window (lossless); if the map is still full, drops an
+    /// eighth of it at random. One sweeper at a time; the others insert meanwhile (the bound is
+    /// overshot by at most the number of concurrent inserts).
+    fn make_room(&self, now: u64) {
+        if self.sweeping.swap(true, Ordering::Acquire) {
+            return;
+        }
+        let map = self.map.pin();
+        map.retain(|_, cell| !cell.idle_for_a_window(now));
+        let len = map.len();
+        if len >= self.max {
+            let target = len - (self.max - self.max / 8);
+            let mut dropped = 0usize;
+            map.retain(|_, _| {
+                let keep = dropped >= target;
+                dropped += usize::from(!keep);
+                keep
+            });
+            self.evicted_active
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+            tracing::warn!(
+                dropped,
+                max = self.max,
+                "rate-limit map full of active keys: dropped some (their buckets restart full)"
+            );
+        }
+        self.sweeping.store(false, Ordering::Release);
+    }
+
+    /// How many keys are tracked.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// How many cells still active within their window were dropped to stay under the bound.
+    pub(crate) fn evicted_active(&self) -> u64 {
+        self.evicted_active.load(Ordering::Relaxed)
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(text: &str) -> RatePolicy {
+        text.parse().unwrap()
+    }
+
+    fn allowed(cells: &Cells<String>, key: &str, p: RatePolicy) -> usize {
+        (0..p.limit() * 2)
+            .filter(|_| matches!(cells.check(key, p), Outcome::Allowed { .. }))
+            .count()
+    }
+
+    #[test]
+    fn a_key_gets_its_limit_and_no_more() {
+        let cells = Cells::<String>::new(100);
+        assert_eq!(allowed(&cells, "a", policy("5/h")), 5);
+        match cells.check("a", policy("5/h")) {
+            Outcome::Limited { retry_after } => {
+                // One token every 12 minutes.
+                assert!(
+                    retry_after > Duration::from_secs(11 * 60),
+                    "{retry_after:?}"
+                );
+                assert!(
+                    retry_after <= Duration::from_secs(12 * 60),
+                    "{retry_after:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another key has its own bucket.
+        assert_eq!(allowed(&cells, "b", policy("5/h")), 5);
+    }
+
+    #[test]
+    fn remaining_and_reset_count_down() {
+        let cells = Cells::<String>::new(100);
+        let p = policy("3/min");
+        let Outcome::Allowed { remaining, reset } = cells.check("a", p) else {
+            panic!("first request refused")
+        };
+        assert_eq!(remaining, 2);
+        assert_eq!(reset, Duration::from_secs(20));
+        let Outcome::Allowed { remaining, reset } = cells.check("a", p) else {
+            panic!("second request refused")
+        };
+        assert_eq!((remaining, reset), (1, Duration::from_secs(40)));
+    }
+
+    #[test]
+    fn a_new_policy_starts_a_new_bucket() {
+        let cells = Cells::<String>::new(100);
+        assert_eq!(allowed(&cells, "a", policy("2/h")), 2);
+        assert_eq!(allowed(&cells, "a", policy("4/h")), 4);
+    }
+
+    #[test]
+    fn the_map_stays_bounded_and_counts_active_evictions() {
+        let cells = Cells::<String>::new(64);
+        for i in 0..1_000 {
+            cells.check(&format!("key-{i}"), policy("10/h"));
+            assert!(cells.len() <= 64, "{} keys at {i}", cells.len());
+        }
+        assert!(cells.evicted_active() > 0);
+    }
+
+    #[test]
+    fn idle_cells_are_dropped_before_active_ones() {
+        let cells = Cells::<String>::new(4);
+        // Two keys idle for a full 1-second window are dropped losslessly.
+        cells.check("idle-1", policy("1/s"));
+        cells.check("idle-2", policy("1/s"));
+        std::thread::sleep(Duration::from_millis(1_100));
+        cells.check("busy-1", policy("1/h"));
+        cells.check("busy-2", policy("1/h"));
+        cells.check("busy-3", policy("1/h"));
+        assert_eq!(cells.evicted_active(), 0);
+        assert!(matches!(
+            cells.check("busy-1", policy("1/h")),
+            Outcome::Limited { .. }
+        ));
+    }
+
+    #[test]
+    fn spend_and_block_blocks_once_the_bucket_is_empty() {
+        let cells = Cells::<String>::new(16);
+        let p = policy("3/min");
+        cells.spend_and_block("c", p);
+        cells.spend_and_block("c", p);
+        assert_eq!(cells.blocked("c"), None);
+        cells.spend_and_block("c", p);
+        let wait = cells.blocked("c").expect("blocked after three");
+        assert!(
+            wait > Duration::from_secs(19) && wait <= Duration::from_secs(21),
+            "{wait:?}"
+        );
+        assert_eq!(cells.blocked("other"), None);
+    }
+}

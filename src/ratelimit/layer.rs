@@ -1,0 +1,548 @@
+//! [`RateLimitLayer`]: per-key, per-user or per-organization limits, after authentication.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::response::{IntoResponse, Response};
+use governor::DefaultDirectRateLimiter;
+use http::header::RETRY_AFTER;
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, Request};
+use tower::{Layer, Service};
+
+use super::RatePolicy;
+use super::cells::{Cells, Outcome};
+use crate::request::reject::retry_after_secs;
+use crate::request::reject::{AuthRejection, RejectionKind};
+use crate::request::state::AuthState;
+use crate::token_info::TokenInfo;
+
+/// The custom claim read for a per-key policy unless [`RateLimitLayer::claim`] says otherwise.
+pub const DEFAULT_CLAIM: &str = "rate_limit";
+
+/// How many keys one layer tracks unless [`RateLimitLayer::max_keys`] says otherwise.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
+pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+pub static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// What a limit counts requests by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LimitBy {
+    /// Each key (its `token_id`) has its own bucket. The default.
+    #[default]
+    Key,
+    /// Each user has one bucket for all their keys; organization-scoped keys (no user) are
+    /// counted by key.
+    User,
+    /// Each organization has one bucket for all its keys.
+    Organization,
+}
+
+type PolicyFn = Arc<dyn Fn(&TokenInfo) -> Option<RatePolicy> + Send + Sync>;
+
+#[derive(Clone)]
+struct Config {
+    name: Arc<str>,
+    policy: RatePolicy,
+    by: LimitBy,
+    claim: Option<Arc<str>>,
+    policy_fn: Option<PolicyFn>,
+    headers_on_success: bool,
+    max_keys: usize,
+    /// The `RateLimit-Policy` value of `policy`, prepared (rebuilt by `with`).
+    policy_header: Option<(RatePolicy, HeaderValue)>,
+    #[cfg(feature = "redis")]
+    redis: Option<super::redis::RedisLimiter>,
+}
+
+/// A tower [`Layer`] that limits authenticated requests, placed inside
+/// [`ApiKeyLayer`](crate::ApiKeyLayer) (so it runs after it): GCRA through `governor`, one
+/// bucket per key, user or organization ([`LimitBy`]).
+///
+/// - **Policy**: the layer's default ([`RateLimitLayer::new`]); a key's custom claim
+///   `rate_limit` (e.g. `5/min`; [`claim`](Self::claim) renames it) overrides it, and a
+///   [`policy_fn`](Self::policy_fn) overrides both. A malformed claim is logged (at most about
+///   once a second per layer) and the default applies.
+/// - **Answers**: over the limit, 429 with `Retry-After` through the auth layer's renderer
+///   ([`ApiKeyLayer::on_rejection`](crate::ApiKeyLayer::on_rejection) sees
+///   [`RejectionKind::RateLimited`]), plus `RateLimit-Policy: "default";q=100;w=60` and
+///   `RateLimit: "default";r=0;t=5`; successful answers carry both too unless
+///   [`headers_on_success(false)`](Self::headers_on_success). Handlers read the quota with the
+///   [`RateLimitInfo`] extractor.
+/// - **Groups**: one layer is one group's state; give each route group its own layer (and its
+///   own [`name`](Self::name), which the headers and the Redis keys carry). Clones of a layer
+///   share its buckets.
+/// - **Anonymous requests** (under [`ApiKeyLayer::optional`](crate::ApiKeyLayer::optional)) are
+///   not limited by this layer; a route without the auth layer answers 500 (a configuration
+///   error, as for the extractors).
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use axum_api_key::ratelimit::{LimitBy, RateLimitInfo, RateLimitLayer};
+/// use axum_api_key::{ApiKeyLayer, InMemoryTokens};
+///
+/// async fn search(limit: RateLimitInfo) -> String {
+///     format!("{} requests left", limit.remaining)
+/// }
+///
+/// let tokens = InMemoryTokens::new();
+/// let app: Router = Router::new()
+///     .route("/search", get(search))
+///     .layer(RateLimitLayer::new("100/min".parse().unwrap()).by(LimitBy::User))
+///     .layer(ApiKeyLayer::new(tokens)); // the outer layer runs first
+/// ```
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    config: Arc<Config>,
+    cells: Arc<Cells<String>>,
+    warnings: Arc<DefaultDirectRateLimiter>,
+}
+
+impl RateLimitLayer {
+    /// A layer limiting each key to `policy`, named `"default"` in the headers, honouring the
+    /// `rate_limit` claim, with headers on every answer.
+    pub fn new(policy: RatePolicy) -> Self {
+        Self {
+            config: Arc::new(Config {
+                name: "default".into(),
+                policy,
+                by: LimitBy::Key,
+                claim: Some(DEFAULT_CLAIM.into()),
+                policy_fn: None,
+                headers_on_success: true,
+                max_keys: DEFAULT_MAX_KEYS,
+                policy_header: Some((policy, policy_header("default", policy))),
+                #[cfg(feature = "redis")]
+                redis: None,
+            }),
+            cells: Arc::new(Cells::new(DEFAULT_MAX_KEYS)),
+            warnings: Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
+                std::num::NonZeroU32::MIN,
+            ))),
+        }
+    }
+
+    fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        change(config);
+        config.policy_header = Some((config.policy, policy_header(&config.name, config.policy)));
+        self
+    }
+
+    /// The policy's name in the headers and in Redis keys: up to 32 characters from
+    /// `A-Z a-z 0-9 - _ .` (others are dropped; empty means `"default"`).
+    #[must_use]
+    pub fn name(self, name: &str) -> Self {
+        let cleaned: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .take(32)
+            .collect();
+        let name = if cleaned.is_empty() {
+            "default".to_owned()
+        } else {
+            cleaned
+        };
+        self.with(|config| config.name = name.into())
+    }
+
+    /// What to count requests by (default [`LimitBy::Key`]).
+    #[must_use]
+    pub fn by(self, by: LimitBy) -> Self {
+        self.with(|config| config.by = by)
+    }
+
+    /// The custom claim holding a key's own policy (default [`DEFAULT_CLAIM`]).
+    #[must_use]
+    pub fn claim(self, claim: &str) -> Self {
+        self.with(|config| config.claim = Some(claim.into()))
+    }
+
+    /// Ignores policies in claims: every key gets the layer's (or the [`policy_fn`](Self::policy_fn)'s).
+    #[must_use]
+    pub fn no_claim(self) -> Self {
+        self.with(|config| config.claim = None)
+    }
+
+    /// A key's policy from a function of its [`TokenInfo`]; `None` falls back to the claim, then
+    /// to the layer's policy.
+    ///
+    /// ```
+    /// use axum_api_key::ratelimit::{RatePolicy, RateLimitLayer};
+    ///
+    /// let layer = RateLimitLayer::new("100/min".parse().unwrap())
+    ///     .policy_fn(|info| info.has_role("batch").then(|| "10000/h".parse().unwrap()));
+    /// ```
+    #[must_use]
+    pub fn policy_fn<F>(self, f: F) -> Self
+    where
+        F: Fn(&TokenInfo) -> Option<RatePolicy> + Send + Sync + 'static,
+    {
+        self.with(|config| config.policy_fn = Some(Arc::new(f)))
+    }
+
+    /// Whether successful answers carry `RateLimit-Policy` and `RateLimit` (default `true`).
+    #[must_use]
+    pub fn headers_on_success(self, on: bool) -> Self {
+        self.with(|config| config.headers_on_success = on)
+    }
+
+    /// How many keys (users, organizations) to track at most (default [`DEFAULT_MAX_KEYS`]).
+    /// Keys idle for their whole window are forgotten first, at no loss; a map full of active
+    /// keys drops some at random (they restart with a full bucket).
+    #[must_use]
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.cells = Arc::new(Cells::new(max_keys));
+        self.with(|config| config.max_keys = max_keys)
+    }
+
+    /// Shares the limits through Redis (feature `redis`); see
+    /// [`RedisLimiter`](super::RedisLimiter). Redis down or slow: this layer's local buckets
+    /// decide.
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub fn redis(self, redis: super::redis::RedisLimiter) -> Self {
+        self.with(|config| config.redis = Some(redis))
+    }
+
+    /// How many keys are tracked locally now.
+    pub fn tracked_keys(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// The bucket id and policy of a request's key.
+    fn resolve<'a>(&self, info: &'a TokenInfo) -> (&'a str, RatePolicy) {
+        let config = &self.config;
+        let id = match config.by {
+            LimitBy::Key => info.token_id.as_str(),
+            LimitBy::User => info.user_id.as_deref().unwrap_or(&info.token_id),
+            LimitBy::Organization => info.organization_id.as_str(),
+        };
+        if let Some(policy) = config.policy_fn.as_ref().and_then(|f| f(info)) {
+            return (id, policy);
+        }
+        let claimed = config.claim.as_deref().and_then(|claim| info.claim(claim));
+        let policy = match claimed.map(str::parse::<RatePolicy>) {
+            Some(Ok(policy)) => policy,
+            Some(Err(error)) => {
+                if self.warnings.check().is_ok() {
+                    tracing::warn!(
+                        token_id = %truncate(&info.token_id),
+                        claim = %truncate(config.claim.as_deref().unwrap_or_default()),
+                        %error,
+                        "malformed rate-limit claim: the route's policy applies"
+                    );
+                }
+                config.policy
+            }
+            None => config.policy,
+        };
+        (id, policy)
+    }
+
+    fn headers(&self, policy: RatePolicy, remaining: u32, reset: Duration) -> [HeaderValue; 2] {
+        use std::fmt::Write;
+        let name = &self.config.name;
+        // The layer's own policy is formatted once; a key's own policy on each answer.
+        let policy_value = match &self.config.policy_header {
+            Some((default, value)) if *default == policy => value.clone(),
+            _ => policy_header(name, policy),
+        };
+        let mut value = String::with_capacity(name.len() + 24);
+        let _ = write!(
+            value,
+            "\"{name}\";r={remaining};t={}",
+            retry_after_secs(reset)
+        );
+        [policy_value, header_value(value)]
+    }
+}
+
+/// `"name";q=100;w=60`.
+fn policy_header(name: &str, policy: RatePolicy) -> HeaderValue {
+    header_value(format!(
+        "\"{name}\";q={};w={}",
+        policy.limit(),
+        policy.window().as_secs()
+    ))
+}
+
+/// Every piece is ASCII from a sanitized name and numbers; the fallback is unreachable.
+fn header_value(text: String) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"default\""))
+}
+
+/// Bounds a logged field.
+fn truncate(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+impl fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("name", &self.config.name)
+            .field("policy", &self.config.policy)
+            .field("by", &self.config.by)
+            .field("claim", &self.config.claim)
+            .field("headers_on_success", &self.config.headers_on_success)
+            .field("max_keys", &self.config.max_keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// What the limiter decided for a request, for handlers: the [`RateLimitInfo`] extractor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateLimitInfo {
+    /// The policy applied (the layer's, or the key's own).
+    pub policy: RatePolicy,
+    /// Requests still allowed right now.
+    pub remaining: u32,
+    /// When the bucket is full again.
+    pub reset_after: Duration,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RateLimitInfo {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<RateLimitInfo>() {
+            Some(info) => Ok(*info),
+            None => Err(missing_layer(parts.extensions.get::<AuthState>())),
+        }
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for RateLimitInfo {
+    type Rejection = AuthRejection;
+
+    /// `None` on a request the layer did not limit (an anonymous one).
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<RateLimitInfo>().copied())
+    }
+}
+
+fn missing_layer(state: Option<&AuthState>) -> AuthRejection {
+    let kind = RejectionKind::MissingLayer("RateLimitLayer");
+    match state {
+        Some(state) => state.reject(kind),
+        None => AuthRejection::without_layer(kind),
+    }
+}
+
+/// The service made by [`RateLimitLayer`].
+#[derive(Clone)]
+pub struct RateLimit<S> {
+    inner: S,
+    layer: RateLimitLayer,
+}
+
+impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> Service<Request<B>> for RateLimit<S>
+where
+    S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = RateLimitFuture<S::Future, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let Some(state) = request.extensions().get::<AuthState>() else {
+            return RateLimitFuture::ready(missing_layer(None).into_response());
+        };
+        let Some(auth) = state.auth.as_ref() else {
+            // Anonymous, under an optional auth layer: not ours to limit.
+            return RateLimitFuture::inner(self.inner.call(request), None);
+        };
+        let (id, policy) = self.layer.resolve(auth.info());
+
+        #[cfg(feature = "redis")]
+        if let Some(redis) = self.layer.config.redis.clone() {
+            let key = redis.key(&self.layer.config.name, id, policy);
+            let id: Box<str> = id.into();
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            let layer = self.layer.clone();
+            return RateLimitFuture::boxed(Box::pin(async move {
+                let outcome = match redis.check(&key, policy).await {
+                    Some(outcome) => outcome,
+                    None => layer.cells.check(&*id, policy),
+                };
+                match layer.answer(&mut request, policy, outcome) {
+                    Ok(headers) => {
+                        let mut response = inner.call(request).await?;
+                        add_headers(&mut response, headers);
+                        Ok(response)
+                    }
+                    Err(response) => Ok(response),
+                }
+            }));
+        }
+
+        let outcome = self.layer.cells.check(id, policy);
+        match self.layer.answer(&mut request, policy, outcome) {
+            Ok(headers) => RateLimitFuture::inner(self.inner.call(request), headers),
+            Err(response) => RateLimitFuture::ready(response),
+        }
+    }
+}
+
+impl RateLimitLayer {
+    /// Admitted: the info extension is in place, and the headers to add (if any). Refused: the
+    /// 429, rendered by the auth layer's renderer (a rare path; the response is not boxed).
+    #[allow(clippy::result_large_err)]
+    fn answer<B>(
+        &self,
+        request: &mut Request<B>,
+        policy: RatePolicy,
+        outcome: Outcome,
+    ) -> Result<Option<[HeaderValue; 2]>, Response> {
+        match outcome {
+            Outcome::Allowed { remaining, reset } => {
+                let headers = self
+                    .config
+                    .headers_on_success
+                    .then(|| self.headers(policy, remaining, reset));
+                request.extensions_mut().insert(RateLimitInfo {
+                    policy,
+                    remaining,
+                    reset_after: reset,
+                });
+                Ok(headers)
+            }
+            Outcome::Limited { retry_after } => {
+                let kind = RejectionKind::RateLimited { retry_after };
+                let rejection = match request.extensions().get::<AuthState>() {
+                    Some(state) => state.reject(kind),
+                    None => AuthRejection::without_layer(kind),
+                };
+                let mut response = rejection.into_response();
+                if !response.headers().contains_key(RETRY_AFTER) {
+                    response.headers_mut().insert(
+                        RETRY_AFTER,
+                        HeaderValue::from(retry_after_secs(retry_after)),
+                    );
+                }
+                add_headers(&mut response, Some(self.headers(policy, 0, retry_after)));
+                Err(response)
+            }
+        }
+    }
+}
+
+fn add_headers(response: &mut Response, headers: Option<[HeaderValue; 2]>) {
+    if let Some([policy, state]) = headers {
+        let map = response.headers_mut();
+        map.insert(RATELIMIT_POLICY.clone(), policy);
+        map.insert(RATELIMIT.clone(), state);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`RateLimit`].
+    pub struct RateLimitFuture<F, E> {
+        #[pin]
+        state: State<F, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F, E> {
+        Ready { response: Option<Response> },
+        Inner { #[pin] future: F, headers: Option<[HeaderValue; 2]> },
+        Boxed { future: BoxFuture<Result<Response, E>> },
+    }
+}
+
+impl<F, E> RateLimitFuture<F, E> {
+    fn ready(response: Response) -> Self {
+        Self {
+            state: State::Ready {
+                response: Some(response),
+            },
+        }
+    }
+    fn inner(future: F, headers: Option<[HeaderValue; 2]>) -> Self {
+        Self {
+            state: State::Inner { future, headers },
+        }
+    }
+    #[cfg(feature = "redis")]
+    fn boxed(future: BoxFuture<Result<Response, E>>) -> Self {
+        Self {
+            state: State::Boxed { future },
+        }
+    }
+}
+
+impl<F, E> Future for RateLimitFuture<F, E>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Ready { response } => Poll::Ready(Ok(response
+                .take()
+                .unwrap_or_else(|| http::StatusCode::INTERNAL_SERVER_ERROR.into_response()))),
+            StateProj::Inner { future, headers } => match future.poll(cx) {
+                Poll::Ready(Ok(mut response)) => {
+                    add_headers(&mut response, headers.take());
+                    Poll::Ready(Ok(response))
+                }
+                other => other,
+            },
+            StateProj::Boxed { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<F, E> fmt::Debug for RateLimitFuture<F, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RateLimitFuture")
+    }
+}

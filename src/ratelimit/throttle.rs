@@ -1,0 +1,462 @@
+//! [`FailedKeyThrottle`]: a client that presents too many refused keys waits, without any
+//! upstream call.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use http::{Extensions, HeaderMap};
+
+use super::RatePolicy;
+use super::cells::{Cells, Outcome};
+
+/// How many clients the throttle tracks unless [`FailedKeyThrottle::max_clients`] says otherwise.
+pub const DEFAULT_MAX_CLIENTS: usize = 100_000;
+
+/// The longest [`ClientKey::named`] value kept as is; longer names are hashed.
+const MAX_NAME_LEN: usize = 64;
+
+/// Who sent a request, for the throttle: an address (IPv6 folded to its /64, which one host
+/// usually owns whole) or a name chosen by the app.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// An IPv4 address, or the /64 prefix of an IPv6 address.
+    Ip(IpAddr),
+    /// An app-defined name (at most 64 bytes; longer names are replaced by a hash).
+    Named(Box<str>),
+}
+
+impl ClientKey {
+    /// The key of an address: IPv4 (or IPv4-mapped IPv6) as is, other IPv6 addresses cut to
+    /// their /64, so one host cannot rotate through its 2^64 addresses.
+    ///
+    /// ```
+    /// use axum_api_key::ratelimit::ClientKey;
+    ///
+    /// let a = ClientKey::ip("2001:db8::1".parse().unwrap());
+    /// let b = ClientKey::ip("2001:db8::ffff:2".parse().unwrap());
+    /// assert_eq!(a, b);
+    /// ```
+    pub fn ip(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(_) => Self::Ip(ip),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self::Ip(IpAddr::V4(v4)),
+                None => {
+                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                    Self::Ip(IpAddr::V6(Ipv6Addr::from(prefix)))
+                }
+            },
+        }
+    }
+
+    /// An app-defined client name (a tenant, a device id). Names longer than 64 bytes are
+    /// replaced by a hash of them, so the map's memory stays bounded.
+    pub fn named(name: &str) -> Self {
+        if name.len() <= MAX_NAME_LEN {
+            Self::Named(name.into())
+        } else {
+            Self::Named(format!("#{}", blake3::hash(name.as_bytes()).to_hex()).into())
+        }
+    }
+}
+
+impl fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ip(ip) => ip.fmt(f),
+            Self::Named(name) => name.fmt(f),
+        }
+    }
+}
+
+/// The client named by `X-Forwarded-For`, for an app behind exactly `trusted_proxies` proxies
+/// that each append the address they received the request from.
+///
+/// Only the last `trusted_proxies` entries were written by your proxies; everything to their
+/// left came from the client and can be forged. So this takes the `trusted_proxies`-th entry
+/// from the right (every `X-Forwarded-For` field counts, in order), and gives `None` when there
+/// are fewer entries (the request did not come through all your proxies), when
+/// `trusted_proxies` is 0, or when that entry is not an address (`1.2.3.4`, `1.2.3.4:5`,
+/// `2001:db8::1` or `[2001:db8::1]:5`). On `None`, use the peer address.
+///
+/// ```
+/// use axum_api_key::ratelimit::forwarded_client;
+/// use http::HeaderMap;
+///
+/// let mut headers = HeaderMap::new();
+/// // The client forged the first entry; your one proxy appended the real address.
+/// headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.7".parse().unwrap());
+/// assert_eq!(forwarded_client(&headers, 1), Some("203.0.113.7".parse().unwrap()));
+/// assert_eq!(forwarded_client(&headers, 3), None);
+/// ```
+pub fn forwarded_client(headers: &HeaderMap, trusted_proxies: usize) -> Option<IpAddr> {
+    if trusted_proxies == 0 {
+        return None;
+    }
+    let mut seen = 0usize;
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
+        let value = value.to_str().ok()?;
+        for entry in value.rsplit(',') {
+            seen += 1;
+            if seen == trusted_proxies {
+                return parse_address(entry.trim_matches([' ', '\t']));
+            }
+        }
+    }
+    None
+}
+
+fn parse_address(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    entry.parse::<SocketAddr>().ok().map(|addr| addr.ip())
+}
+
+/// An app-defined client-key function for [`ClientSource::Custom`].
+pub type ClientFn = Arc<dyn Fn(&HeaderMap, &Extensions) -> Option<ClientKey> + Send + Sync>;
+
+/// Where the throttle finds the client of a request.
+#[derive(Clone)]
+pub enum ClientSource {
+    /// The peer address from [`ConnectInfo<SocketAddr>`](ConnectInfo) (serve the app with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`). The default.
+    PeerAddr,
+    /// [`forwarded_client`] with this many trusted proxies, falling back to the peer address.
+    ForwardedFor {
+        /// How many proxies of yours append to `X-Forwarded-For` in front of the app.
+        trusted_proxies: usize,
+    },
+    /// An app-defined function.
+    Custom(ClientFn),
+}
+
+impl fmt::Debug for ClientSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PeerAddr => f.write_str("PeerAddr"),
+            Self::ForwardedFor { trusted_proxies } => f
+                .debug_struct("ForwardedFor")
+                .field("trusted_proxies", trusted_proxies)
+                .finish(),
+            Self::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+/// A refusal to serve a throttled client: how long it should wait (`Retry-After`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryAfter(pub Duration);
+
+impl RetryAfter {
+    /// Whole seconds for the `Retry-After` field: rounded up, at least 1.
+    pub fn seconds(&self) -> u64 {
+        let secs = self.0.as_secs() + u64::from(self.0.subsec_nanos() > 0);
+        secs.max(1)
+    }
+}
+
+/// Counters of a [`FailedKeyThrottle`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ThrottleStats {
+    /// Clients tracked now (bounded by [`FailedKeyThrottle::max_clients`]).
+    pub clients: usize,
+    /// Refusals recorded.
+    pub refusals: u64,
+    /// Checks answered "wait" (requests that got 429 without an upstream call).
+    pub throttled: u64,
+    /// Clients still within their window that were dropped to stay under the bound.
+    pub evicted_active: u64,
+}
+
+/// Throttles clients that present refused keys: after `policy.limit()` refusals in a burst, a
+/// client may present one more unknown key per `policy.interval()` (GCRA through `governor`),
+/// and meanwhile its unknown keys get 429 without an upstream call.
+///
+/// Keys it presents that are cached as valid keep working (the pipeline asks the throttle only
+/// before an upstream call), and other clients are unaffected. The map of clients is bounded
+/// ([`DEFAULT_MAX_CLIENTS`]): clients idle for a whole window are forgotten first (losslessly:
+/// their bucket would be full again anyway), and only a map full of clients active within their
+/// window loses some of them (counted in [`ThrottleStats::evicted_active`]).
+///
+/// **Two call points** in the authentication pipeline:
+///
+/// 1. before asking the validator about a key that is not cached: [`check`](Self::check)`(&client)`,
+///    and on `Err(retry)` answer 429 with `Retry-After: retry.seconds()`;
+/// 2. after the validator answers `Invalid`: [`record_refusal`](Self::record_refusal)`(&client)`.
+///
+/// Flood bound: one client makes at most `limit + limit * t / window` refused upstream calls
+/// in `t` seconds, plus the calls already in flight when its bucket emptied.
+///
+/// ```
+/// use axum_api_key::ratelimit::{ClientKey, FailedKeyThrottle};
+///
+/// let throttle = FailedKeyThrottle::new("3/min".parse().unwrap());
+/// let client = ClientKey::ip("203.0.113.7".parse().unwrap());
+/// for _ in 0..3 {
+///     assert!(throttle.check(&client).is_ok()); // ... validator says Invalid:
+///     throttle.record_refusal(&client);
+/// }
+/// let wait = throttle.check(&client).unwrap_err();
+/// assert!(wait.seconds() <= 21); // one refusal comes back every 20 s
+/// // Another client is unaffected.
+/// assert!(throttle.check(&ClientKey::ip("198.51.100.1".parse().unwrap())).is_ok());
+/// ```
+pub struct FailedKeyThrottle {
+    policy: RatePolicy,
+    source: ClientSource,
+    cells: Cells<ClientKey>,
+    refusals: AtomicU64,
+    throttled: AtomicU64,
+}
+
+impl FailedKeyThrottle {
+    /// A throttle allowing `policy` refused keys per client, clients found by their peer address.
+    pub fn new(policy: RatePolicy) -> Self {
+        Self::with_max_clients(policy, DEFAULT_MAX_CLIENTS)
+    }
+
+    fn with_max_clients(policy: RatePolicy, max_clients: usize) -> Self {
+        Self {
+            policy,
+            source: ClientSource::PeerAddr,
+            cells: Cells::new(max_clients),
+            refusals: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+        }
+    }
+
+    /// How many clients to track at most (default [`DEFAULT_MAX_CLIENTS`]).
+    #[must_use]
+    pub fn max_clients(self, max_clients: usize) -> Self {
+        let mut throttle = Self::with_max_clients(self.policy, max_clients);
+        throttle.source = self.source;
+        throttle
+    }
+
+    /// Where to find the client of a request (default [`ClientSource::PeerAddr`]).
+    #[must_use]
+    pub fn client_source(mut self, source: ClientSource) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// The policy: refused keys allowed per client.
+    pub fn policy(&self) -> RatePolicy {
+        self.policy
+    }
+
+    /// The client of a request, by the configured [`ClientSource`]; `None` when it cannot be
+    /// told (no `ConnectInfo`, a custom function that declines). Without a client, the pipeline
+    /// skips the throttle (and the upstream budget still bounds the flood).
+    pub fn client_of(&self, headers: &HeaderMap, extensions: &Extensions) -> Option<ClientKey> {
+        let peer = || {
+            extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| ClientKey::ip(addr.ip()))
+        };
+        match &self.source {
+            ClientSource::PeerAddr => peer(),
+            ClientSource::ForwardedFor { trusted_proxies } => {
+                match forwarded_client(headers, *trusted_proxies) {
+                    Some(ip) => Some(ClientKey::ip(ip)),
+                    None => peer(),
+                }
+            }
+            ClientSource::Custom(source) => source(headers, extensions),
+        }
+    }
+
+    /// Before an upstream call for a key that is not cached: `Err` while `client` has no
+    /// refusals left.
+    pub fn check(&self, client: &ClientKey) -> Result<(), RetryAfter> {
+        match self.cells.blocked(client) {
+            None => Ok(()),
+            Some(wait) => {
+                self.throttled.fetch_add(1, Ordering::Relaxed);
+                Err(RetryAfter(wait))
+            }
+        }
+    }
+
+    /// After the validator refused a key `client` presented.
+    pub fn record_refusal(&self, client: &ClientKey) {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
+        if let Outcome::Limited { .. } | Outcome::Allowed { remaining: 0, .. } =
+            self.cells.spend_and_block(client, self.policy)
+        {
+            tracing::debug!(%client, "client throttled after refused keys");
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> ThrottleStats {
+        ThrottleStats {
+            clients: self.cells.len(),
+            refusals: self.refusals.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+            evicted_active: self.cells.evicted_active(),
+        }
+    }
+}
+
+impl Default for FailedKeyThrottle {
+    /// 10 refused keys per minute per client.
+    fn default() -> Self {
+        Self::new(RatePolicy::TEN_PER_MINUTE)
+    }
+}
+
+impl fmt::Debug for FailedKeyThrottle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FailedKeyThrottle")
+            .field("policy", &self.policy)
+            .field("source", &self.source)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> ClientKey {
+        ClientKey::ip(text.parse().unwrap())
+    }
+
+    #[test]
+    fn blocks_after_the_limit_and_spares_other_clients() {
+        let throttle = FailedKeyThrottle::new("5/h".parse().unwrap());
+        let bad = ip("203.0.113.7");
+        for i in 0..5 {
+            assert_eq!(throttle.check(&bad), Ok(()), "refusal {i}");
+            throttle.record_refusal(&bad);
+        }
+        let wait = throttle.check(&bad).expect_err("sixth key throttled");
+        // One refusal comes back every 12 minutes.
+        assert!(wait.0 > Duration::from_secs(11 * 60) && wait.0 <= Duration::from_secs(721));
+        assert_eq!(wait.seconds(), wait.0.as_secs() + 1);
+        let other = ip("127.0.0.2");
+        assert_eq!(throttle.check(&other), Ok(()));
+        throttle.record_refusal(&other);
+        assert_eq!(throttle.check(&other), Ok(()));
+        let stats = throttle.stats();
+        assert_eq!((stats.refusals, stats.throttled, stats.clients), (6, 1, 2));
+    }
+
+    #[test]
+    fn unblocks_when_a_refusal_comes_back() {
+        let throttle = FailedKeyThrottle::new("2/s".parse().unwrap());
+        let client = ip("192.0.2.1");
+        throttle.record_refusal(&client);
+        throttle.record_refusal(&client);
+        assert!(throttle.check(&client).is_err());
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(throttle.check(&client), Ok(()));
+        throttle.record_refusal(&client);
+        assert!(throttle.check(&client).is_err());
+    }
+
+    #[test]
+    fn the_client_map_is_bounded() {
+        let throttle = FailedKeyThrottle::new("1/h".parse().unwrap()).max_clients(100);
+        for i in 0..5_000u32 {
+            throttle.record_refusal(&ClientKey::ip(IpAddr::from(i.to_be_bytes())));
+        }
+        let stats = throttle.stats();
+        assert!(stats.clients <= 100, "{stats:?}");
+        assert!(stats.evicted_active > 0);
+    }
+
+    #[test]
+    fn ipv6_hosts_fold_to_their_slash_64() {
+        assert_eq!(ip("2001:db8:1:2:aaaa::1"), ip("2001:db8:1:2:bbbb::9"));
+        assert_ne!(ip("2001:db8:1:2::1"), ip("2001:db8:1:3::1"));
+        assert_eq!(ip("::ffff:192.0.2.1"), ip("192.0.2.1"));
+    }
+
+    #[test]
+    fn long_names_are_hashed() {
+        let long = "x".repeat(1_000);
+        let ClientKey::Named(name) = ClientKey::named(&long) else {
+            panic!()
+        };
+        assert!(name.len() <= 65);
+        assert_ne!(
+            ClientKey::named(&long),
+            ClientKey::named(&"y".repeat(1_000))
+        );
+        assert_eq!(
+            ClientKey::named("tenant-1"),
+            ClientKey::Named("tenant-1".into())
+        );
+    }
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("x-forwarded-for", value.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn forwarded_for_takes_the_nth_entry_from_the_right() {
+        let h = headers(&["1.1.1.1, 2.2.2.2", "3.3.3.3,4.4.4.4"]);
+        let pick = |n| forwarded_client(&h, n).map(|ip| ip.to_string());
+        assert_eq!(pick(0), None);
+        assert_eq!(pick(1).as_deref(), Some("4.4.4.4"));
+        assert_eq!(pick(2).as_deref(), Some("3.3.3.3"));
+        assert_eq!(pick(3).as_deref(), Some("2.2.2.2"));
+        assert_eq!(pick(4).as_deref(), Some("1.1.1.1"));
+        assert_eq!(pick(5), None);
+    }
+
+    #[test]
+    fn forwarded_for_accepts_ports_and_refuses_junk() {
+        for (value, expected) in [
+            ("192.0.2.1:4711", Some("192.0.2.1")),
+            ("[2001:db8::1]:443", Some("2001:db8::1")),
+            ("  2001:db8::2\t", Some("2001:db8::2")),
+            ("unknown", None),
+            ("", None),
+            ("192.0.2.1 , ", None),
+            ("_hidden", None),
+        ] {
+            let got = forwarded_client(&headers(&[value]), 1).map(|ip| ip.to_string());
+            assert_eq!(got.as_deref(), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn client_of_follows_the_source() {
+        let mut extensions = Extensions::new();
+        extensions.insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 5000))));
+        let h = headers(&["6.6.6.6, 203.0.113.9"]);
+        let peer = FailedKeyThrottle::default();
+        assert_eq!(peer.client_of(&h, &extensions), Some(ip("10.0.0.1")));
+        let proxied = FailedKeyThrottle::default()
+            .client_source(ClientSource::ForwardedFor { trusted_proxies: 1 });
+        assert_eq!(proxied.client_of(&h, &extensions), Some(ip("203.0.113.9")));
+        assert_eq!(
+            proxied.client_of(&HeaderMap::new(), &extensions),
+            Some(ip("10.0.0.1"))
+        );
+        let custom = FailedKeyThrottle::default().client_source(ClientSource::Custom(Arc::new(
+            |headers: &HeaderMap, _: &Extensions| {
+                headers
+                    .get("x-tenant")
+                    .and_then(|v| v.to_str().ok())
+                    .map(ClientKey::named)
+            },
+        )));
+        assert_eq!(custom.client_of(&h, &extensions), None);
+        assert_eq!(peer.client_of(&h, &Extensions::new()), None);
+    }
+}

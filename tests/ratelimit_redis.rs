@@ -1,0 +1,226 @@
+//! Rate limits shared over a real Redis: every test starts its own `redis-server` on a free
+//! loopback port (killed on drop) and two "instances" (routers on their own ports, each with
+//! its own `RateLimitLayer` and `RedisLimiter`).
+
+mod support;
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::{Router, routing::get};
+use axum_api_key::keys::CreateToken;
+use axum_api_key::ratelimit::{RateLimitLayer, RedisLimiter};
+use axum_api_key::{ApiKeyLayer, InMemoryTokens};
+use reqwest::StatusCode;
+
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> Option<Self> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+        {
+            eprintln!("SKIPPED: redis-server not found (scripts/test.sh installs it)");
+            return None;
+        }
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = Self { child: None, port };
+        server.restart();
+        Some(server)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Instance {
+    base: String,
+    redis: RedisLimiter,
+}
+
+async fn instance(tokens: &InMemoryTokens, url: &str, policy: &str) -> Instance {
+    let redis = RedisLimiter::builder(url)
+        .prefix("test:rl")
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(RateLimitLayer::new(policy.parse().unwrap()).redis(redis.clone()))
+        .layer(ApiKeyLayer::new(tokens.clone()));
+    Instance {
+        base: support::serve(app).await,
+        redis,
+    }
+}
+
+async fn status(client: &reqwest::Client, base: &str, key: &str) -> StatusCode {
+    client
+        .get(format!("{base}/"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("an answer")
+        .status()
+}
+
+/// Sends requests with a throwaway key until the instance's limiter has decided through Redis.
+async fn until_connected(client: &reqwest::Client, instance: &Instance, warm_key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while instance.redis.stats().decisions == 0 {
+        assert!(Instant::now() < deadline, "never connected to Redis");
+        status(client, &instance.base, warm_key).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_quota_within_ten_percent() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let tokens = InMemoryTokens::new();
+    let key = tokens.create(CreateToken::new("org_a")).unwrap().key;
+    let key = key.expose_secret();
+    let warm = tokens.create(CreateToken::new("org_w")).unwrap().key;
+    let a = instance(&tokens, &server.url(), "40/min").await;
+    let b = instance(&tokens, &server.url(), "40/min").await;
+    let client = reqwest::Client::new();
+    until_connected(&client, &a, warm.expose_secret()).await;
+    until_connected(&client, &b, warm.expose_secret()).await;
+    let fallbacks = a.redis.stats().fallbacks + b.redis.stats().fallbacks;
+
+    let mut ok = [0usize; 2];
+    for i in 0..200 {
+        let (base, slot) = if i % 2 == 0 {
+            (&a.base, 0)
+        } else {
+            (&b.base, 1)
+        };
+        match status(&client, base, key).await {
+            StatusCode::OK => ok[slot] += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let total = ok[0] + ok[1];
+    // 40 per minute between both (plus at most the refills while the loop runs): within 10%.
+    assert!((40..=44).contains(&total), "admitted {total} ({ok:?})");
+    assert!(ok[0] > 0 && ok[1] > 0, "{ok:?}");
+    // Redis decided every one of them.
+    assert_eq!(
+        a.redis.stats().fallbacks + b.redis.stats().fallbacks,
+        fallbacks
+    );
+
+    // Every bucket in Redis expires by itself (no unbounded key growth): within its window.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("test:rl:*")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}"); // the key's bucket and the warm-up key's
+    for bucket in keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&bucket)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 60_001, "{bucket}: {ttl}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_run_requests_keep_answering_on_local_limits() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let tokens = InMemoryTokens::new();
+    let key = tokens.create(CreateToken::new("org_a")).unwrap().key;
+    let key = key.expose_secret();
+    let warm = tokens.create(CreateToken::new("org_w")).unwrap().key;
+    let a = instance(&tokens, &server.url(), "10/min").await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    until_connected(&client, &a, warm.expose_secret()).await;
+    for _ in 0..12 {
+        status(&client, &a.base, key).await;
+    }
+    assert_eq!(
+        status(&client, &a.base, key).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert!(a.redis.is_connected());
+
+    server.kill();
+    // Every request is answered (no 5xx, no stall): the local buckets decide, and they start
+    // full, so the key gets the policy's quota again on this instance.
+    let mut ok = 0;
+    for _ in 0..15 {
+        match status(&client, &a.base, key).await {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other} with Redis down"),
+        }
+    }
+    assert!((10..=11).contains(&ok), "{ok}");
+    let stats = a.redis.stats();
+    assert!(!stats.connected);
+    assert!(stats.fallbacks >= 15, "{stats:?}");
+    assert!(stats.state_changes >= 2, "{stats:?}");
+
+    // Back: the limiter reconnects in the background and Redis decides again.
+    server.restart();
+    let decided = a.redis.stats().decisions;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a.redis.stats().decisions == decided {
+        assert!(Instant::now() < deadline, "never reconnected");
+        status(&client, &a.base, warm.expose_secret()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(a.redis.is_connected());
+}
