@@ -12,6 +12,12 @@
 //! the records of its organization, and of its user for user-scoped keys), `GET /api/me` (the
 //! key's facts), `GET /api/my/tasks` (user-scoped keys only).
 //!
+//! Key management (feature `manage`) is mounted at `/keys`: the page at `GET /keys`, the JSON
+//! API at `/keys/api`. The printed `admin key:` (an organization key of `org_demo` with the
+//! claim `role=key_admin`) manages `org_demo`'s keys through the API; `GET /demo/sign-in` signs
+//! the browser in as `org_demo`'s key admin (a signed session cookie) and opens the page. In
+//! Scalekit mode the admin key is minted at start-up (valid for a day).
+//!
 //! Environment: `PORT` (default 3000; `0` picks a free port), `CACHE_TTL_SECS` (how long a
 //! validation is reused, default 30; `0` turns the cache off), `RUST_LOG` (default `info`).
 //!
@@ -23,9 +29,11 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use axum::response::{IntoResponse, Redirect};
 use axum::{Json, Router, routing::get};
 use axum_api_key::cache::CachedValidator;
-use axum_api_key::keys::{CreateToken, KeyEventSource};
+use axum_api_key::keys::{CreateToken, KeyEventSource, KeyStore};
+use axum_api_key::manage::{ApiKeyManagers, KeyManagement, Session, SessionManagers};
 use axum_api_key::scalekit::ScalekitClient;
 use axum_api_key::validator::BoxValidator;
 use axum_api_key::{ApiKeyLayer, InMemoryTokens, OrgScope, TokenInfo, UserScope, Validator};
@@ -122,16 +130,45 @@ async fn my_tasks(
     }))
 }
 
-fn app(validator: BoxValidator) -> Router {
+fn app(validator: BoxValidator, keys: Router, sessions: SessionManagers) -> Router {
     let api = Router::new()
         .route("/api/resources", get(resources))
         .route("/api/me", get(me))
         .route("/api/ping", get(ping))
         .route("/api/my/tasks", get(my_tasks))
         .layer(ApiKeyLayer::new(validator).realm("quickstart"));
+    // Demo only: anyone reaching this URL becomes org_demo's key admin.
+    let sign_in = move || async move {
+        let cookie = sessions.sign_in(Session::admin("org_demo", "demo admin"));
+        ([(http::header::SET_COOKIE, cookie)], Redirect::to("/keys")).into_response()
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/demo/sign-in", get(sign_in))
+        .route("/keys/", get(|| async { Redirect::permanent("/keys") }))
+        .nest("/keys", keys)
         .merge(api)
+}
+
+/// The key-management router over `store`: a session cookie or an API key (`role=key_admin`
+/// administers) says who manages.
+fn key_management<S: KeyStore + Validator + Clone>(store: S, sessions: &SessionManagers) -> Router {
+    let managers = ApiKeyManagers::new(ApiKeyLayer::new(store.clone()).realm("keys"));
+    KeyManagement::new(store, (sessions.clone(), managers))
+        .allowed_claims(["environment"])
+        .router()
+}
+
+/// An organization key of `org_demo` that administers its keys.
+async fn admin_key(
+    store: &impl KeyStore,
+    expiry: Option<time::OffsetDateTime>,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let mut request = CreateToken::new("org_demo")
+        .claim("role", "key_admin")
+        .description("quickstart key admin");
+    request.expiry = expiry;
+    Ok(store.create(request).await?.key.expose_secret().to_owned())
 }
 
 /// The embedded store with one organization key and one user key (keys, then their ids).
@@ -204,12 +241,13 @@ fn cache_ttl() -> Result<Option<Duration>, String> {
 }
 
 /// Wraps `validator` in the cache (subscribed to its revocations, and to the Redis feed if
-/// any) unless the cache is off.
-fn with_cache<V: Validator + KeyEventSource>(
+/// any) unless the cache is off; the key-management router goes through the same cache.
+fn with_cache<V: Validator + KeyEventSource + KeyStore + Clone>(
     validator: V,
     ttl: Option<Duration>,
     feed: &Feed,
-) -> BoxValidator {
+    sessions: &SessionManagers,
+) -> (BoxValidator, Router) {
     match ttl {
         Some(ttl) => {
             tracing::info!(ttl_secs = ttl.as_secs(), "validation cache on");
@@ -218,7 +256,8 @@ fn with_cache<V: Validator + KeyEventSource>(
             if let Some(feed) = feed {
                 feed.attach(&cache);
             }
-            BoxValidator::new(cache)
+            let keys = key_management(cache.clone(), sessions);
+            (BoxValidator::new(cache), keys)
         }
         None => {
             tracing::info!("validation cache off: every request asks the validator");
@@ -227,7 +266,10 @@ fn with_cache<V: Validator + KeyEventSource>(
                 tracing::warn!("REDIS_URL ignored: with the cache off there is nothing to evict");
             }
             let _ = feed;
-            BoxValidator::new(validator)
+            (
+                BoxValidator::new(validator.clone()),
+                key_management(validator, sessions),
+            )
         }
     }
 }
@@ -253,14 +295,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cache_ttl = cache_ttl()?;
     // Kept alive as long as the server: dropping it stops the feed.
     let feed = revocation_feed()?;
-    let validator = if let Some(client) = ScalekitClient::from_env_opt()? {
+    // A fresh secret per run: restarting signs everyone out. `secure(false)`: plain HTTP.
+    let mut secret = [0u8; 32];
+    rand::fill(&mut secret);
+    let sessions = SessionManagers::new(&secret)?.secure(false);
+    let (validator, keys) = if let Some(client) = ScalekitClient::from_env_opt()? {
         println!("validating API keys with Scalekit at {}", client.base_url());
         println!("mint a key with: cargo run --example keys -- create --org <org_id>");
-        with_cache(client, cache_ttl, &feed)
+        let day = time::OffsetDateTime::now_utc() + Duration::from_secs(86_400);
+        println!("admin key: {}", admin_key(&client, Some(day)).await?);
+        with_cache(client, cache_ttl, &feed, &sessions)
     } else {
         let (tokens, [org_key, user_key], [org_id, user_id]) = demo_store()?;
         println!("org key: {org_key}");
         println!("user key: {user_key}");
+        println!("admin key: {}", admin_key(&tokens, None).await?);
         println!("key ids: {org_id} (org), {user_id} (user)");
         println!();
         println!("Try (with ORG_KEY and USER_KEY set to the keys above):");
@@ -268,10 +317,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  curl -s {base}/api/my/tasks -H \"Authorization: Bearer $USER_KEY\"");
         println!("  curl -si {base}/api/my/tasks -H \"Authorization: Bearer $ORG_KEY\"   # 403");
         println!("  curl -si {base}/api/me                                            # 401");
-        with_cache(tokens, cache_ttl, &feed)
+        with_cache(tokens, cache_ttl, &feed, &sessions)
     };
+    println!("manage keys: {base}/demo/sign-in (browser), {base}/keys/api (admin key)");
 
     println!("listening on {base}");
-    axum::serve(listener, app(validator)).await?;
+    axum::serve(listener, app(validator, keys, sessions)).await?;
     Ok(())
 }
