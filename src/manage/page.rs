@@ -553,7 +553,7 @@ const STYLE: &str = r#"
 @media (prefers-color-scheme:dark){:root{--fg:#e6e9ef;--muted:#a3abba;--line:#3a4150;--bg:#14171d;--panel:#1c2029;--accent:#7aa2ff;--danger:#ff6b5e}}
 *{box-sizing:border-box}
 body{margin:0 auto;max-width:72rem;padding:1.5rem;font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg)}
-h1{margin:0 0 .25rem;font-size:1.6rem}h2{font-size:1.2rem;margin:1.75rem 0 .75rem}
+h1{margin:0 0 .25rem;font-size:1.6rem}h2{font-size:1.2rem;margin:0 0 .75rem}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.92em}
 .scope,.hint{color:var(--muted)}.hint{font-size:.9em}
 section{border:1px solid var(--line);border-radius:10px;padding:1rem 1.25rem;margin:1rem 0;background:var(--panel)}
