@@ -155,7 +155,10 @@ async fn create_use_and_revoke_a_key_in_a_real_browser() {
     client.goto(&format!("{base}/demo/sign-in")).await.unwrap();
     assert_eq!(client.current_url().await.unwrap().path(), "/keys");
     let source = client.source().await.unwrap();
-    assert!(source.contains("Grafana datasource"), "the page lists the keys");
+    assert!(
+        source.contains("Grafana datasource"),
+        "the page lists the keys"
+    );
 
     // Create a key on the page.
     client
@@ -165,7 +168,13 @@ async fn create_use_and_revoke_a_key_in_a_real_browser() {
         .send_keys("Browser test <key>")
         .await
         .unwrap();
-    client.find(Locator::Id("create")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("create"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let field = client
         .wait()
         .at_most(Duration::from_secs(20))
@@ -192,7 +201,14 @@ async fn create_use_and_revoke_a_key_in_a_real_browser() {
     let status = |key: String| {
         let http = http.clone();
         let url = format!("{base}/protected");
-        async move { http.get(url).bearer_auth(key).send().await.unwrap().status() }
+        async move {
+            http.get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
     };
     assert_eq!(status(key.clone()).await, StatusCode::OK);
 
@@ -200,19 +216,26 @@ async fn create_use_and_revoke_a_key_in_a_real_browser() {
     client.goto(&format!("{base}/keys")).await.unwrap();
     let source = client.source().await.unwrap();
     assert!(!source.contains(&key));
-    assert!(source.contains("Browser test &lt;key&gt;"), "escaped, listed");
+    assert!(
+        source.contains("Browser test &lt;key&gt;"),
+        "escaped, listed"
+    );
 
     // Revoke on the page: open the row's "Revoke", confirm.
     let row = "//tr[td[contains(., 'Browser test <key>')]]";
     client
-        .find(Locator::XPath(&format!("{row}//details[summary='Revoke']/summary")))
+        .find(Locator::XPath(&format!(
+            "{row}//details[summary='Revoke']/summary"
+        )))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
     client
-        .find(Locator::XPath(&format!("{row}//button[starts-with(@id, 'revoke-')]")))
+        .find(Locator::XPath(&format!(
+            "{row}//button[starts-with(@id, 'revoke-')]"
+        )))
         .await
         .unwrap()
         .click()

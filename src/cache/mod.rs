@@ -465,17 +465,12 @@ impl<V: Validator + KeyStore> KeyStore for CachedValidator<V> {
     /// Updates the key, then forgets this cache's positive answers (the key's cached facts
     /// are stale: new claims, or a rotation's grace deadline). Other instances see the change
     /// within their TTL, as with revocations.
-    fn update(
-        &self,
-        request: UpdateToken,
-    ) -> impl Future<Output = Result<TokenInfo, KeyStoreError>> + Send {
-        async move {
-            let answer = self.inner.update(request).await;
-            if answer.is_ok() {
-                self.flush_positive();
-            }
-            answer
+    async fn update(&self, request: UpdateToken) -> Result<TokenInfo, KeyStoreError> {
+        let answer = self.inner.update(request).await;
+        if answer.is_ok() {
+            self.flush_positive();
         }
+        answer
     }
     fn invalidate(
         &self,
