@@ -140,7 +140,7 @@ impl<V: Validator> CacheBuilder<V> {
     ///
     /// Whoever can revoke (a Redis feed's publishers included) can fill it; when full, the
     /// oldest tombstone is forgotten and every answer cached before it is validated upstream
-    /// again (counted in [`CacheStats::tombstones_evicted`](crate::CacheStats::tombstones_evicted)),
+    /// again (counted in [`CacheStats::tombstones_evicted`](crate::cache::CacheStats::tombstones_evicted)),
     /// so a revoked key is still refused: a flood costs hits, never a false accept.
     ///
     /// ```

@@ -17,7 +17,7 @@ pub struct RedisStats {
     pub gaps: u64,
     /// Times the attached caches dropped their positive entries because a subscription was
     /// (re)established (one per connect): the gap rule at work. Each is also one of the
-    /// caches' own [`CacheStats::flushes`](crate::CacheStats::flushes). A connection that
+    /// caches' own [`CacheStats::flushes`](crate::cache::CacheStats::flushes). A connection that
     /// keeps dropping makes this grow ever more slowly: the reconnection backoff starts over
     /// only after a subscription that lasted 30 s.
     pub flushes: u64,
