@@ -302,8 +302,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (validator, keys) = if let Some(client) = ScalekitClient::from_env_opt()? {
         println!("validating API keys with Scalekit at {}", client.base_url());
         println!("mint a key with: cargo run --example keys -- create --org <org_id>");
-        let day = time::OffsetDateTime::now_utc() + Duration::from_secs(86_400);
-        println!("admin key: {}", admin_key(&client, Some(day)).await?);
+        // Minted in the background, once the server is up (a slow Scalekit delays nothing).
+        let store = client.clone();
+        tokio::spawn(async move {
+            let day = time::OffsetDateTime::now_utc() + Duration::from_secs(86_400);
+            match admin_key(&store, Some(day)).await {
+                Ok(key) => println!("admin key: {key}"),
+                Err(error) => tracing::warn!(%error, "could not mint the demo admin key"),
+            }
+        });
         with_cache(client, cache_ttl, &feed, &sessions)
     } else {
         let (tokens, [org_key, user_key], [org_id, user_id]) = demo_store()?;
