@@ -23,4 +23,14 @@ if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
 fi
 
+# The key-management browser test drives headless Chromium through WebDriver. It fails when
+# they are missing, unless AXUM_API_KEY_SKIP_BROWSER_TESTS=1.
+if [ "${AXUM_API_KEY_SKIP_BROWSER_TESTS:-}" != "1" ] && ! command -v chromedriver >/dev/null 2>&1; then
+  echo "installing chromium and chromium-driver (Debian packages) for the browser test" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 cargo test --all-features "$@"

@@ -58,6 +58,7 @@
 //! |---|---|---|
 //! | `scalekit` | yes | `scalekit::ScalekitClient`: Scalekit's token API (validate and manage keys) |
 //! | `cache` | yes | `cache::CachedValidator`: short-TTL, single-flight, revocation-honest cache |
+//! | `manage` | yes | `manage::KeyManagement`: a mountable key-management API and page for your customers |
 //! | `redis` | no | `redis::RedisRevocations`: revocations shared by every instance |
 //! | `test-util` | no | `testing::FakeScalekit`: a loopback fake of Scalekit for your tests |
 #![warn(missing_docs)]
@@ -69,6 +70,8 @@ pub mod validator;
 
 #[cfg(feature = "cache")]
 pub mod cache;
+#[cfg(feature = "manage")]
+pub mod manage;
 #[cfg(feature = "ratelimit")]
 pub mod ratelimit;
 #[cfg(feature = "redis")]

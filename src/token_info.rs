@@ -6,6 +6,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+/// The reserved custom claim that carries a rotated key's grace deadline (unix seconds): once
+/// it passes, the key is refused as if expired. See [`TokenInfo::effective_expiry`].
+pub const REVOKE_AFTER_CLAIM: &str = "revoke_after";
+
 /// The facts about a valid API key, as Scalekit's `Token` message carries them.
 ///
 /// Inserted (behind an [`Arc`]) into the request extensions by [`ApiKeyLayer`](crate::ApiKeyLayer)
@@ -109,9 +113,47 @@ impl TokenInfo {
         self.roles.iter().any(|r| r == role)
     }
 
-    /// `true` when the key's expiry is at or before `now`.
+    /// `true` when the key's [effective expiry](Self::effective_expiry) is at or before `now`.
     pub fn is_expired_at(&self, now: OffsetDateTime) -> bool {
-        self.expiry.is_some_and(|expiry| expiry <= now)
+        self.effective_expiry().is_some_and(|expiry| expiry <= now)
+    }
+
+    /// The deadline a rotation with a grace period wrote into the key's
+    /// [`REVOKE_AFTER_CLAIM`] claim (unix seconds), if any.
+    ///
+    /// The claim is reserved: a value that is not a unix time in seconds reads as a deadline
+    /// long past (fail closed), so a key carrying a garbled deadline is refused.
+    pub fn revoke_after(&self) -> Option<OffsetDateTime> {
+        let value = self.custom_claims.get(REVOKE_AFTER_CLAIM)?;
+        Some(
+            value
+                .parse::<i64>()
+                .ok()
+                .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        )
+    }
+
+    /// When the key stops being accepted: the earlier of its [`expiry`](Self::expiry) and its
+    /// [`revoke_after`](Self::revoke_after) deadline. The embedded store, the Scalekit client
+    /// and the cache all judge keys by this, so a rotated key's grace ends on every instance
+    /// and survives restarts (the deadline lives in the key's own claims).
+    ///
+    /// ```
+    /// use axum_api_key::TokenInfo;
+    /// use time::OffsetDateTime;
+    ///
+    /// let deadline = OffsetDateTime::now_utc().unix_timestamp() - 1;
+    /// let info = TokenInfo::builder("apit_1", "org_1")
+    ///     .claim("revoke_after", deadline.to_string())
+    ///     .build();
+    /// assert!(info.is_expired_at(OffsetDateTime::now_utc()));
+    /// ```
+    pub fn effective_expiry(&self) -> Option<OffsetDateTime> {
+        match (self.expiry, self.revoke_after()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! Routes: `GET /healthz` (no key), `GET /api/ping`, `GET /api/resources` (the records of the
 //! key's organization, and of its user for user-scoped keys), `GET /api/me` (the key's facts),
-//! `GET /api/my/tasks` (user-scoped keys only: 403 for organization keys).
+//! `GET /api/my/tasks` (user-scoped keys only: 403 for organization keys), and key management
+//! under `/keys` (sign in at `/demo/sign-in`).
 //!
 //! Everything about the environment (Scalekit instead of the embedded store, the cache, Redis,
 //! rate limits) lives in `setup.rs`; this file is the app itself.
@@ -98,6 +99,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(ApiKeyLayer::new(setup.validator()).realm("quickstart"));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .nest("/keys", setup.key_management()) // your customers' keys page and API
+        .merge(setup.demo_sign_in())
         .merge(api);
     setup.serve(app).await
 }

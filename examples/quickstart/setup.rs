@@ -15,17 +15,26 @@
 //!
 //! The failed-key throttle is on (the layer's default): a client presenting more than 10
 //! refused keys a minute waits, with no upstream call, while its valid keys keep working.
+//!
+//! Key management is mounted at `/keys` (the page at `GET /keys`, the JSON API at
+//! `/keys/api`). The printed `admin key:` (an organization key of `org_demo` with the claim
+//! `role=key_admin`) manages `org_demo`'s keys through the API; `GET /demo/sign-in` signs the
+//! browser in as `org_demo`'s key admin (a signed session cookie) and opens the page. In
+//! Scalekit mode the admin key is minted at start-up (valid for a day).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use axum::Router;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::get;
 use axum_api_key::cache::CachedValidator;
-use axum_api_key::keys::{CreateToken, KeyEventSource};
+use axum_api_key::keys::{CreateToken, KeyEventSource, KeyStore};
+use axum_api_key::manage::{ApiKeyManagers, KeyManagement, Session, SessionManagers};
 use axum_api_key::ratelimit::{RateLimitLayer, RatePolicy};
 use axum_api_key::scalekit::ScalekitClient;
 use axum_api_key::validator::BoxValidator;
-use axum_api_key::{InMemoryTokens, Validator};
+use axum_api_key::{ApiKeyLayer, InMemoryTokens, Validator};
 use tokio::net::TcpListener;
 use tower::layer::util::Identity;
 use tower::util::{Either, option_layer};
@@ -33,6 +42,9 @@ use tower::util::{Either, option_layer};
 /// What `main` needs from the environment.
 pub struct Setup {
     validator: BoxValidator,
+    /// The key-management router, over the same store and cache as the validator.
+    keys: Router,
+    sessions: SessionManagers,
     rate_limit: Option<RateLimitLayer>,
     listener: TcpListener,
     /// Kept alive as long as the server: dropping it stops the feed.
@@ -43,6 +55,23 @@ impl Setup {
     /// The validator: Scalekit or the embedded store, behind the cache unless it is off.
     pub fn validator(&self) -> BoxValidator {
         self.validator.clone()
+    }
+
+    /// The key-management router (page and JSON API), to nest under `/keys`.
+    pub fn key_management(&self) -> Router {
+        self.keys.clone()
+    }
+
+    /// `GET /demo/sign-in`: demo only, anyone reaching it becomes `org_demo`'s key admin.
+    pub fn demo_sign_in(&self) -> Router {
+        let sessions = self.sessions.clone();
+        let sign_in = move || async move {
+            let cookie = sessions.sign_in(Session::admin("org_demo", "demo admin"));
+            ([(http::header::SET_COOKIE, cookie)], Redirect::to("/keys")).into_response()
+        };
+        Router::new()
+            .route("/demo/sign-in", get(sign_in))
+            .route("/keys/", get(|| async { Redirect::permanent("/keys") }))
     }
 
     /// The per-key rate limit: a no-op layer unless `RATE_LIMIT` is set.
@@ -76,18 +105,32 @@ pub async fn from_env() -> Result<Setup, Box<dyn std::error::Error>> {
     let base = format!("http://{}", listener.local_addr()?);
     let cache_ttl = cache_ttl()?;
     let feed = revocation_feed()?;
-    let validator = if let Some(client) = ScalekitClient::from_env_opt()? {
+    // A fresh secret per run: restarting signs everyone out. `secure(false)`: plain HTTP.
+    let mut secret = [0u8; 32];
+    rand::fill(&mut secret);
+    let sessions = SessionManagers::new(&secret)?.secure(false);
+    let (validator, keys) = if let Some(client) = ScalekitClient::from_env_opt()? {
         println!(
             "validating API keys with Scalekit at {} over {}",
             client.base_url(),
             client.transport()
         );
         println!("mint a key with: cargo run --example keys -- create --org <org_id>");
-        with_cache(client, cache_ttl, &feed)
+        // Minted in the background, once the server is up (a slow Scalekit delays nothing).
+        let store = client.clone();
+        tokio::spawn(async move {
+            let day = time::OffsetDateTime::now_utc() + Duration::from_secs(86_400);
+            match admin_key(&store, Some(day)).await {
+                Ok(key) => println!("admin key: {key}"),
+                Err(error) => tracing::warn!(%error, "could not mint the demo admin key"),
+            }
+        });
+        with_cache(client, cache_ttl, &feed, &sessions)
     } else {
         let (tokens, [org_key, user_key], [org_id, user_id]) = demo_store()?;
         println!("org key: {org_key}");
         println!("user key: {user_key}");
+        println!("admin key: {}", admin_key(&tokens, None).await?);
         println!("key ids: {org_id} (org), {user_id} (user)");
         println!();
         println!("Try (with ORG_KEY and USER_KEY set to the keys above):");
@@ -95,10 +138,13 @@ pub async fn from_env() -> Result<Setup, Box<dyn std::error::Error>> {
         println!("  curl -s {base}/api/my/tasks -H \"Authorization: Bearer $USER_KEY\"");
         println!("  curl -si {base}/api/my/tasks -H \"Authorization: Bearer $ORG_KEY\"   # 403");
         println!("  curl -si {base}/api/me                                            # 401");
-        with_cache(tokens, cache_ttl, &feed)
+        with_cache(tokens, cache_ttl, &feed, &sessions)
     };
+    println!("manage keys: {base}/demo/sign-in (browser), {base}/keys/api (admin key)");
     Ok(Setup {
         validator,
+        keys,
+        sessions,
         rate_limit: rate_limit()?,
         listener,
         _feed: feed,
@@ -193,13 +239,35 @@ fn cache_ttl() -> Result<Option<Duration>, String> {
     }
 }
 
+/// The key-management router over `store`: a session cookie or an API key (`role=key_admin`
+/// administers) says who manages.
+fn key_management<S: KeyStore + Validator + Clone>(store: S, sessions: &SessionManagers) -> Router {
+    let managers = ApiKeyManagers::new(ApiKeyLayer::new(store.clone()).realm("keys"));
+    KeyManagement::new(store, (sessions.clone(), managers))
+        .allowed_claims(["environment"])
+        .router()
+}
+
+/// An organization key of `org_demo` that administers its keys.
+async fn admin_key(
+    store: &impl KeyStore,
+    expiry: Option<time::OffsetDateTime>,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let mut request = CreateToken::new("org_demo")
+        .claim("role", "key_admin")
+        .description("quickstart key admin");
+    request.expiry = expiry;
+    Ok(store.create(request).await?.key.expose_secret().to_owned())
+}
+
 /// Wraps `validator` in the cache (subscribed to its revocations, and to the Redis feed if
-/// any) unless the cache is off.
-fn with_cache<V: Validator + KeyEventSource>(
+/// any) unless the cache is off; the key-management router goes through the same cache.
+fn with_cache<V: Validator + KeyEventSource + KeyStore + Clone>(
     validator: V,
     ttl: Option<Duration>,
     feed: &Feed,
-) -> BoxValidator {
+    sessions: &SessionManagers,
+) -> (BoxValidator, Router) {
     match ttl {
         Some(ttl) => {
             tracing::info!(ttl_secs = ttl.as_secs(), "validation cache on");
@@ -208,7 +276,8 @@ fn with_cache<V: Validator + KeyEventSource>(
             if let Some(feed) = feed {
                 feed.attach(&cache);
             }
-            BoxValidator::new(cache)
+            let keys = key_management(cache.clone(), sessions);
+            (BoxValidator::new(cache), keys)
         }
         None => {
             tracing::info!("validation cache off: every request asks the validator");
@@ -217,7 +286,10 @@ fn with_cache<V: Validator + KeyEventSource>(
                 tracing::warn!("REDIS_URL ignored: with the cache off there is nothing to evict");
             }
             let _ = feed;
-            BoxValidator::new(validator)
+            (
+                BoxValidator::new(validator.clone()),
+                key_management(validator, sessions),
+            )
         }
     }
 }

@@ -100,7 +100,7 @@ impl Entry {
     pub(super) fn key_expired(&self) -> bool {
         self.auth
             .info()
-            .expiry
+            .effective_expiry()
             .is_some_and(|expiry| expiry <= OffsetDateTime::now_utc())
     }
 }
@@ -108,7 +108,8 @@ impl Entry {
 /// How long the key has left, `Some(Duration::MAX)` when it does not expire, `None` when it
 /// has expired.
 fn time_left(auth: &Authenticated, now: OffsetDateTime) -> Option<Duration> {
-    match auth.info().expiry {
+    // The effective expiry: a rotated key's grace deadline ends its entries too.
+    match auth.info().effective_expiry() {
         None => Some(Duration::MAX),
         Some(expiry) if expiry > now => Duration::try_from(expiry - now).ok(),
         Some(_) => None,

@@ -420,11 +420,15 @@ impl<V: Validator + KeyStore> KeyStore for CachedValidator<V> {
     ) -> impl Future<Output = Result<TokenPage, KeyStoreError>> + Send {
         self.inner.list(request)
     }
-    fn update(
-        &self,
-        request: UpdateToken,
-    ) -> impl Future<Output = Result<TokenInfo, KeyStoreError>> + Send {
-        self.inner.update(request)
+    /// Updates the key, then forgets this cache's positive answers (the key's cached facts
+    /// are stale: new claims, or a rotation's grace deadline). Other instances see the change
+    /// within their TTL, as with revocations.
+    async fn update(&self, request: UpdateToken) -> Result<TokenInfo, KeyStoreError> {
+        let answer = self.inner.update(request).await;
+        if answer.is_ok() {
+            self.flush_positive();
+        }
+        answer
     }
     fn invalidate(
         &self,

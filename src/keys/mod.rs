@@ -19,3 +19,5 @@ pub use requests::{
     MAX_CLAIM_VALUE_LEN, MAX_CLAIMS, MAX_DESCRIPTION_LEN, MAX_PAGE_SIZE, TokenPage, UpdateToken,
 };
 pub use store::{KeyStore, KeyStoreError};
+
+pub use crate::token_info::REVOKE_AFTER_CLAIM;

@@ -1,0 +1,547 @@
+//! The rules, written once for the JSON API and the page: who sees what, what may be minted,
+//! how lists are ordered, how rotation and revocation run.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use time::OffsetDateTime;
+
+use super::audit::{self, AuditAction, AuditEvent, AuditListener};
+use super::error::ManageError;
+use super::manager::Manager;
+use crate::keys::{
+    CreateToken, CreatedToken, KeyStore, KeyStoreError, ListTokens, MAX_CLAIMS, MAX_PAGE_SIZE,
+    UpdateToken,
+};
+use crate::token_info::{REVOKE_AFTER_CLAIM, TokenInfo};
+
+/// Keys per page of the router's own listing, unless asked.
+pub const DEFAULT_LIST_SIZE: u32 = 20;
+/// At most this many keys per page of the router's listing.
+pub const MAX_LIST_SIZE: u32 = 100;
+/// The router reads at most this many store pages per listing (30 keys each): the newest-first
+/// order covers an organization's (or user's) first 1 020 active keys.
+pub const MAX_STORE_PAGES: usize = 34;
+/// Longest token id taken from a path.
+const MAX_ID_LEN: usize = 64;
+/// How many revocations the router remembers, so that a repeated `DELETE` answers 204.
+const REVOKED_MEMO: usize = 4096;
+/// Keys whose grace deadline passed are invalidated at the store when a listing meets them,
+/// at most this many per listing.
+const SWEEP_PER_LIST: usize = 10;
+
+/// What managers may do, set on [`KeyManagement`](super::KeyManagement).
+#[derive(Clone, Debug)]
+pub(super) struct Policy {
+    pub(super) allowed_claims: Vec<String>,
+    pub(super) admin_claim: (String, String),
+    pub(super) max_lifetime: Option<Duration>,
+    pub(super) max_grace: Duration,
+}
+
+/// A key to create, as a manager asks for it.
+#[derive(Clone, Debug, Default)]
+pub(super) struct NewKey {
+    pub(super) description: Option<String>,
+    pub(super) user_id: Option<String>,
+    pub(super) custom_claims: BTreeMap<String, String>,
+    pub(super) expiry: Option<OffsetDateTime>,
+}
+
+/// One page of the newest-first listing.
+pub(super) struct KeyPage {
+    pub(super) keys: Vec<TokenInfo>,
+    pub(super) next_page_token: Option<String>,
+    /// `true` when the organization has more keys than one listing reads.
+    pub(super) truncated: bool,
+}
+
+/// The answer of a rotation.
+pub(super) struct Rotated {
+    pub(super) successor: CreatedToken,
+    pub(super) old_token_id: String,
+    pub(super) grace_until: Option<OffsetDateTime>,
+}
+
+pub(super) struct Core<S> {
+    pub(super) store: S,
+    pub(super) policy: Policy,
+    pub(super) listeners: Vec<Arc<dyn AuditListener>>,
+    revoked: Mutex<RevokedMemo>,
+}
+
+/// Recently revoked keys (id -> organization, user), bounded, oldest forgotten first.
+#[derive(Default)]
+struct RevokedMemo {
+    scopes: HashMap<String, (String, Option<String>)>,
+    order: VecDeque<String>,
+}
+
+impl<S: KeyStore> Core<S> {
+    pub(super) fn new(store: S, policy: Policy, listeners: Vec<Arc<dyn AuditListener>>) -> Self {
+        Self {
+            store,
+            policy,
+            listeners,
+            revoked: Mutex::new(RevokedMemo::default()),
+        }
+    }
+
+    /// The newest-first listing of what `manager` may see.
+    pub(super) async fn list(
+        &self,
+        manager: &Manager,
+        user_filter: Option<&str>,
+        page_size: Option<u32>,
+        page_token: Option<&str>,
+    ) -> Result<KeyPage, ManageError> {
+        may_manage(manager)?;
+        let size = match page_size {
+            None | Some(0) => DEFAULT_LIST_SIZE,
+            Some(size) if size > MAX_LIST_SIZE => {
+                return Err(ManageError::invalid(format!(
+                    "page_size must be at most {MAX_LIST_SIZE}"
+                )));
+            }
+            Some(size) => size,
+        } as usize;
+        let cursor = page_token
+            .filter(|t| !t.is_empty())
+            .map(Cursor::decode)
+            .transpose()?;
+        let mut request = ListTokens::new(manager.organization_id()).page_size(MAX_PAGE_SIZE);
+        match (manager.is_admin(), manager.user_id(), user_filter) {
+            (true, _, Some(user)) if !user.is_empty() => request = request.user(user),
+            (true, _, _) => {}
+            (false, Some(own), _) => request = request.user(own),
+            (false, None, _) => return Err(no_grant()),
+        }
+
+        let now = OffsetDateTime::now_utc();
+        let mut keys = Vec::new();
+        let mut truncated = false;
+        let mut expired = Vec::new();
+        for page in 0.. {
+            if page == MAX_STORE_PAGES {
+                truncated = true;
+                break;
+            }
+            let answer = self.store.list(&request).await?;
+            for info in answer.tokens {
+                if !self.visible(manager, &info) {
+                    continue; // a store answering outside the filter: never shown
+                }
+                if info.is_expired_at(now) {
+                    if info.revoke_after().is_some_and(|t| t <= now) {
+                        expired.push(info.token_id);
+                    }
+                } else {
+                    keys.push(info);
+                }
+            }
+            match answer.next_page_token {
+                Some(next) if !next.is_empty() => request.page_token = Some(next),
+                _ => break,
+            }
+        }
+        if truncated {
+            tracing::warn!(
+                target: "axum_api_key::manage",
+                organization_id = manager.organization_id(),
+                "listing truncated: more active keys than one listing reads"
+            );
+        }
+        self.sweep(expired).await;
+
+        keys.sort_by(|a, b| Cursor::of(b).cmp(&Cursor::of(a)));
+        let start = match &cursor {
+            Some(cursor) => keys.partition_point(|info| Cursor::of(info) >= *cursor),
+            None => 0,
+        };
+        let rest = keys.len().saturating_sub(start);
+        let keys: Vec<TokenInfo> = keys.into_iter().skip(start).take(size).collect();
+        let next_page_token = (rest > size)
+            .then(|| keys.last().map(|last| Cursor::of(last).encode()))
+            .flatten();
+        Ok(KeyPage {
+            keys,
+            next_page_token,
+            truncated,
+        })
+    }
+
+    /// Grace deadlines that passed: the validators refuse those keys already; this revokes
+    /// them at the store too, so that the store's own view agrees.
+    async fn sweep(&self, expired: Vec<String>) {
+        for token_id in expired.into_iter().take(SWEEP_PER_LIST) {
+            match self.store.invalidate(&token_id).await {
+                Ok(()) => tracing::info!(
+                    target: "axum_api_key::manage",
+                    %token_id,
+                    "rotated key revoked at the end of its grace"
+                ),
+                Err(error) => tracing::warn!(
+                    target: "axum_api_key::manage",
+                    %token_id, %error,
+                    "could not revoke a rotated key at the end of its grace"
+                ),
+            }
+        }
+    }
+
+    /// One key `manager` may see.
+    pub(super) async fn get(
+        &self,
+        manager: &Manager,
+        token_id: &str,
+    ) -> Result<TokenInfo, ManageError> {
+        may_manage(manager)?;
+        check_id(token_id)?;
+        let info = self.store.get(token_id).await?;
+        if self.visible(manager, &info) {
+            Ok(info)
+        } else {
+            Err(ManageError::NotFound) // another organization or user: never say it exists
+        }
+    }
+
+    pub(super) async fn create(
+        &self,
+        manager: &Manager,
+        new: NewKey,
+    ) -> Result<CreatedToken, ManageError> {
+        may_manage(manager)?;
+        let user_id = match (new.user_id.filter(|u| !u.is_empty()), manager.user_id()) {
+            (None, _) if manager.is_admin() => None,
+            (Some(user), _) if manager.is_admin() => Some(user),
+            (None, Some(own)) => Some(own.to_owned()),
+            (Some(user), Some(own)) if user == own => Some(user),
+            (Some(_), _) => {
+                return Err(ManageError::forbidden(
+                    "only key admins may create keys for other users",
+                ));
+            }
+            (None, None) => return Err(no_grant()),
+        };
+        self.check_claims(manager, &new.custom_claims)?;
+        let request = CreateToken {
+            organization_id: manager.organization_id().to_owned(),
+            user_id,
+            custom_claims: new.custom_claims,
+            expiry: self.expiry(manager, new.expiry)?,
+            description: new.description.filter(|d| !d.is_empty()),
+        };
+        request.check()?;
+        let created = self.store.create(request).await?;
+        self.audit(manager, &created.info, AuditAction::Created);
+        Ok(created)
+    }
+
+    pub(super) async fn rotate(
+        &self,
+        manager: &Manager,
+        token_id: &str,
+        grace: Duration,
+        expiry: Option<OffsetDateTime>,
+    ) -> Result<Rotated, ManageError> {
+        let old = self.get(manager, token_id).await?;
+        if grace > self.policy.max_grace {
+            return Err(ManageError::invalid(format!(
+                "grace_seconds must be at most {}",
+                self.policy.max_grace.as_secs()
+            )));
+        }
+        let now = OffsetDateTime::now_utc();
+        let grace_until = (!grace.is_zero()).then(|| {
+            let deadline = now + grace;
+            old.revoke_after()
+                .map_or(deadline, |earlier| earlier.min(deadline))
+        });
+        let mut claims = old.custom_claims.clone();
+        claims.remove(REVOKE_AFTER_CLAIM);
+        if grace_until.is_some() && claims.len() >= MAX_CLAIMS {
+            return Err(ManageError::invalid(
+                "this key has no room for a grace deadline claim: rotate it without grace",
+            ));
+        }
+        let successor = CreateToken {
+            organization_id: old.organization_id.clone(),
+            user_id: old.user_id.clone(),
+            custom_claims: claims.clone(),
+            expiry: self.expiry(manager, expiry)?,
+            description: old.description.clone(),
+        };
+        successor.check()?;
+        let successor = self.store.create(successor).await?;
+
+        let retired = match grace_until {
+            None => self.store.invalidate(&old.token_id).await,
+            Some(deadline) => {
+                claims.insert(
+                    REVOKE_AFTER_CLAIM.to_owned(),
+                    deadline.unix_timestamp().to_string(),
+                );
+                let update = UpdateToken::new(old.token_id.clone()).custom_claims(claims);
+                self.store.update(update).await.map(drop)
+            }
+        };
+        if let Err(error) = retired {
+            // Nothing half-done: the successor goes, the old key stays as it was.
+            if let Err(undo) = self.store.invalidate(&successor.token_id).await {
+                tracing::error!(
+                    target: "axum_api_key::manage",
+                    successor = %successor.token_id, error = %undo,
+                    "rotation failed and its successor could not be revoked"
+                );
+            }
+            return Err(error.into());
+        }
+        if grace_until.is_none() {
+            self.remember_revoked(&old);
+        }
+        self.audit(manager, &successor.info, AuditAction::Created);
+        self.audit(
+            manager,
+            &old,
+            AuditAction::Rotated {
+                successor: successor.token_id.clone(),
+                grace_until,
+            },
+        );
+        Ok(Rotated {
+            successor,
+            old_token_id: old.token_id,
+            grace_until,
+        })
+    }
+
+    /// Revokes a key `manager` may see. Idempotent for keys this router revoked.
+    pub(super) async fn revoke(
+        &self,
+        manager: &Manager,
+        token_id: &str,
+    ) -> Result<(), ManageError> {
+        may_manage(manager)?;
+        check_id(token_id)?;
+        let info = match self.store.get(token_id).await {
+            Ok(info) => info,
+            Err(KeyStoreError::NotFound) if self.revoked_by_scope(manager, token_id) => {
+                return Ok(());
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if !self.visible(manager, &info) {
+            return Err(ManageError::NotFound);
+        }
+        self.store.invalidate(&info.token_id).await?;
+        self.remember_revoked(&info);
+        self.audit(manager, &info, AuditAction::Revoked);
+        Ok(())
+    }
+
+    /// Whether `manager` may see `info`: same organization, and admin or the key's own user.
+    pub(super) fn visible(&self, manager: &Manager, info: &TokenInfo) -> bool {
+        info.organization_id == manager.organization_id()
+            && (manager.is_admin()
+                || (manager.user_id().is_some() && info.user_id.as_deref() == manager.user_id()))
+    }
+
+    fn check_claims(
+        &self,
+        manager: &Manager,
+        claims: &BTreeMap<String, String>,
+    ) -> Result<(), ManageError> {
+        for name in claims.keys() {
+            if name == REVOKE_AFTER_CLAIM {
+                return Err(ManageError::invalid(format!(
+                    "the claim {REVOKE_AFTER_CLAIM:?} is reserved for rotation"
+                )));
+            }
+            if *name == self.policy.admin_claim.0 {
+                if manager.is_admin() {
+                    continue;
+                }
+                return Err(ManageError::forbidden(
+                    "only key admins may set the key-admin claim",
+                ));
+            }
+            if !self
+                .policy
+                .allowed_claims
+                .iter()
+                .any(|allowed| allowed == name)
+            {
+                return Err(ManageError::invalid(format!(
+                    "custom claim {name:?} is not allowed (allowed: {})",
+                    self.policy.allowed_claims.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The expiry of a key `manager` mints: the one asked for, within the cap (the policy's
+    /// longest lifetime and the manager's own credential), or the cap when none is asked.
+    pub(super) fn expiry(
+        &self,
+        manager: &Manager,
+        requested: Option<OffsetDateTime>,
+    ) -> Result<Option<OffsetDateTime>, ManageError> {
+        let now = OffsetDateTime::now_utc();
+        let cap = [
+            self.policy.max_lifetime.map(|lifetime| now + lifetime),
+            manager.credential_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match (requested, cap) {
+            (Some(expiry), _) if expiry <= now => {
+                Err(ManageError::invalid("expiry must be in the future"))
+            }
+            (Some(expiry), Some(cap)) if expiry > cap => Err(ManageError::invalid(format!(
+                "expiry must be at most {} from now (or your own credential's expiry)",
+                self.policy.max_lifetime.map_or_else(
+                    || "the cap".to_owned(),
+                    |d| format!("{} days", d.as_secs() / 86_400)
+                )
+            ))),
+            (Some(expiry), _) => Ok(Some(expiry)),
+            (None, cap) => Ok(cap),
+        }
+    }
+
+    fn audit(&self, manager: &Manager, info: &TokenInfo, action: AuditAction) {
+        audit::emit(
+            &self.listeners,
+            AuditEvent {
+                action,
+                token_id: info.token_id.clone(),
+                organization_id: info.organization_id.clone(),
+                user_id: info.user_id.clone(),
+                actor: manager.actor().to_owned(),
+                at: OffsetDateTime::now_utc(),
+            },
+        );
+    }
+
+    fn remember_revoked(&self, info: &TokenInfo) {
+        let mut memo = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
+        if memo
+            .scopes
+            .insert(
+                info.token_id.clone(),
+                (info.organization_id.clone(), info.user_id.clone()),
+            )
+            .is_none()
+        {
+            memo.order.push_back(info.token_id.clone());
+        }
+        while memo.order.len() > REVOKED_MEMO {
+            if let Some(old) = memo.order.pop_front() {
+                memo.scopes.remove(&old);
+            }
+        }
+    }
+
+    fn revoked_by_scope(&self, manager: &Manager, token_id: &str) -> bool {
+        let memo = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
+        memo.scopes.get(token_id).is_some_and(|(org, user)| {
+            org == manager.organization_id()
+                && (manager.is_admin() || (user.is_some() && user.as_deref() == manager.user_id()))
+        })
+    }
+}
+
+/// 403 for a manager with no grant and no user.
+fn may_manage(manager: &Manager) -> Result<(), ManageError> {
+    if manager.is_admin() || manager.user_id().is_some() {
+        Ok(())
+    } else {
+        Err(no_grant())
+    }
+}
+
+fn no_grant() -> ManageError {
+    ManageError::forbidden(
+        "this credential may not manage keys: it needs the key-admin grant or a user scope",
+    )
+}
+
+/// Ids from paths: opaque, but short and plain, or no such key.
+fn check_id(token_id: &str) -> Result<(), ManageError> {
+    let plain = !token_id.is_empty()
+        && token_id.len() <= MAX_ID_LEN
+        && token_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if plain {
+        Ok(())
+    } else {
+        Err(ManageError::NotFound)
+    }
+}
+
+/// A position in the newest-first order: (creation time, token id), compared descending.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Cursor {
+    created_nanos: i128,
+    token_id: String,
+}
+
+impl Cursor {
+    fn of(info: &TokenInfo) -> Self {
+        Self {
+            created_nanos: info
+                .created_at
+                .map_or(i128::MIN, OffsetDateTime::unix_timestamp_nanos),
+            token_id: info.token_id.clone(),
+        }
+    }
+
+    fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}~{}", self.created_nanos, self.token_id))
+    }
+
+    fn decode(token: &str) -> Result<Self, ManageError> {
+        let bad = || ManageError::BadRequest("invalid page_token".into());
+        if token.len() > 200 {
+            return Err(bad());
+        }
+        let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+        let raw = String::from_utf8(raw).map_err(|_| bad())?;
+        let (nanos, id) = raw.split_once('~').ok_or_else(bad)?;
+        Ok(Self {
+            created_nanos: nanos.parse().map_err(|_| bad())?,
+            token_id: id.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let cursor = Cursor {
+            created_nanos: 1_700_000_000_123_456_789,
+            token_id: "apit_1".into(),
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()).unwrap(), cursor);
+        assert!(Cursor::decode("!!!").is_err());
+        assert!(Cursor::decode(&"A".repeat(500)).is_err());
+        assert!(Cursor::decode(&URL_SAFE_NO_PAD.encode("x~y")).is_err());
+    }
+
+    #[test]
+    fn ids_from_paths_are_plain() {
+        assert!(check_id("apit_12345678901234567").is_ok());
+        assert!(check_id("").is_err());
+        assert!(check_id("a b").is_err());
+        assert!(check_id(&"a".repeat(65)).is_err());
+    }
+}
