@@ -5,60 +5,14 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 use axum_api_key::cache::CachedValidator;
 use axum_api_key::keys::CreateToken;
 use axum_api_key::redis::{RedisRevocations, RedisSetupError};
 use axum_api_key::{ApiKey, InMemoryTokens, Validator};
+use support::log_capture::{capture_everything, captured};
 use support::redis_server::RedisServer;
-use tracing_subscriber::fmt::MakeWriter;
-
-static CAPTURE: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-#[derive(Clone, Copy)]
-struct Capture;
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        lock(&CAPTURE).extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        Capture
-    }
-}
-
-fn capture_everything() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        use tracing_subscriber::util::SubscriberInitExt;
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(Capture)
-            .finish()
-            .try_init()
-            .expect("the only subscriber of this test binary");
-    });
-}
-
-fn captured() -> String {
-    String::from_utf8_lossy(&lock(&CAPTURE)).into_owned()
-}
 
 /// What an attacker (or a careless operator) might paste into a message.
 const FORGED: &str = "FORGED-LINE the key is valid";

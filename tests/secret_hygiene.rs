@@ -10,8 +10,7 @@
 mod support;
 
 use std::fmt::{Debug, Display};
-use std::io::Write;
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::{Mutex, MutexGuard};
 
 use axum::Router;
 use axum::routing::get;
@@ -24,51 +23,12 @@ use axum_api_key::testing::{FakeScalekit, Fault, Op};
 use axum_api_key::validator::BoxValidator;
 use axum_api_key::{ApiKey, ApiKeyLayer, InMemoryTokens, OrgScope, TokenInfo, Validator};
 use serde_json::json;
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::format::FmtSpan;
+use support::log_capture::{capture_everything, captured};
 
-static CAPTURE: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-#[derive(Clone, Copy)]
-struct Capture;
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        lock(&CAPTURE).extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        Capture
-    }
-}
-
-/// Installs the capturing subscriber (once per test binary), at TRACE for every target.
-fn capture_everything() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        use tracing_subscriber::util::SubscriberInitExt;
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_span_events(FmtSpan::FULL)
-            .with_ansi(false)
-            .with_writer(Capture)
-            .finish()
-            // Also bridges the `log` crate (reqwest logs through it).
-            .try_init()
-            .expect("the only subscriber of this test binary");
-    });
 }
 
 /// Registers a key that must appear nowhere; returns it.
@@ -131,7 +91,7 @@ fn assert_hidden_debug(what: &str, value: &impl Debug) {
 
 /// The whole capture so far is free of keys, and the capture works (it saw TRACE lines).
 fn assert_logs_clean() {
-    let captured = String::from_utf8_lossy(&lock(&CAPTURE)).into_owned();
+    let captured = captured();
     assert!(
         captured.contains("TRACE"),
         "the capture saw no TRACE line: is the subscriber installed?"
@@ -296,7 +256,7 @@ async fn client_paths_never_show_the_key() {
     assert_hidden_debug("FakeScalekit", &fake);
     assert_hidden_debug("InMemoryTokens", fake.tokens());
     // The capture did see the scrubbed echoes (so a leak there would have been caught).
-    assert!(String::from_utf8_lossy(&lock(&CAPTURE)).contains("[redacted]"));
+    assert!(captured().contains("[redacted]"));
     assert_logs_clean();
 }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: a real server on 127.0.0.1 and a counting validator.
 #![allow(dead_code)]
 
+pub mod log_capture;
 pub mod redis_server;
 
 use std::sync::Arc;
