@@ -35,6 +35,7 @@
 //! ```
 
 mod grpc;
+mod routes;
 mod server;
 mod tls;
 
