@@ -19,8 +19,6 @@
 #![cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 #![allow(dead_code)]
 
-use std::time::Duration;
-
 /// `api_key_requests_total{outcome}`.
 pub const REQUESTS: &str = "api_key_requests_total";
 /// `api_key_cache_lookups_total{result}`.
@@ -131,7 +129,7 @@ impl UpstreamTimer {
     pub(crate) fn finish(self, result: &'static str) {
         #[cfg(feature = "metrics")]
         {
-            let elapsed: Duration = self.started.elapsed();
+            let elapsed: std::time::Duration = self.started.elapsed();
             ::metrics::counter!(UPSTREAM_REQUESTS, "operation" => self.operation, "result" => result)
                 .increment(1);
             ::metrics::histogram!(UPSTREAM_DURATION, "operation" => self.operation)

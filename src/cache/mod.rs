@@ -323,8 +323,11 @@ impl<V: Validator> Validator for CachedValidator<V> {
     fn validate_fingerprint_now(&self, fingerprint: Fingerprint) -> FingerprintLookup {
         let cache_key = CacheKey(fingerprint);
         // The mirror first: one lock-free lookup, no bookkeeping.
-        let hit = if let Some(entry) = self.core.front.get(&cache_key) {
-            self.core.hit_now(cache_key, &entry, false)
+        let front = self.core.front.with(&cache_key, |entry| {
+            self.core.hit_now(cache_key, entry, false)
+        });
+        let hit = if let Some(hit) = front {
+            hit
         } else {
             match poll_once(self.core.fresh.get(&cache_key)) {
                 None => None,
