@@ -86,6 +86,7 @@ pub mod scalekit {
 #[cfg(feature = "test-util")]
 pub mod testing;
 
+pub mod telemetry;
 mod token_info;
 
 pub use keys::KeyStore;

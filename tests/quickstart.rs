@@ -353,3 +353,113 @@ async fn quickstart_limits_each_key_when_rate_limit_is_set() {
     // Another key has its own quota.
     assert_eq!(ping(&user_key).await.unwrap().status(), StatusCode::OK);
 }
+
+/// The value of the series `name{labels}` in Prometheus text, if present.
+#[cfg(feature = "metrics")]
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+}
+
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn quickstart_serves_prometheus_metrics_on_its_own_port() {
+    let mut app = Quickstart::start_with(
+        &[("METRICS_PORT", "0"), ("RUST_LOG", "info")],
+        &["SCALEKIT_ENVIRONMENT_URL", "REDIS_URL", "RATE_LIMIT"],
+    );
+    let metrics_url = app.wait_for_line("metrics on ");
+    let org_key = app.wait_for_line("org key: ");
+    let base = app.wait_for_line("listening on ");
+    assert!(
+        metrics_url.starts_with("http://127.0.0.1:"),
+        "{metrics_url}"
+    );
+    assert_ne!(
+        metrics_url.trim_end_matches("/metrics"),
+        base,
+        "metrics never share the public port"
+    );
+    let http = reqwest::Client::new();
+    let get = |path: &str, key: Option<&str>| {
+        let mut request = http.get(format!("{base}{path}"));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send()
+    };
+    // Same shape as a real key, one character changed: unknown to the store.
+    let mut unknown = org_key.clone().into_bytes();
+    let last = unknown.len() - 1;
+    unknown[last] = if unknown[last] == b'A' { b'B' } else { b'A' };
+    let unknown = String::from_utf8(unknown).unwrap();
+
+    for _ in 0..3 {
+        let status = get("/api/ping", Some(&org_key)).await.unwrap().status();
+        assert_eq!(status, StatusCode::OK);
+    }
+    let forbidden = get("/api/my/tasks", Some(&org_key)).await.unwrap();
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    for _ in 0..2 {
+        let status = get("/api/ping", None).await.unwrap().status();
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let jwt = get("/api/ping", Some("eyJhbGciOi.eyJzdWIi.c2ln"))
+        .await
+        .unwrap();
+    assert_eq!(jwt.status(), StatusCode::UNAUTHORIZED);
+    let invalid = get("/api/ping", Some(&unknown)).await.unwrap();
+    assert_eq!(invalid.status(), StatusCode::UNAUTHORIZED);
+
+    let text = http
+        .get(&metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let requests = |outcome: &str| {
+        sample(
+            &text,
+            &format!("api_key_requests_total{{outcome=\"{outcome}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    // Accepted: the three pings and the key that was then refused its scope.
+    assert_eq!(requests("accepted"), 4.0, "{text}");
+    assert_eq!(requests("forbidden"), 1.0, "{text}");
+    assert_eq!(requests("missing"), 2.0, "{text}");
+    assert_eq!(requests("malformed"), 1.0, "{text}");
+    assert_eq!(requests("invalid"), 1.0, "{text}");
+    assert_eq!(requests("unavailable"), 0.0, "{text}");
+    let lookups = |result: &str| {
+        sample(
+            &text,
+            &format!("api_key_cache_lookups_total{{result=\"{result}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    // Two keys went through the cache: each missed once; the known one then hit.
+    assert_eq!(lookups("miss"), 2.0, "{text}");
+    assert_eq!(lookups("hit"), 3.0, "{text}");
+    assert!(
+        text.contains("# TYPE api_key_requests_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "api_key_rate_limit_decisions_total{limiter=\"failed_key\",decision=\"allowed\"}"
+        ),
+        "{text}"
+    );
+    // The keys never reach the metrics.
+    assert!(!shows_part_of(&text, &org_key) && !shows_part_of(&text, &unknown));
+}

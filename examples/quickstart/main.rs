@@ -7,11 +7,13 @@
 //! Routes: `GET /healthz` (no key), `GET /api/ping`, `GET /api/resources` (the records of the
 //! key's organization, and of its user for user-scoped keys), `GET /api/me` (the key's facts),
 //! `GET /api/my/tasks` (user-scoped keys only: 403 for organization keys), and key management
-//! under `/keys` (sign in at `/demo/sign-in`).
+//! under `/keys` (sign in at `/demo/sign-in`). With `METRICS_PORT` set, Prometheus metrics on
+//! `127.0.0.1:$METRICS_PORT/metrics` (feature `metrics`; see `metrics.rs`).
 //!
 //! Everything about the environment (Scalekit instead of the embedded store, the cache, Redis,
 //! rate limits) lives in `setup.rs`; this file is the app itself.
 
+mod metrics;
 mod setup;
 
 use axum::{Json, Router, routing::get};
@@ -89,6 +91,7 @@ async fn my_tasks(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    metrics::serve_from_env().await?; // METRICS_PORT: Prometheus text on 127.0.0.1 only
     let setup = setup::from_env().await?;
     let api = Router::new()
         .route("/api/resources", get(resources))

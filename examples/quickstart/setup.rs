@@ -11,6 +11,8 @@
 //!   `rate_limit` overrides it.
 //! - `REDIS_URL` (feature `redis`): revocations shared with every other instance over Redis
 //!   pub/sub (`REDIS_CHANNEL`, default `axum-api-key:revocations`), and `RATE_LIMIT` shared too.
+//! - `METRICS_PORT`: serve Prometheus metrics on `127.0.0.1:$METRICS_PORT/metrics` (see
+//!   `metrics.rs`; the crate records them with feature `metrics`).
 //! - `RUST_LOG`: default `info`.
 //!
 //! The failed-key throttle is on (the layer's default): a client presenting more than 10

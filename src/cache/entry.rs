@@ -71,6 +71,8 @@ pub(super) struct Entry {
     pub(super) fresh_for: Duration,
     /// How long it may back a degraded answer: `min(ttl + stale window, expiry - now)`.
     pub(super) keep_for: Duration,
+    /// The key's effective expiry, read once (a rotated key's deadline lives in a claim).
+    pub(super) expires: Option<OffsetDateTime>,
     /// The revocation epoch up to which this entry is known not to be revoked. A hit compares
     /// it with the current epoch and looks at the tombstones only when they differ.
     pub(super) vetted_epoch: AtomicU64,
@@ -87,6 +89,7 @@ impl Entry {
     ) -> Option<Self> {
         let left = time_left(&auth, OffsetDateTime::now_utc())?;
         Some(Self {
+            expires: auth.info().effective_expiry(),
             auth,
             validated_at: Instant::now(),
             fresh_for: ttl.min(left),
@@ -98,9 +101,7 @@ impl Entry {
     /// `true` when the key's own expiry has passed (wall clock, as the upstream judges it).
     /// Cheap when the key does not expire: no clock is read.
     pub(super) fn key_expired(&self) -> bool {
-        self.auth
-            .info()
-            .effective_expiry()
+        self.expires
             .is_some_and(|expiry| expiry <= OffsetDateTime::now_utc())
     }
 }

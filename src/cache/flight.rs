@@ -179,6 +179,7 @@ impl Core {
         match self.admit(fingerprint, &entry) {
             Admission::Accept => {
                 self.counters.stale_served.bump();
+                crate::telemetry::cache_lookup("stale");
                 tracing::warn!(
                     cache = "stale",
                     %fingerprint,

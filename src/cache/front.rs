@@ -29,12 +29,13 @@ impl FrontIndex {
         }
     }
 
-    /// The entry for `key`, if it is still within its fresh lifetime.
+    /// Applies `f` to the entry for `key`, if it is still within its fresh lifetime, without
+    /// cloning the entry's `Arc` (the map's guard keeps it alive meanwhile).
     #[inline]
-    pub(super) fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+    pub(super) fn with<R>(&self, key: &CacheKey, f: impl FnOnce(&Arc<Entry>) -> R) -> Option<R> {
         let map = self.map.pin();
         let entry = map.get(key)?;
-        (entry.validated_at.elapsed() < entry.fresh_for).then(|| entry.clone())
+        (entry.validated_at.elapsed() < entry.fresh_for).then(|| f(entry))
     }
 
     /// Mirrors an entry moka holds.

@@ -87,7 +87,7 @@ use crate::keys::{
 };
 use crate::request::key::{ApiKey, Fingerprint, KeyFormat};
 use crate::token_info::{Authenticated, TokenInfo};
-use crate::validator::contract::{ValidateError, Validator};
+use crate::validator::contract::{FingerprintLookup, ValidateError, Validator};
 
 /// A [`Validator`] that caches another one; see the [module docs](self) for what it
 /// guarantees and how stale an answer can be.
@@ -135,22 +135,24 @@ impl<V: Validator> CachedValidator<V> {
     }
 
     /// Validates through the cache (what the [`Validator`] impl does).
+    ///
+    /// The layer comes here only after [`Validator::validate_fingerprint_now`] missed, so the
+    /// mirror is not probed again; moka is asked once more because that lookup may have been
+    /// cut short (it would have waited for housekeeping).
     async fn validate_cached(&self, key: &ApiKey) -> Result<Authenticated, ValidateError> {
-        // Whatever can be answered on the spot (the mirror, then moka) is.
-        if let Some(answer) = self.validate_now(key) {
-            return answer;
-        }
         let fingerprint = key.fingerprint();
         let cache_key = CacheKey(fingerprint);
         if let Some(entry) = self.core.fresh.get(&cache_key).await {
             match self.core.judge(cache_key, &entry).await {
                 Some(Ok(auth)) => {
                     self.core.counters.hits.bump();
+                    crate::telemetry::cache_lookup("hit");
                     tracing::trace!(cache = "hit", %fingerprint, token_id = %auth.info().token_id);
                     return Ok(auth);
                 }
                 Some(Err(reason)) => {
                     self.core.counters.negative_hits.bump();
+                    crate::telemetry::cache_lookup("negative");
                     tracing::debug!(cache = "negative", %fingerprint, %reason, "cached API key refused");
                     return Err(ValidateError::Invalid(reason));
                 }
@@ -159,10 +161,12 @@ impl<V: Validator> CachedValidator<V> {
         }
         if let Some(reason) = self.core.negative.get(&cache_key) {
             self.core.counters.negative_hits.bump();
+            crate::telemetry::cache_lookup("negative");
             tracing::trace!(cache = "negative", %fingerprint, %reason);
             return Err(ValidateError::Invalid(reason));
         }
         self.core.counters.misses.bump();
+        crate::telemetry::cache_lookup("miss");
         self.miss(key, cache_key).await
     }
 
@@ -308,20 +312,40 @@ impl<V: Validator> Validator for CachedValidator<V> {
     /// Cache hits (fresh positive, or negative) answered on the spot; anything else (a miss,
     /// an entry to re-check, a lookup that would wait) goes the asynchronous way.
     fn validate_now(&self, key: &ApiKey) -> Option<Result<Authenticated, ValidateError>> {
-        let fingerprint = key.fingerprint();
+        match self.validate_fingerprint_now(key.fingerprint()) {
+            FingerprintLookup::Answered(answer) => Some(answer),
+            _ => None,
+        }
+    }
+
+    /// What [`validate_now`](Self::validate_now) does, from the fingerprint alone: the layer
+    /// makes no copy of the key on a hit.
+    fn validate_fingerprint_now(&self, fingerprint: Fingerprint) -> FingerprintLookup {
         let cache_key = CacheKey(fingerprint);
         // The mirror first: one lock-free lookup, no bookkeeping.
-        if let Some(entry) = self.core.front.get(&cache_key) {
-            return self.core.hit_now(cache_key, &entry, false).map(Ok);
-        }
-        match poll_once(self.core.fresh.get(&cache_key))? {
-            Some(entry) => self.core.hit_now(cache_key, &entry, true).map(Ok),
-            None => {
-                let reason = self.core.negative.get(&cache_key)?;
-                self.core.counters.negative_hits.bump();
-                tracing::trace!(cache = "negative", %fingerprint, %reason);
-                Some(Err(ValidateError::Invalid(reason)))
+        let front = self.core.front.with(&cache_key, |entry| {
+            self.core.hit_now(cache_key, entry, false)
+        });
+        let hit = if let Some(hit) = front {
+            hit
+        } else {
+            match poll_once(self.core.fresh.get(&cache_key)) {
+                None => None,
+                Some(Some(entry)) => self.core.hit_now(cache_key, &entry, true),
+                Some(None) => {
+                    let Some(reason) = self.core.negative.get(&cache_key) else {
+                        return FingerprintLookup::Missed;
+                    };
+                    self.core.counters.negative_hits.bump();
+                    crate::telemetry::cache_lookup("negative");
+                    tracing::trace!(cache = "negative", %fingerprint, %reason);
+                    return FingerprintLookup::Answered(Err(ValidateError::Invalid(reason)));
+                }
             }
+        };
+        match hit {
+            Some(auth) => FingerprintLookup::Answered(Ok(auth)),
+            None => FingerprintLookup::Missed,
         }
     }
 }

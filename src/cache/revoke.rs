@@ -35,6 +35,7 @@ impl Core {
                 .map(String::from),
         };
         self.apply_revocation(fingerprint, token_id);
+        crate::telemetry::revocation("local");
         self.outbound.publish(&KeyEvent::Revoked {
             token_id: resolved,
             fingerprint,
@@ -46,6 +47,7 @@ impl Core {
     #[cfg(feature = "redis")]
     pub(super) fn revoke_remote(&self, token_id: &str) {
         self.apply_revocation(None, Some(token_id));
+        crate::telemetry::revocation("remote");
     }
 
     fn apply_revocation(&self, fingerprint: Option<Fingerprint>, token_id: Option<&str>) {

@@ -441,6 +441,7 @@ impl RateLimitLayer {
     ) -> Result<Option<[HeaderValue; 2]>, Response> {
         match outcome {
             Outcome::Allowed { remaining, reset } => {
+                crate::telemetry::rate_limit("key", "allowed");
                 let headers = self
                     .config
                     .headers_on_success
@@ -453,6 +454,8 @@ impl RateLimitLayer {
                 Ok(headers)
             }
             Outcome::Limited { retry_after } => {
+                crate::telemetry::rate_limit("key", "limited");
+                crate::telemetry::request(crate::telemetry::Outcome::RateLimited);
                 let kind = RejectionKind::RateLimited { retry_after };
                 let rejection = match request.extensions().get::<AuthState>() {
                     Some(state) => state.reject(kind),

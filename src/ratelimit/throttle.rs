@@ -302,8 +302,10 @@ impl FailedKeyThrottle {
         if counter.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight {
             counter.fetch_sub(1, Ordering::AcqRel);
             self.throttled.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::rate_limit("failed_key", "limited");
             return Err(RetryAfter(Duration::from_secs(1)));
         }
+        crate::telemetry::rate_limit("failed_key", "allowed");
         Ok(InFlight {
             throttle: self.clone(),
             client,
@@ -360,6 +362,7 @@ impl FailedKeyThrottle {
             None => Ok(()),
             Some(wait) => {
                 self.throttled.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::rate_limit("failed_key", "limited");
                 Err(RetryAfter(wait))
             }
         }

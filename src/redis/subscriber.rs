@@ -27,6 +27,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
         match subscribe(&shared).await {
             Ok((sink, stream)) => {
                 shared.counters.set_connected(true);
+                crate::telemetry::redis_connected(true);
                 shared.counters.connects.bump();
                 // Subscribed: anything cached before now was vetted without a feed.
                 for cache in shared.caches() {
@@ -46,6 +47,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 // flushed every `min_backoff`, the cache then effectively off.
                 backoff.session_ended(session.elapsed());
                 shared.counters.set_connected(false);
+                crate::telemetry::redis_connected(false);
                 shared.counters.gaps.bump();
                 tracing::warn!(
                     redis = "subscribe",

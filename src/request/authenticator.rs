@@ -8,13 +8,14 @@ use std::sync::Arc;
 use http::{Extensions, HeaderMap};
 
 use super::bearer::{BearerError, bearer_token};
-use super::key::{ApiKey, KeyFormat};
+use super::key::{ApiKey, Fingerprint, KeyFormat};
 use super::reject::{AuthRejection, DEFAULT_RETRY_AFTER, RejectionKind, Renderer};
 use super::state::AuthState;
 #[cfg(feature = "ratelimit")]
 use crate::ratelimit::{ClientKey, FailedKeyThrottle, InFlight};
+use crate::telemetry::{self, Outcome};
 use crate::token_info::Authenticated;
-use crate::validator::contract::{ValidateError, Validator};
+use crate::validator::contract::{FingerprintLookup, ValidateError, Validator};
 
 /// Who presented a key, as the failed-key throttle knows clients (nothing without it).
 #[cfg(feature = "ratelimit")]
@@ -67,7 +68,9 @@ impl Authenticator {
         extensions: &Extensions,
     ) -> Step {
         match self.parse(headers) {
-            Ok(Some(key)) => self.ask_now(validator, key, || self.client_of(headers, extensions)),
+            Ok(Some(token)) => {
+                self.ask_now(validator, token, || self.client_of(headers, extensions))
+            }
             Ok(None) => Step::Anonymous,
             Err(rejection) => Step::Decided(Err(rejection)),
         }
@@ -76,7 +79,7 @@ impl Authenticator {
     /// Like [`begin`](Self::begin), for a bare key (no `Bearer` prefix) and no known client.
     pub(crate) fn begin_key<V: Validator + ?Sized>(&self, validator: &V, key: &str) -> Step {
         match self.check_key(key) {
-            Ok(key) => self.ask_now(validator, key, || self.no_client()),
+            Ok(token) => self.ask_now(validator, token, || self.no_client()),
             Err(rejection) => Step::Decided(Err(rejection)),
         }
     }
@@ -93,7 +96,7 @@ impl Authenticator {
             record_refusal(&ticket);
         }
         // The ticket (the client's in-flight count) ends with this function.
-        self.verdict(answer, &key)
+        self.verdict(answer, key.fingerprint())
     }
 
     /// The whole pipeline, awaited.
@@ -124,14 +127,27 @@ impl Authenticator {
     fn ask_now<V: Validator + ?Sized>(
         &self,
         validator: &V,
-        key: ApiKey,
+        token: &str,
         client: impl FnOnce() -> Client,
     ) -> Step {
         // The common case (a cache hit, an in-memory store) is answered on the spot: no boxed
-        // future for the caller to poll, and no throttle: it costs nobody anything.
-        if let Some(answer) = validator.validate_now(&key) {
-            return Step::Decided(self.verdict(answer, &key));
-        }
+        // future for the caller to poll, and no throttle: it costs nobody anything. A cache
+        // answers from the fingerprint of the header's bytes, so a hit copies no secret; the
+        // zeroizing copy is made only for a validator that needs the key.
+        let fingerprint = Fingerprint::of(token);
+        let key = match validator.validate_fingerprint_now(fingerprint) {
+            FingerprintLookup::Answered(answer) => {
+                return Step::Decided(self.verdict(answer, fingerprint));
+            }
+            FingerprintLookup::Missed => ApiKey::with_fingerprint(token, fingerprint),
+            FingerprintLookup::NeedsKey => {
+                let key = ApiKey::with_fingerprint(token, fingerprint);
+                if let Some(answer) = validator.validate_now(&key) {
+                    return Step::Decided(self.verdict(answer, fingerprint));
+                }
+                key
+            }
+        };
         // An upstream call: a client that already presented too many refused keys waits.
         match self.ticket(client()) {
             Ok(ticket) => Step::Validate(key, ticket),
@@ -170,6 +186,7 @@ impl Authenticator {
             return Ok(None);
         };
         throttle.begin(client).map(Some).map_err(|wait| {
+            telemetry::request(Outcome::RateLimited);
             self.reject(RejectionKind::RateLimited {
                 retry_after: wait.0,
             })
@@ -181,29 +198,58 @@ impl Authenticator {
         Ok(None)
     }
 
-    /// Reads and checks the key. `Ok(None)`: no credentials, and the layer is optional.
-    fn parse(&self, headers: &HeaderMap) -> Result<Option<ApiKey>, AuthRejection> {
-        match bearer_token(headers, self.format.max_len()) {
-            Ok(token) => self.check_key(token).map(Some),
-            Err(BearerError::Missing) if self.mode == Mode::Optional => Ok(None),
-            Err(BearerError::Missing) => Err(self.reject(RejectionKind::MissingCredentials)),
-            Err(BearerError::Multiple) => Err(self.reject(RejectionKind::InvalidRequest(
+    /// Reads and checks the key, in place. `Ok(None)`: no credentials, and the layer is
+    /// optional.
+    fn parse<'h>(&self, headers: &'h HeaderMap) -> Result<Option<&'h str>, AuthRejection> {
+        if let Some(token) = self.well_formed_token(headers) {
+            return Ok(Some(token));
+        }
+        let error = match bearer_token(headers, self.format.max_len()) {
+            Ok(token) => return self.check_key(token).map(Some),
+            Err(error) => error,
+        };
+        telemetry::request(match error {
+            BearerError::Missing => Outcome::Missing,
+            _ => Outcome::Malformed,
+        });
+        match error {
+            BearerError::Missing if self.mode == Mode::Optional => Ok(None),
+            BearerError::Missing => Err(self.reject(RejectionKind::MissingCredentials)),
+            BearerError::Multiple => Err(self.reject(RejectionKind::InvalidRequest(
                 "exactly one Authorization header is allowed",
             ))),
-            Err(BearerError::Empty) => Err(self.reject(RejectionKind::InvalidRequest(
+            BearerError::Empty => Err(self.reject(RejectionKind::InvalidRequest(
                 "the Bearer scheme needs a token after it",
             ))),
-            Err(BearerError::Malformed) => {
+            BearerError::Malformed => {
                 tracing::debug!(reason = "malformed_bearer", "API key rejected locally");
                 Err(self.reject(RejectionKind::InvalidToken))
             }
         }
     }
 
-    fn check_key(&self, token: &str) -> Result<ApiKey, AuthRejection> {
+    /// The common case in one pass over the key: one `Authorization` value, `Bearer`, and a
+    /// token the key format accepts. Every format alphabet is a subset of RFC 6750's
+    /// `b64token` (without its trailing `=`) and its length bound is the parser's, so whatever
+    /// this accepts, the full parse and check accept too; anything else (`None`) takes the
+    /// full path, which names the reason.
+    #[inline]
+    fn well_formed_token<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+        let value = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        let token = super::bearer::scheme_rest(value.as_bytes()).ok()?;
+        self.format.check_bytes(token).ok()?;
+        std::str::from_utf8(token).ok()
+    }
+
+    fn check_key<'t>(&self, token: &'t str) -> Result<&'t str, AuthRejection> {
         match self.format.check(token) {
-            Ok(()) => Ok(ApiKey::new(token)),
+            Ok(()) => Ok(token),
             Err(reason) => {
+                telemetry::request(Outcome::Malformed);
                 tracing::debug!(reason = reason.as_str(), "API key rejected locally");
                 Err(self.reject(RejectionKind::InvalidToken))
             }
@@ -214,19 +260,24 @@ impl Authenticator {
     fn verdict(
         &self,
         answer: Result<Authenticated, ValidateError>,
-        key: &ApiKey,
+        fingerprint: Fingerprint,
     ) -> Result<Authenticated, AuthRejection> {
         match answer {
-            Ok(auth) => Ok(auth),
+            Ok(auth) => {
+                telemetry::request(Outcome::Accepted);
+                Ok(auth)
+            }
             Err(ValidateError::Invalid(reason)) => {
-                tracing::debug!(fingerprint = %key.fingerprint(), %reason, "API key refused");
+                telemetry::request(Outcome::Invalid);
+                tracing::debug!(%fingerprint, %reason, "API key refused");
                 Err(self.reject(RejectionKind::InvalidToken))
             }
             Err(ValidateError::Unavailable {
                 message,
                 retry_after,
             }) => {
-                tracing::warn!(fingerprint = %key.fingerprint(), %message, "API key could not be validated");
+                telemetry::request(Outcome::Unavailable);
+                tracing::warn!(%fingerprint, %message, "API key could not be validated");
                 Err(self.reject(RejectionKind::Unavailable {
                     retry_after: retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
                 }))

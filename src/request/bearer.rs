@@ -46,6 +46,21 @@ pub fn bearer_token(headers: &HeaderMap, max_len: usize) -> Result<&str, BearerE
 
 /// Parses one `Authorization` field value.
 pub fn parse_credentials(value: &[u8], max_len: usize) -> Result<&str, BearerError> {
+    let token = scheme_rest(value)?;
+    if token.is_empty() {
+        return Err(BearerError::Empty);
+    }
+    if token.len() > max_len || !is_b64token(token) {
+        return Err(BearerError::Malformed);
+    }
+    // `is_b64token` admits ASCII only, so this cannot fail; the error arm keeps it panic-free.
+    std::str::from_utf8(token).map_err(|_| BearerError::Malformed)
+}
+
+/// The bytes after `Bearer` and its spaces (possibly empty), with no check of the token
+/// itself: the layer's one-pass fast path checks them against the key format, whose
+/// alphabets are subsets of `b64token`.
+pub(crate) fn scheme_rest(value: &[u8]) -> Result<&[u8], BearerError> {
     let value = trim_ows(value);
     const SCHEME: &[u8] = b"bearer";
     let scheme_matches =
@@ -62,15 +77,7 @@ pub fn parse_credentials(value: &[u8], max_len: usize) -> Result<&str, BearerErr
         // `Bearerx ...` is another scheme whose name starts with "bearer".
         Some(_) => return Err(BearerError::Missing),
     }
-    let token = trim_leading_spaces(rest);
-    if token.is_empty() {
-        return Err(BearerError::Empty);
-    }
-    if token.len() > max_len || !is_b64token(token) {
-        return Err(BearerError::Malformed);
-    }
-    // `is_b64token` admits ASCII only, so this cannot fail; the error arm keeps it panic-free.
-    std::str::from_utf8(token).map_err(|_| BearerError::Malformed)
+    Ok(trim_leading_spaces(rest))
 }
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`

@@ -49,6 +49,15 @@ impl ApiKey {
         }
     }
 
+    /// Wraps `secret` whose fingerprint is already known (the layer computes it from the
+    /// request's header bytes, before any copy).
+    pub(crate) fn with_fingerprint(secret: &str, fingerprint: Fingerprint) -> Self {
+        Self {
+            secret: secret.to_owned(),
+            fingerprint,
+        }
+    }
+
     /// The plain key. Send it to the validator's upstream and nowhere else.
     pub fn expose_secret(&self) -> &str {
         &self.secret

@@ -151,6 +151,11 @@ impl std::error::Error for AuthRejection {}
 
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
+        // The layer counts its own verdicts; a 403 comes from an extractor or guard, after
+        // the layer accepted the key, and is counted when it is answered.
+        if matches!(self.kind, RejectionKind::InsufficientScope(_)) {
+            crate::telemetry::request(crate::telemetry::Outcome::Forbidden);
+        }
         match &self.renderer.hook {
             Some(hook) => hook(&self),
             None => self.renderer.render_default(&self.kind),

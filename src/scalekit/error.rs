@@ -74,6 +74,24 @@ pub enum ScalekitError {
 }
 
 impl ScalekitError {
+    /// A short, stable class name for metrics and logs (the `result` label of
+    /// `api_key_upstream_requests_total`): never a message, so the label set stays fixed.
+    pub(crate) fn class(&self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::Limit(_) => "limit",
+            Self::Rejected { .. } => "rejected",
+            Self::Unauthorized => "unauthorized",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Upstream { .. } => "upstream_error",
+            Self::Timeout => "timeout",
+            Self::Connect(_) => "connect_error",
+            Self::Decode(_) => "decode_error",
+            Self::UpstreamAuth { .. } => "auth_error",
+            Self::Config(_) => "config_error",
+        }
+    }
+
     /// The answer a [`Validator`](crate::Validator) gives for this failure.
     ///
     /// Only Scalekit's own verdicts (404, 400, 403, a 401 that a fresh access token does not

@@ -29,6 +29,18 @@ pub(crate) struct Call<'a> {
     pub(crate) deadline: Instant,
 }
 
+/// The metrics label of a call: the API operation, from a fixed list.
+fn operation(call: &Call<'_>) -> &'static str {
+    match (&call.method, call.path) {
+        (&Method::GET, _) => "list",
+        (_, path) if path.ends_with(":validate") => "validate",
+        (_, path) if path.ends_with(":invalidate") => "invalidate",
+        (_, path) if path.ends_with(":update") => "update",
+        (&Method::POST, _) => "create",
+        _ => "other",
+    }
+}
+
 /// A body read up to [`MAX_BODY`].
 struct Capped {
     bytes: Bytes,
@@ -39,6 +51,16 @@ impl ScalekitClient {
     /// Sends `call` with a valid access token; on a 401, refreshes the token (rate-limited,
     /// single-flight) and retries once. Returns the body of a 2xx answer.
     pub(crate) async fn call(&self, call: &Call<'_>) -> Result<Bytes, ScalekitError> {
+        let timer = crate::telemetry::UpstreamTimer::start(operation(call));
+        let result = self.call_untimed(call).await;
+        timer.finish(match &result {
+            Ok(_) => "ok",
+            Err(error) => error.class(),
+        });
+        result
+    }
+
+    async fn call_untimed(&self, call: &Call<'_>) -> Result<Bytes, ScalekitError> {
         let token = self.access_token().await?;
         match self.send(call, &token).await {
             Err(ScalekitError::Unauthorized) => {

@@ -5,7 +5,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::contract::{ValidateError, Validator};
+use super::contract::{FingerprintLookup, ValidateError, Validator};
+use crate::request::key::Fingerprint;
 use crate::request::{ApiKey, KeyFormat};
 use crate::token_info::Authenticated;
 
@@ -24,6 +25,9 @@ pub trait DynValidator: Send + Sync + 'static {
 
     /// [`Validator::key_format`], object-safe.
     fn key_format_dyn(&self) -> KeyFormat;
+
+    /// [`Validator::validate_fingerprint_now`], object-safe.
+    fn validate_fingerprint_now_dyn(&self, fingerprint: Fingerprint) -> FingerprintLookup;
 }
 
 impl<V: Validator> DynValidator for V {
@@ -40,6 +44,10 @@ impl<V: Validator> DynValidator for V {
 
     fn key_format_dyn(&self) -> KeyFormat {
         self.key_format()
+    }
+
+    fn validate_fingerprint_now_dyn(&self, fingerprint: Fingerprint) -> FingerprintLookup {
+        self.validate_fingerprint_now(fingerprint)
     }
 }
 
@@ -74,6 +82,10 @@ impl Validator for BoxValidator {
 
     fn validate_now(&self, key: &ApiKey) -> Option<Result<Authenticated, ValidateError>> {
         self.0.validate_now_dyn(key)
+    }
+
+    fn validate_fingerprint_now(&self, fingerprint: Fingerprint) -> FingerprintLookup {
+        self.0.validate_fingerprint_now_dyn(fingerprint)
     }
 
     fn key_format(&self) -> KeyFormat {

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::request::key::Fingerprint;
 use crate::request::{ApiKey, KeyFormat};
 use crate::token_info::Authenticated;
 
@@ -61,6 +62,39 @@ pub trait Validator: Send + Sync + 'static {
     fn key_format(&self) -> KeyFormat {
         KeyFormat::neutral()
     }
+
+    /// Answers from the key's [`Fingerprint`] alone, before the layer copies the key out of
+    /// the request: what a validator that keeps its answers by fingerprint (a cache) does on
+    /// a hit, so a hit makes no copy of the secret. The default, [`FingerprintLookup::NeedsKey`],
+    /// sends the layer on to [`validate_now`](Self::validate_now) with the key. It must agree
+    /// with `validate_now` and `validate`.
+    ///
+    /// ```
+    /// use axum_api_key::request::Fingerprint;
+    /// use axum_api_key::validator::FingerprintLookup;
+    /// use axum_api_key::{InMemoryTokens, Validator};
+    ///
+    /// let store = InMemoryTokens::new(); // keeps keys by its own hash: needs the key
+    /// let lookup = store.validate_fingerprint_now(Fingerprint::of("k".repeat(70).as_str()));
+    /// assert!(matches!(lookup, FingerprintLookup::NeedsKey));
+    /// ```
+    fn validate_fingerprint_now(&self, fingerprint: Fingerprint) -> FingerprintLookup {
+        let _ = fingerprint;
+        FingerprintLookup::NeedsKey
+    }
+}
+
+/// What [`Validator::validate_fingerprint_now`] found.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FingerprintLookup {
+    /// The answer, on the spot (as [`Validator::validate_now`] would give it).
+    Answered(Result<Authenticated, ValidateError>),
+    /// Nothing at hand: go straight to [`Validator::validate`] (`validate_now` would only look
+    /// again).
+    Missed,
+    /// This validator needs the key itself: ask [`Validator::validate_now`], then `validate`.
+    NeedsKey,
 }
 
 impl<V: Validator + ?Sized> Validator for Arc<V> {
@@ -77,6 +111,10 @@ impl<V: Validator + ?Sized> Validator for Arc<V> {
 
     fn key_format(&self) -> KeyFormat {
         (**self).key_format()
+    }
+
+    fn validate_fingerprint_now(&self, fingerprint: Fingerprint) -> FingerprintLookup {
+        (**self).validate_fingerprint_now(fingerprint)
     }
 }
 

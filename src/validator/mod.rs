@@ -11,5 +11,5 @@ pub(crate) mod function;
 
 pub use crate::token_info::TokenInfoBuilder;
 pub use boxed::{BoxValidator, DynValidator};
-pub use contract::InvalidReason;
+pub use contract::{FingerprintLookup, InvalidReason};
 pub use function::FnValidator;
