@@ -65,6 +65,8 @@ mod entry;
 mod flight;
 mod front;
 mod ids;
+#[cfg(test)]
+mod memory_tests;
 mod revocation;
 mod revoke;
 mod state;
