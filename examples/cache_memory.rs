@@ -109,11 +109,5 @@ async fn main() -> Result<(), ValidateError> {
         "total for {ENTRIES} entries: {:.1} MiB",
         (after - before) as f64 / (1024.0 * 1024.0)
     );
-    // A key served from the cache at least once also has a row in the lock-free mirror.
-    for n in 0..ENTRIES {
-        cache.validate(&key_for(n)).await?;
-    }
-    let mirrored = (LIVE.load(Ordering::Relaxed) - before) as f64 / ENTRIES as f64;
-    println!("heap per cached entry once every entry was hit (mirrored too): {mirrored:.0} bytes");
     Ok(())
 }

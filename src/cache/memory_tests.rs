@@ -52,10 +52,23 @@ async fn a_key_revoked_by_key_is_named_by_the_id_its_entry_carries() {
     let heard = Arc::new(Heard::default());
     cache.local_revocations().subscribe(heard.clone());
     let key = key();
-    cache.validate(&key).await.unwrap(); // in moka only, not yet in the mirror
+    cache.validate(&key).await.unwrap();
+    // Read from moka when the mirror lacks it (moka evicts and the mirror is dropped
+    // wholesale independently), and from the mirror otherwise.
+    cache.core.front.clear();
     cache.revoke_key(&key);
+    let other = ApiKey::new("o".repeat(40));
+    cache.validate(&other).await.unwrap(); // mirrored by the miss's own check
+    assert!(
+        cache
+            .core
+            .front
+            .get(&CacheKey(other.fingerprint()))
+            .is_some()
+    );
+    cache.revoke_key(&other);
     let unseen = ApiKey::new("u".repeat(40));
-    cache.revoke_key(&unseen);
+    cache.revoke_key(&unseen); // never validated here: no id to name
     let heard = heard.0.lock().unwrap();
     let names: Vec<_> = heard
         .iter()
@@ -64,7 +77,10 @@ async fn a_key_revoked_by_key_is_named_by_the_id_its_entry_carries() {
             other => panic!("unexpected {other:?}"),
         })
         .collect();
-    assert_eq!(names, [Some("apit_1".to_owned()), None]);
+    assert_eq!(
+        names,
+        [Some("apit_1".to_owned()), Some("apit_1".to_owned()), None]
+    );
 }
 
 #[tokio::test]
