@@ -68,11 +68,11 @@ pub fn check_wire_body(input: &[u8]) {
 
     let check_info = |info: &axum_api_key::TokenInfo| {
         assert!(
-            !info.token_id.is_empty(),
+            !info.token_id().is_empty(),
             "decoded a token without token_id"
         );
         assert!(
-            !info.organization_id.is_empty(),
+            !info.organization_id().is_empty(),
             "decoded a token without organization_id"
         );
     };

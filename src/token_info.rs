@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 
 /// The reserved custom claim that carries a rotated key's grace deadline (unix seconds): once
@@ -16,6 +16,12 @@ pub const REVOKE_AFTER_CLAIM: &str = "revoke_after";
 /// and read by handlers through the extractors ([`TokenInfo`] itself, [`OrgScope`](crate::OrgScope),
 /// [`UserScope`](crate::UserScope), [`Claims`](crate::Claims)). It never holds the key itself.
 ///
+/// Every cached key holds one, so it is laid out compactly: boxed strings, the custom claims
+/// as a sorted boxed slice (looked up by binary search), and the fields most keys leave unset
+/// (external ids, email, description, creation time) in one optional box. Read it through its
+/// accessors; its JSON form (serde) has the same field names and shapes as Scalekit's message
+/// (`custom_claims` is an object, `roles` an array).
+///
 /// Build one for handler unit tests with [`TokenInfo::builder`]:
 ///
 /// ```
@@ -27,53 +33,38 @@ pub const REVOKE_AFTER_CLAIM: &str = "revoke_after";
 ///     .role("admin")
 ///     .build();
 /// assert!(info.is_user_scoped());
+/// assert_eq!(info.token_id(), "key_123456789012345");
 /// assert_eq!(info.claim("environment"), Some("production"));
+/// assert_eq!(info.claims().collect::<Vec<_>>(), [("environment", "production")]);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenInfo {
-    /// The key's id: safe to log.
-    pub token_id: String,
-    /// The organization the key belongs to (every key has one).
-    pub organization_id: String,
-    /// The organization's id in your own system, if set in Scalekit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub organization_external_id: Option<String>,
-    /// The user the key is scoped to; `None` for organization-scoped keys.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
-    /// The user's id in your own system, if set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_external_id: Option<String>,
-    /// The user's email, if Scalekit reports one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// Custom claims attached at creation (string to string).
-    #[serde(default)]
-    pub custom_claims: BTreeMap<String, String>,
-    /// Roles, if any.
-    #[serde(default)]
-    pub roles: Vec<String>,
-    /// When the key stops being valid; `None` means it does not expire.
-    #[serde(
-        default,
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub expiry: Option<OffsetDateTime>,
-    /// When the key was created.
-    #[serde(
-        default,
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub created_at: Option<OffsetDateTime>,
-    /// A human description of the key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The last characters of the key, for display: safe to log.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_suffix: Option<String>,
+    token_id: Box<str>,
+    organization_id: Box<str>,
+    user_id: Option<Box<str>>,
+    token_suffix: Option<Box<str>>,
+    expiry: Option<OffsetDateTime>,
+    /// Sorted by name, names unique.
+    claims: Box<[(Box<str>, Box<str>)]>,
+    roles: Box<[Box<str>]>,
+    /// `None` when every field in it is unset (the common case).
+    extra: Option<Box<Extra>>,
+}
+
+/// The fields most keys leave unset.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Extra {
+    organization_external_id: Option<Box<str>>,
+    user_external_id: Option<Box<str>>,
+    email: Option<Box<str>>,
+    description: Option<Box<str>>,
+    created_at: Option<OffsetDateTime>,
+}
+
+impl Extra {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl TokenInfo {
@@ -82,20 +73,91 @@ impl TokenInfo {
         token_id: impl Into<String>,
         organization_id: impl Into<String>,
     ) -> TokenInfoBuilder {
-        TokenInfoBuilder(TokenInfo {
-            token_id: token_id.into(),
-            organization_id: organization_id.into(),
-            organization_external_id: None,
+        TokenInfoBuilder {
+            token_id: token_id.into().into_boxed_str(),
+            organization_id: organization_id.into().into_boxed_str(),
             user_id: None,
-            user_external_id: None,
-            email: None,
-            custom_claims: BTreeMap::new(),
-            roles: Vec::new(),
-            expiry: None,
-            created_at: None,
-            description: None,
             token_suffix: None,
-        })
+            expiry: None,
+            claims: BTreeMap::new(),
+            roles: Vec::new(),
+            extra: Extra::default(),
+        }
+    }
+
+    /// A builder holding this key's facts, to derive a changed copy.
+    ///
+    /// ```
+    /// use axum_api_key::TokenInfo;
+    ///
+    /// let info = TokenInfo::builder("apit_1", "org_1").claim("tier", "gold").build();
+    /// let changed = info.to_builder().claim("tier", "silver").build();
+    /// assert_eq!(changed.claim("tier"), Some("silver"));
+    /// assert_eq!(changed.token_id(), "apit_1");
+    /// ```
+    pub fn to_builder(&self) -> TokenInfoBuilder {
+        let extra = self.extra.as_deref().cloned().unwrap_or_default();
+        TokenInfoBuilder {
+            token_id: self.token_id.clone(),
+            organization_id: self.organization_id.clone(),
+            user_id: self.user_id.clone(),
+            token_suffix: self.token_suffix.clone(),
+            expiry: self.expiry,
+            claims: self.claims.iter().cloned().collect(),
+            roles: self.roles.to_vec(),
+            extra,
+        }
+    }
+
+    /// The key's id: safe to log.
+    pub fn token_id(&self) -> &str {
+        &self.token_id
+    }
+
+    /// The organization the key belongs to (every key has one).
+    pub fn organization_id(&self) -> &str {
+        &self.organization_id
+    }
+
+    /// The organization's id in your own system, if set in Scalekit.
+    pub fn organization_external_id(&self) -> Option<&str> {
+        self.extra.as_ref()?.organization_external_id.as_deref()
+    }
+
+    /// The user the key is scoped to; `None` for organization-scoped keys.
+    pub fn user_id(&self) -> Option<&str> {
+        self.user_id.as_deref()
+    }
+
+    /// The user's id in your own system, if set.
+    pub fn user_external_id(&self) -> Option<&str> {
+        self.extra.as_ref()?.user_external_id.as_deref()
+    }
+
+    /// The user's email, if Scalekit reports one.
+    pub fn email(&self) -> Option<&str> {
+        self.extra.as_ref()?.email.as_deref()
+    }
+
+    /// A human description of the key.
+    pub fn description(&self) -> Option<&str> {
+        self.extra.as_ref()?.description.as_deref()
+    }
+
+    /// The last characters of the key, for display: safe to log.
+    pub fn token_suffix(&self) -> Option<&str> {
+        self.token_suffix.as_deref()
+    }
+
+    /// When the key stops being valid; `None` means it does not expire. See also
+    /// [`effective_expiry`](Self::effective_expiry).
+    pub fn expiry(&self) -> Option<OffsetDateTime> {
+        self.expiry
+    }
+
+    /// When the key was created.
+    pub fn created_at(&self) -> Option<OffsetDateTime> {
+        self.extra.as_ref()?.created_at
     }
 
     /// `true` when the key is scoped to a user, not only to an organization.
@@ -105,12 +167,32 @@ impl TokenInfo {
 
     /// The value of a custom claim.
     pub fn claim(&self, name: &str) -> Option<&str> {
-        self.custom_claims.get(name).map(String::as_str)
+        self.claims
+            .binary_search_by(|(claim, _)| (**claim).cmp(name))
+            .ok()
+            .map(|at| &*self.claims[at].1)
+    }
+
+    /// The custom claims attached at creation (string to string), sorted by name.
+    pub fn claims(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone + '_ {
+        self.claims.iter().map(|(name, value)| (&**name, &**value))
+    }
+
+    /// The custom claims, copied into a map (for APIs that take one).
+    pub fn claims_map(&self) -> BTreeMap<String, String> {
+        self.claims()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect()
+    }
+
+    /// The key's roles, in the order given.
+    pub fn roles(&self) -> impl ExactSizeIterator<Item = &str> + Clone + '_ {
+        self.roles.iter().map(|role| &**role)
     }
 
     /// `true` when the key carries `role`.
     pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
+        self.roles.iter().any(|r| &**r == role)
     }
 
     /// `true` when the key's [effective expiry](Self::effective_expiry) is at or before `now`.
@@ -124,7 +206,7 @@ impl TokenInfo {
     /// The claim is reserved: a value that is not a unix time in seconds reads as a deadline
     /// long past (fail closed), so a key carrying a garbled deadline is refused.
     pub fn revoke_after(&self) -> Option<OffsetDateTime> {
-        let value = self.custom_claims.get(REVOKE_AFTER_CLAIM)?;
+        let value = self.claim(REVOKE_AFTER_CLAIM)?;
         Some(
             value
                 .parse::<i64>()
@@ -133,7 +215,6 @@ impl TokenInfo {
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH),
         )
     }
-
     /// When the key stops being accepted: the earlier of its [`expiry`](Self::expiry) and its
     /// [`revoke_after`](Self::revoke_after) deadline. The embedded store, the Scalekit client
     /// and the cache all judge keys by this, so a rotated key's grace ends on every instance
@@ -160,62 +241,216 @@ impl TokenInfo {
 /// Builds a [`TokenInfo`]; see [`TokenInfo::builder`].
 #[derive(Clone, Debug)]
 #[must_use]
-pub struct TokenInfoBuilder(TokenInfo);
+pub struct TokenInfoBuilder {
+    token_id: Box<str>,
+    organization_id: Box<str>,
+    user_id: Option<Box<str>>,
+    token_suffix: Option<Box<str>>,
+    expiry: Option<OffsetDateTime>,
+    claims: BTreeMap<Box<str>, Box<str>>,
+    roles: Vec<Box<str>>,
+    extra: Extra,
+}
+
+fn boxed(value: impl Into<String>) -> Box<str> {
+    value.into().into_boxed_str()
+}
 
 impl TokenInfoBuilder {
     /// Scopes the key to a user.
     pub fn user(mut self, user_id: impl Into<String>) -> Self {
-        self.0.user_id = Some(user_id.into());
+        self.user_id = Some(boxed(user_id));
         self
     }
     /// Sets the user's external id.
     pub fn user_external_id(mut self, id: impl Into<String>) -> Self {
-        self.0.user_external_id = Some(id.into());
+        self.extra.user_external_id = Some(boxed(id));
         self
     }
     /// Sets the organization's external id.
     pub fn organization_external_id(mut self, id: impl Into<String>) -> Self {
-        self.0.organization_external_id = Some(id.into());
+        self.extra.organization_external_id = Some(boxed(id));
         self
     }
     /// Sets the user's email.
     pub fn email(mut self, email: impl Into<String>) -> Self {
-        self.0.email = Some(email.into());
+        self.extra.email = Some(boxed(email));
         self
     }
-    /// Adds a custom claim.
+    /// Adds a custom claim (replacing one of the same name).
     pub fn claim(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.0.custom_claims.insert(name.into(), value.into());
+        self.claims.insert(boxed(name), boxed(value));
+        self
+    }
+    /// Replaces every custom claim.
+    pub fn claims<N, V>(mut self, claims: impl IntoIterator<Item = (N, V)>) -> Self
+    where
+        N: Into<String>,
+        V: Into<String>,
+    {
+        self.claims = claims
+            .into_iter()
+            .map(|(name, value)| (boxed(name), boxed(value)))
+            .collect();
+        self
+    }
+    /// Removes a custom claim.
+    pub fn remove_claim(mut self, name: &str) -> Self {
+        self.claims.remove(name);
         self
     }
     /// Adds a role.
     pub fn role(mut self, role: impl Into<String>) -> Self {
-        self.0.roles.push(role.into());
+        self.roles.push(boxed(role));
         self
     }
-    /// Sets the expiry.
-    pub fn expiry(mut self, expiry: OffsetDateTime) -> Self {
-        self.0.expiry = Some(expiry);
+    /// Sets the expiry (`None`: the key does not expire).
+    pub fn expiry(mut self, expiry: impl Into<Option<OffsetDateTime>>) -> Self {
+        self.expiry = expiry.into();
         self
     }
     /// Sets the creation time.
-    pub fn created_at(mut self, created_at: OffsetDateTime) -> Self {
-        self.0.created_at = Some(created_at);
+    pub fn created_at(mut self, created_at: impl Into<Option<OffsetDateTime>>) -> Self {
+        self.extra.created_at = created_at.into();
         self
     }
     /// Sets the description.
     pub fn description(mut self, description: impl Into<String>) -> Self {
-        self.0.description = Some(description.into());
+        self.extra.description = Some(boxed(description));
+        self
+    }
+    /// Sets or clears the description.
+    pub(crate) fn set_description(mut self, description: Option<String>) -> Self {
+        self.extra.description = description.map(String::into_boxed_str);
         self
     }
     /// Sets the key suffix shown for display.
     pub fn token_suffix(mut self, suffix: impl Into<String>) -> Self {
-        self.0.token_suffix = Some(suffix.into());
+        self.token_suffix = Some(boxed(suffix));
         self
     }
     /// Finishes the [`TokenInfo`].
     pub fn build(self) -> TokenInfo {
-        self.0
+        TokenInfo {
+            token_id: self.token_id,
+            organization_id: self.organization_id,
+            user_id: self.user_id,
+            token_suffix: self.token_suffix,
+            expiry: self.expiry,
+            // A BTreeMap iterates sorted by name, names unique: what `claim` searches.
+            claims: self.claims.into_iter().collect(),
+            roles: self.roles.into_boxed_slice(),
+            extra: (!self.extra.is_empty()).then(|| Box::new(self.extra)),
+        }
+    }
+}
+
+/// `TokenInfo` as JSON: the same field names and shapes as before it was compacted.
+#[derive(Serialize)]
+struct WireOut<'a> {
+    token_id: &'a str,
+    organization_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    organization_external_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_external_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    custom_claims: ClaimsOut<'a>,
+    roles: &'a [Box<str>],
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    expiry: Option<OffsetDateTime>,
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    created_at: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_suffix: Option<&'a str>,
+}
+
+/// The claims as a JSON object.
+struct ClaimsOut<'a>(&'a TokenInfo);
+
+impl Serialize for ClaimsOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.claims())
+    }
+}
+
+#[derive(Deserialize)]
+struct WireIn {
+    token_id: Box<str>,
+    organization_id: Box<str>,
+    #[serde(default)]
+    organization_external_id: Option<Box<str>>,
+    #[serde(default)]
+    user_id: Option<Box<str>>,
+    #[serde(default)]
+    user_external_id: Option<Box<str>>,
+    #[serde(default)]
+    email: Option<Box<str>>,
+    #[serde(default)]
+    custom_claims: BTreeMap<Box<str>, Box<str>>,
+    #[serde(default)]
+    roles: Vec<Box<str>>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    expiry: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    created_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    description: Option<Box<str>>,
+    #[serde(default)]
+    token_suffix: Option<Box<str>>,
+}
+
+impl Serialize for TokenInfo {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WireOut {
+            token_id: &self.token_id,
+            organization_id: &self.organization_id,
+            organization_external_id: self.organization_external_id(),
+            user_id: self.user_id(),
+            user_external_id: self.user_external_id(),
+            email: self.email(),
+            custom_claims: ClaimsOut(self),
+            roles: &self.roles,
+            expiry: self.expiry,
+            created_at: self.created_at(),
+            description: self.description(),
+            token_suffix: self.token_suffix(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenInfo {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = WireIn::deserialize(deserializer)?;
+        Ok(TokenInfoBuilder {
+            token_id: wire.token_id,
+            organization_id: wire.organization_id,
+            user_id: wire.user_id,
+            token_suffix: wire.token_suffix,
+            expiry: wire.expiry,
+            claims: wire.custom_claims,
+            roles: wire.roles,
+            extra: Extra {
+                organization_external_id: wire.organization_external_id,
+                user_external_id: wire.user_external_id,
+                email: wire.email,
+                description: wire.description,
+                created_at: wire.created_at,
+            },
+        }
+        .build())
     }
 }
 
@@ -264,5 +499,71 @@ impl Authenticated {
 impl From<TokenInfo> for Authenticated {
     fn from(info: TokenInfo) -> Self {
         Self::new(info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> TokenInfo {
+        TokenInfo::builder("apit_1", "org_1")
+            .organization_external_id("acme")
+            .user("usr_1")
+            .user_external_id("u-1")
+            .email("a@example.com")
+            .claim("tier", "gold")
+            .claim("env", "prod")
+            .claim("a", "1")
+            .role("admin")
+            .role("reader")
+            .expiry(OffsetDateTime::from_unix_timestamp(2_000_000_000).unwrap())
+            .created_at(OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap())
+            .description("ci")
+            .token_suffix("abcd")
+            .build()
+    }
+
+    #[test]
+    fn claims_are_sorted_and_found_by_name() {
+        let info = full();
+        assert_eq!(
+            info.claims().collect::<Vec<_>>(),
+            [("a", "1"), ("env", "prod"), ("tier", "gold")]
+        );
+        assert_eq!(info.claim("a"), Some("1"));
+        assert_eq!(info.claim("env"), Some("prod"));
+        assert_eq!(info.claim("tier"), Some("gold"));
+        assert_eq!(info.claim("b"), None);
+        assert_eq!(info.claim(""), None);
+    }
+
+    #[test]
+    fn json_keeps_the_wire_shape_and_round_trips() {
+        let info = full();
+        let json = serde_json::to_value(&info).unwrap();
+        assert_eq!(json["custom_claims"]["tier"], "gold");
+        assert!(json["custom_claims"].is_object());
+        assert_eq!(json["roles"], serde_json::json!(["admin", "reader"]));
+        assert_eq!(json["organization_external_id"], "acme");
+        assert_eq!(json["expiry"], "2033-05-18T03:33:20Z");
+        let back: TokenInfo = serde_json::from_value(json).unwrap();
+        assert_eq!(back, info);
+        // The optional fields are omitted when unset, and default when absent.
+        let bare = TokenInfo::builder("apit_2", "org_2").build();
+        let json = serde_json::to_value(&bare).unwrap();
+        assert!(json.get("email").is_none());
+        let back: TokenInfo =
+            serde_json::from_str(r#"{"token_id":"apit_2","organization_id":"org_2"}"#).unwrap();
+        assert_eq!(back, bare);
+    }
+
+    #[test]
+    fn to_builder_keeps_every_field() {
+        let info = full();
+        assert_eq!(info.to_builder().build(), info);
+        let changed = info.to_builder().remove_claim("tier").build();
+        assert_eq!(changed.claim("tier"), None);
+        assert_eq!(changed.email(), Some("a@example.com"));
     }
 }

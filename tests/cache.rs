@@ -174,7 +174,7 @@ async fn whoami(auth: Authenticated) -> String {
     } else {
         "fresh"
     };
-    format!("{} {freshness}", auth.info().token_id)
+    format!("{} {freshness}", auth.info().token_id())
 }
 
 /// Serves `/whoami` behind the layer on an ephemeral port; returns its URL.

@@ -22,7 +22,7 @@ async fn a_token_id_is_never_accepted_as_a_key() {
     // The key itself works, through both paths.
     let key = ApiKey::new(created.key.expose_secret());
     assert_eq!(
-        tokens.validate(&key).await.unwrap().info().token_id,
+        tokens.validate(&key).await.unwrap().info().token_id(),
         created.token_id
     );
     assert!(matches!(tokens.validate_now(&key), Some(Ok(_))));

@@ -30,7 +30,7 @@ async fn a_cache_answers_by_fingerprint_only_what_it_holds() {
     let info = boxed.validate(&created.key).await.unwrap();
     match boxed.validate_fingerprint_now(fingerprint) {
         FingerprintLookup::Answered(Ok(auth)) => {
-            assert_eq!(auth.info().token_id, info.info().token_id)
+            assert_eq!(auth.info().token_id(), info.info().token_id())
         }
         other => panic!("expected a hit, got {other:?}"),
     }

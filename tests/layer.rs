@@ -449,7 +449,7 @@ async fn authenticate_works_outside_a_router() {
         .validate_key(created.key.expose_secret())
         .await
         .unwrap();
-    assert_eq!(auth.info().token_id, created.token_id);
+    assert_eq!(auth.info().token_id(), created.token_id);
     assert!(layer.validate_key(&created.token_id).await.is_err());
     let mut headers = HeaderMap::new();
     headers.insert(

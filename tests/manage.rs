@@ -70,7 +70,7 @@ where
     let protected = Router::new()
         .route(
             "/protected",
-            get(|info: TokenInfo| async move { info.token_id }),
+            get(|info: TokenInfo| async move { info.token_id().to_owned() }),
         )
         .layer(ApiKeyLayer::new(store));
     Router::new().nest("/keys", keys).merge(protected)
@@ -341,7 +341,7 @@ async fn scope_rules(backend: Backend) {
     );
     assert_eq!(ids(&env.list(&other_admin, "").await).len(), 1);
     assert_eq!(
-        env.seed.get_by_id(&alice_id).unwrap().user_id.as_deref(),
+        env.seed.get_by_id(&alice_id).unwrap().user_id(),
         Some("usr_alice")
     );
 

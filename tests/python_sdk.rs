@@ -128,12 +128,9 @@ async fn the_official_python_sdk_drives_the_fake_over_tls() {
         .validate(&ApiKey::new(keys["alive"].as_str().unwrap()))
         .await
         .expect("the key the SDK minted and kept is valid");
-    assert_eq!(alive.info().token_id, summary["alive"].as_str().unwrap());
+    assert_eq!(alive.info().token_id(), summary["alive"].as_str().unwrap());
     assert_eq!(alive.info().claim("team"), Some("platform"));
-    assert_eq!(
-        alive.info().user_id.as_deref(),
-        Some("usr_63261492986167383")
-    );
+    assert_eq!(alive.info().user_id(), Some("usr_63261492986167383"));
     let revoked = client
         .validate(&ApiKey::new(keys["revoked"].as_str().unwrap()))
         .await

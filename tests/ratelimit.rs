@@ -173,7 +173,7 @@ async fn a_policy_fn_wins_over_the_claim() {
         CreateToken::new("org_vip").claim("rate_limit", "1/h"),
     );
     let limit = RateLimitLayer::new("1/h".parse().unwrap())
-        .policy_fn(|info| (info.organization_id == "org_vip").then(|| "4/h".parse().unwrap()));
+        .policy_fn(|info| (info.organization_id() == "org_vip").then(|| "4/h".parse().unwrap()));
     let base = app(&tokens, limit).await;
     assert_eq!(burst(&reqwest::Client::new(), &base, &key, 6).await, (4, 2));
 }

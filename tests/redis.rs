@@ -100,7 +100,10 @@ impl Instance {
             .expect("feed");
         feed.attach(&cache);
         let app = Router::new()
-            .route("/me", get(|info: TokenInfo| async move { info.token_id }))
+            .route(
+                "/me",
+                get(|info: TokenInfo| async move { info.token_id().to_owned() }),
+            )
             .layer(ApiKeyLayer::new(cache.clone()));
         let base = support::serve(app).await;
         Self {

@@ -34,7 +34,7 @@ async fn fifty_concurrent_first_calls_fetch_one_access_token() {
         })
         .collect();
     for task in tasks {
-        assert_eq!(task.await.unwrap().unwrap().token_id, created.token_id);
+        assert_eq!(task.await.unwrap().unwrap().token_id(), created.token_id);
     }
     assert_eq!(fake.count(Op::Token), 1);
     assert_eq!(fake.count(Op::Validate), 50);
@@ -57,7 +57,7 @@ async fn an_expired_access_token_is_renewed_without_failing_the_call() {
         .validate_token(created.key.expose_secret())
         .await
         .unwrap();
-    assert_eq!(info.token_id, created.token_id);
+    assert_eq!(info.token_id(), created.token_id);
     assert_eq!(fake.count(Op::Token), 2);
     assert_eq!(fake.count(Op::Validate), 3); // ok, 401, retried ok
     // The admin calls recover the same way (a fresh client: forced refreshes of one client
@@ -182,7 +182,7 @@ async fn a_hanging_token_endpoint_does_not_fail_validations_while_the_token_is_v
             .await
             .unwrap()
             .expect("the still-valid token was not used");
-        assert_eq!(info.token_id, created.token_id);
+        assert_eq!(info.token_id(), created.token_id);
     }
     // One renewal went out, in the background; it is still hanging, and nobody waited for it.
     eventually("the renewal attempt", || fake.count(Op::Token) == 2).await;
@@ -222,7 +222,7 @@ async fn a_slow_forced_refresh_completes_for_the_next_callers() {
         .validate_token(&key)
         .await
         .expect("a 401 read as a failed refresh");
-    assert_eq!(info.token_id, created.token_id);
+    assert_eq!(info.token_id(), created.token_id);
     assert_eq!(fake.count(Op::Token), 2);
 }
 

@@ -171,9 +171,9 @@ async fn the_binary_creates_lists_rotates_and_revokes() {
     let key = field(&text, "key");
     let token_id = field(&text, "token_id");
     let info = fake.tokens().validate_token(&key).unwrap();
-    assert_eq!(info.token_id, token_id);
+    assert_eq!(info.token_id(), token_id);
     assert_eq!(info.claim("env"), Some("prod"));
-    assert!(info.expiry.unwrap() > OffsetDateTime::now_utc() + time::Duration::days(29));
+    assert!(info.expiry().unwrap() > OffsetDateTime::now_utc() + time::Duration::days(29));
 
     let output = run(&binary, Some(&fake), "list --org org_1").await;
     assert!(output.status.success(), "{output:?}");
@@ -195,10 +195,10 @@ async fn the_binary_creates_lists_rotates_and_revokes() {
         Err(KeyStoreError::NotFound)
     );
     let new_info = fake.tokens().validate_token(&new_key).unwrap();
-    assert_eq!(new_info.user_id.as_deref(), Some("usr_1"));
+    assert_eq!(new_info.user_id(), Some("usr_1"));
     assert_eq!(new_info.claim("env"), Some("prod"));
-    assert_eq!(new_info.description.as_deref(), Some("ci"));
-    assert_eq!(new_info.expiry, info.expiry);
+    assert_eq!(new_info.description(), Some("ci"));
+    assert_eq!(new_info.expiry(), info.expiry());
 
     let output = run(&binary, Some(&fake), &format!("revoke {new_key}")).await;
     assert!(output.status.success(), "{output:?}");

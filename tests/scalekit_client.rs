@@ -33,16 +33,10 @@ async fn create_then_validate_by_key_and_by_id() {
         .await
         .unwrap();
     assert!(created.token_id.starts_with("apit_"));
-    assert_eq!(created.info.token_id, created.token_id);
-    assert_eq!(
-        created.info.user_id.as_deref(),
-        Some("usr_63261492986167383")
-    );
-    assert_eq!(created.info.expiry, Some(expiry));
-    assert_eq!(
-        created.info.token_suffix.as_deref(),
-        Some(created.key.suffix())
-    );
+    assert_eq!(created.info.token_id(), created.token_id);
+    assert_eq!(created.info.user_id(), Some("usr_63261492986167383"));
+    assert_eq!(created.info.expiry(), Some(expiry));
+    assert_eq!(created.info.token_suffix(), Some(created.key.suffix()));
     assert_hides(&format!("{created:?}"), created.key.expose_secret());
     // Published before create_token returned.
     assert_eq!(
@@ -57,11 +51,11 @@ async fn create_then_validate_by_key_and_by_id() {
         .validate_token(created.key.expose_secret())
         .await
         .unwrap();
-    assert_eq!(info.organization_id, "org_59615193906282635");
+    assert_eq!(info.organization_id(), "org_59615193906282635");
     assert_eq!(info.claim("team"), Some("infra"));
-    assert_eq!(info.description.as_deref(), Some("deploy bot"));
-    assert_eq!(info.organization_external_id, None); // "" on the wire
-    assert!(info.created_at.is_some());
+    assert_eq!(info.description(), Some("deploy bot"));
+    assert_eq!(info.organization_external_id(), None); // "" on the wire
+    assert!(info.created_at().is_some());
 
     // Scalekit semantics at the client level: a token id validates too.
     let by_id = client.validate_token(&created.token_id).await.unwrap();
@@ -82,9 +76,9 @@ async fn org_scoped_key_has_no_user() {
         .validate_token(created.key.expose_secret())
         .await
         .unwrap();
-    assert_eq!(info.user_id, None);
-    assert_eq!(info.expiry, None);
-    assert!(info.custom_claims.is_empty());
+    assert_eq!(info.user_id(), None);
+    assert_eq!(info.expiry(), None);
+    assert_eq!(info.claims().len(), 0);
 }
 
 #[tokio::test]
@@ -181,7 +175,7 @@ async fn list_pages_filters_and_empty_cursors() {
         .list_tokens(&ListTokens::new("org_1").page_size(2).page_token(next))
         .await
         .unwrap();
-    assert_ne!(first.tokens[0].token_id, second.tokens[0].token_id);
+    assert_ne!(first.tokens[0].token_id(), second.tokens[0].token_id());
     assert!(second.prev_page_token.is_some());
 
     let all = client.list_tokens(&ListTokens::new("org_1")).await.unwrap();
@@ -192,12 +186,7 @@ async fn list_pages_filters_and_empty_cursors() {
         .await
         .unwrap();
     assert_eq!(users.total_count, 2);
-    assert!(
-        users
-            .tokens
-            .iter()
-            .all(|t| t.user_id.as_deref() == Some("usr_1"))
-    );
+    assert!(users.tokens.iter().all(|t| t.user_id() == Some("usr_1")));
 }
 
 #[tokio::test]
@@ -214,7 +203,10 @@ async fn list_all_walks_every_page() {
         );
     }
     let listed = client.list_all_tokens("org_1", None).await.unwrap();
-    let mut listed_ids: Vec<_> = listed.into_iter().map(|t| t.token_id).collect();
+    let mut listed_ids: Vec<_> = listed
+        .into_iter()
+        .map(|t| t.token_id().to_owned())
+        .collect();
     listed_ids.sort();
     ids.sort();
     assert_eq!(listed_ids, ids);
@@ -259,13 +251,13 @@ async fn update_replaces_claims_and_clears_description() {
         .unwrap();
     assert_eq!(info.claim("a"), None);
     assert_eq!(info.claim("b"), Some("2"));
-    assert_eq!(info.description.as_deref(), Some("old"));
+    assert_eq!(info.description(), Some("old"));
     // By key this time; "" clears the description.
     let info = client
         .update_token(UpdateToken::new(created.key.expose_secret()).description(""))
         .await
         .unwrap();
-    assert_eq!(info.description, None);
+    assert_eq!(info.description(), None);
     assert_eq!(info.claim("b"), Some("2"));
     let error = client
         .update_token(UpdateToken::new(unknown_key()).description("x"))
@@ -355,10 +347,10 @@ async fn tolerant_decoding_of_camel_case_and_200_create() {
         ),
     );
     let info = client.validate_token(&unknown_key()).await.unwrap();
-    assert_eq!(info.token_id, "apit_5");
-    assert_eq!(info.user_id.as_deref(), Some("usr_5"));
+    assert_eq!(info.token_id(), "apit_5");
+    assert_eq!(info.user_id(), Some("usr_5"));
     assert_eq!(info.claim("k"), Some("v"));
-    assert_eq!(info.created_at.unwrap().microsecond(), 416_772);
+    assert_eq!(info.created_at().unwrap().microsecond(), 416_772);
 
     // Create answered with 200 rather than the fake's usual 201, without token_info.
     let key = unknown_key();
@@ -372,7 +364,7 @@ async fn tolerant_decoding_of_camel_case_and_200_create() {
         .unwrap();
     assert_eq!(created.key.expose_secret(), key);
     assert_eq!(created.token_id, "apit_77");
-    assert_eq!(created.info.organization_id, "org_7");
+    assert_eq!(created.info.organization_id(), "org_7");
     assert_eq!(created.info.claim("x"), Some("y"));
 }
 

@@ -141,7 +141,7 @@ async fn gateway_errors_with_html_are_retried_once() {
         .validate_token(created.key.expose_secret())
         .await
         .unwrap();
-    assert_eq!(info.token_id, created.token_id);
+    assert_eq!(info.token_id(), created.token_id);
     assert_eq!(fake.count(Op::Validate), 2);
 }
 

@@ -37,8 +37,8 @@ async fn every_operation_works_over_grpc_with_tls() {
         .await
         .unwrap();
     assert!(created.token_id.starts_with("apit_"));
-    assert_eq!(created.info.user_id.as_deref(), Some("usr_1"));
-    assert!(created.info.expiry.is_some());
+    assert_eq!(created.info.user_id(), Some("usr_1"));
+    assert!(created.info.expiry().is_some());
     let other = client
         .create_token(CreateToken::new("org_1"))
         .await
@@ -48,10 +48,10 @@ async fn every_operation_works_over_grpc_with_tls() {
         .validate_token(created.key.expose_secret())
         .await
         .unwrap();
-    assert_eq!(info.token_id, created.token_id);
+    assert_eq!(info.token_id(), created.token_id);
     assert_eq!(info.claim("team"), Some("a"));
-    assert_eq!(info.description.as_deref(), Some("ci"));
-    assert_eq!(info.token_suffix, created.info.token_suffix);
+    assert_eq!(info.description(), Some("ci"));
+    assert_eq!(info.token_suffix(), created.info.token_suffix());
 
     let page = client
         .list_tokens(&ListTokens::new("org_1").page_size(1))

@@ -177,30 +177,30 @@ async fn rotate<S: KeyStore + Validator>(store: &S, token_id: &str) -> Result<()
         KeyStoreError::NotFound => format!("{token_id} is not an active key"),
         other => format!("looking up {token_id}: {other}"),
     })?;
-    let mut request = CreateToken::new(old.organization_id.clone());
-    request.user_id = old.user_id.clone();
-    request.custom_claims = old.custom_claims.clone();
-    request.expiry = old.expiry;
-    request.description = old.description.clone();
+    let mut request = CreateToken::new(old.organization_id().to_owned());
+    request.user_id = old.user_id().map(str::to_owned);
+    request.custom_claims = old.claims_map();
+    request.expiry = old.expiry();
+    request.description = old.description().map(str::to_owned);
     let new_key = create(store, request).await?;
     let new_auth = store
         .validate(&new_key)
         .await
         .map_err(|e| format!("the new key does not validate ({e}); {token_id} was left active"))?;
     let new_info = new_auth.info();
-    if new_info.organization_id != old.organization_id || new_info.user_id != old.user_id {
+    if new_info.organization_id() != old.organization_id() || new_info.user_id() != old.user_id() {
         return Err(format!(
             "the new key {} has another scope than {token_id}; {token_id} was left active",
-            new_info.token_id
+            new_info.token_id()
         ));
     }
     store.invalidate(token_id).await.map_err(|e| {
         format!(
             "the new key {} works, but revoking {token_id} failed: {e}",
-            new_info.token_id
+            new_info.token_id()
         )
     })?;
-    println!("revoked {token_id}; replaced by {}", new_info.token_id);
+    println!("revoked {token_id}; replaced by {}", new_info.token_id());
     Ok(())
 }
 
@@ -215,20 +215,19 @@ fn printable(key_or_id: &str) -> String {
 
 fn describe(info: &TokenInfo) -> String {
     let claims: Vec<String> = info
-        .custom_claims
-        .iter()
+        .claims()
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
     let expiry = info
-        .expiry
+        .expiry()
         .map_or_else(|| "never".to_owned(), |at| at.to_string());
     format!(
         "{}  …{}  user={}  claims=[{}]  expires={}  {}",
-        info.token_id,
-        info.token_suffix.as_deref().unwrap_or("????"),
-        info.user_id.as_deref().unwrap_or("-"),
+        info.token_id(),
+        info.token_suffix().unwrap_or("????"),
+        info.user_id().unwrap_or("-"),
         claims.join(","),
         expiry,
-        info.description.as_deref().unwrap_or(""),
+        info.description().unwrap_or(""),
     )
 }

@@ -94,7 +94,7 @@ impl Core {
         started: u64,
         upstream_ms: u64,
     ) -> Result<Arc<Entry>, NotCached> {
-        let token_id = auth.info().token_id.as_str();
+        let token_id = auth.info().token_id();
         let epoch = match self.revocations.vet(fingerprint, token_id, started) {
             Verdict::Clear(epoch) => epoch,
             Verdict::Revoked => {
@@ -117,8 +117,7 @@ impl Core {
                 }));
             }
         };
-        let token_id: Box<str> = token_id.into();
-        let Some(entry) = Entry::new(auth, self.ttl, self.stale_window, epoch) else {
+        let Some(entry) = Entry::new(auth.clone(), self.ttl, self.stale_window, epoch) else {
             tracing::debug!(cache = "miss", %fingerprint, %token_id, upstream_ms, "upstream accepted an expired key");
             self.remember_invalid(fingerprint, InvalidReason::Expired, None);
             return Err(NotCached::Invalid(InvalidReason::Expired));
@@ -128,9 +127,7 @@ impl Core {
         if let Some(stale) = &self.stale {
             stale.insert(CacheKey(fingerprint), entry.clone());
         }
-        self.by_fingerprint
-            .insert(CacheKey(fingerprint), token_id.clone());
-        self.by_token_id.insert(token_id, fingerprint);
+        self.ids.insert(token_id, fingerprint);
         Ok(entry)
     }
 
@@ -183,7 +180,7 @@ impl Core {
                 tracing::warn!(
                     cache = "stale",
                     %fingerprint,
-                    token_id = %entry.auth.info().token_id,
+                    token_id = %entry.auth.info().token_id(),
                     age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
                     %error,
                     "upstream unavailable: accepting a stale answer (stale-if-error)"

@@ -38,6 +38,11 @@ impl FrontIndex {
         (entry.validated_at.elapsed() < entry.fresh_for).then(|| f(entry))
     }
 
+    /// The entry for `key`, fresh or not (to read what it names, not to serve it).
+    pub(super) fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        self.map.pin().get(key).cloned()
+    }
+
     /// Mirrors an entry moka holds.
     pub(super) fn remember(&self, key: CacheKey, entry: &Arc<Entry>) {
         let map = self.map.pin();

@@ -64,6 +64,9 @@ mod builder;
 mod entry;
 mod flight;
 mod front;
+mod ids;
+#[cfg(test)]
+mod memory_tests;
 mod revocation;
 mod revoke;
 mod state;
@@ -147,7 +150,7 @@ impl<V: Validator> CachedValidator<V> {
                 Some(Ok(auth)) => {
                     self.core.counters.hits.bump();
                     crate::telemetry::cache_lookup("hit");
-                    tracing::trace!(cache = "hit", %fingerprint, token_id = %auth.info().token_id);
+                    tracing::trace!(cache = "hit", %fingerprint, token_id = %auth.info().token_id());
                     return Ok(auth);
                 }
                 Some(Err(reason)) => {
@@ -353,7 +356,7 @@ impl<V: Validator> Validator for CachedValidator<V> {
 /// Polls `future` once, with a waker that does nothing: its output if it is ready at once.
 /// moka's `get` is ready at once unless it would wait for housekeeping; dropping it then is
 /// safe, and the caller takes the asynchronous path instead.
-fn poll_once<F: std::future::Future>(future: F) -> Option<F::Output> {
+pub(super) fn poll_once<F: std::future::Future>(future: F) -> Option<F::Output> {
     let mut future = std::pin::pin!(future);
     let mut context = std::task::Context::from_waker(std::task::Waker::noop());
     match future.as_mut().poll(&mut context) {

@@ -27,12 +27,10 @@ impl Core {
         if fingerprint.is_none() && token_id.is_none() {
             return;
         }
-        // Resolved before the revocation drops the index entry.
+        // Resolved before the revocation evicts the entry that names it.
         let resolved: Option<String> = match token_id {
             Some(id) => Some(id.to_owned()),
-            None => fingerprint
-                .and_then(|fingerprint| self.by_fingerprint.get(&CacheKey(fingerprint)))
-                .map(String::from),
+            None => fingerprint.and_then(|fingerprint| self.token_id_of(fingerprint)),
         };
         self.apply_revocation(fingerprint, token_id);
         crate::telemetry::revocation("local");
@@ -54,11 +52,7 @@ impl Core {
         if fingerprint.is_none() && token_id.is_none() {
             return;
         }
-        let indexed = token_id.and_then(|id| {
-            let fingerprint = self.by_token_id.get(id);
-            self.by_token_id.invalidate(id);
-            fingerprint
-        });
+        let indexed = token_id.and_then(|id| self.ids.take(id));
         // The tombstone is what makes revocation win; the evictions below only free memory.
         // Tombstoning the indexed fingerprint too lets a later miss refuse the key before (and
         // without) asking the upstream, which matters when the upstream is down.
@@ -71,9 +65,20 @@ impl Core {
             None => tracing::debug!(cache = "revoke", token_id, "API key revoked"),
         }
         for fingerprint in fingerprint.into_iter().chain(indexed) {
-            self.by_fingerprint.invalidate(&CacheKey(fingerprint));
             self.evict(fingerprint);
         }
+    }
+
+    /// The token id of a cached key, read from its entry (the mirror, the fresh cache, the
+    /// stale record). `None` when none holds it: never validated here, evicted, or flushed.
+    fn token_id_of(&self, fingerprint: Fingerprint) -> Option<String> {
+        let key = CacheKey(fingerprint);
+        let entry = self
+            .front
+            .get(&key)
+            .or_else(|| super::poll_once(self.fresh.get(&key)).flatten())
+            .or_else(|| self.stale.as_ref().and_then(|stale| stale.get(&key)))?;
+        Some(entry.auth.info().token_id().to_owned())
     }
 
     pub(super) fn evict(&self, fingerprint: Fingerprint) {
@@ -105,8 +110,7 @@ impl Core {
         if let Some(stale) = &self.stale {
             stale.invalidate_all();
         }
-        self.by_token_id.invalidate_all();
-        // `by_fingerprint` is kept: which id a key has does not change with a flush.
+        self.ids.clear();
         tracing::debug!(cache = "flush", "positive answers flushed");
     }
 

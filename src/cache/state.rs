@@ -16,6 +16,7 @@ use super::budget::Budget;
 use super::builder::CacheBuilder;
 use super::entry::{CacheKey, Entry, FreshLifetime, KeepLifetime, PrefixHasherBuilder};
 use super::front::FrontIndex;
+use super::ids::IdIndex;
 use super::revocation::{Revocations, Verdict};
 use super::stats::Counters;
 use crate::keys::KeyEvents;
@@ -37,11 +38,9 @@ pub(super) struct Core {
     /// "Invalid" answers, bounded apart from the positive ones.
     pub(super) negative: SyncCache<CacheKey, InvalidReason, PrefixHasherBuilder>,
     /// token id -> fingerprint, so a revocation by id can evict eagerly. Correctness does not
-    /// rest on it (tombstones do), so it may be lossy.
-    pub(super) by_token_id: SyncCache<Box<str>, Fingerprint>,
-    /// fingerprint -> token id: names a revocation made by key when it is shared with other
-    /// instances (which know keys by id only; fingerprints are per process). Lossy too.
-    pub(super) by_fingerprint: SyncCache<CacheKey, Box<str>, PrefixHasherBuilder>,
+    /// rest on it (tombstones do), so it may be lossy. The other direction (which id to name
+    /// a key revoked by key to other instances) is read from the cached entries.
+    pub(super) ids: IdIndex,
     pub(super) revocations: Revocations,
     /// Hears every revocation applied here from a local source (see
     /// `CachedValidator::local_revocations`); remote ones are not echoed.
@@ -92,14 +91,7 @@ impl Core {
                 .max_capacity(settings.negative_capacity)
                 .time_to_live(settings.negative_ttl)
                 .build_with_hasher(PrefixHasherBuilder),
-            by_token_id: SyncCache::builder()
-                .max_capacity(settings.capacity)
-                .time_to_live(longest_life)
-                .build(),
-            by_fingerprint: SyncCache::builder()
-                .max_capacity(settings.capacity)
-                .time_to_live(longest_life)
-                .build_with_hasher(PrefixHasherBuilder),
+            ids: IdIndex::new(settings.capacity),
             outbound: KeyEvents::new(),
             revocations: Revocations::new(
                 longest_life.saturating_add(TOMBSTONE_MARGIN),
@@ -128,7 +120,7 @@ impl Core {
         }
         match self
             .revocations
-            .vet(fingerprint, &entry.auth.info().token_id, vetted)
+            .vet(fingerprint, entry.auth.info().token_id(), vetted)
         {
             Verdict::Clear(epoch) => {
                 entry.vetted_up_to(epoch);
@@ -175,7 +167,7 @@ impl Core {
                 }
                 self.counters.hits.bump();
                 crate::telemetry::cache_lookup("hit");
-                tracing::trace!(cache = "hit", fingerprint = %cache_key.0, token_id = %entry.auth.info().token_id);
+                tracing::trace!(cache = "hit", fingerprint = %cache_key.0, token_id = %entry.auth.info().token_id());
                 Some(entry.auth.clone())
             }
             Admission::Refuse(_) | Admission::Recheck => None,

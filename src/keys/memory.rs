@@ -33,7 +33,7 @@ const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop
 /// let tokens = InMemoryTokens::new();
 /// let created = tokens.create(CreateToken::new("org_demo").claim("env", "prod")).unwrap();
 /// let info = tokens.validate_token(created.key.expose_secret()).unwrap();
-/// assert_eq!(info.organization_id, "org_demo");
+/// assert_eq!(info.organization_id(), "org_demo");
 ///
 /// tokens.invalidate(&created.token_id);
 /// assert!(tokens.validate_token(created.key.expose_secret()).is_err());
@@ -121,20 +121,16 @@ impl InMemoryTokens {
                     break candidate;
                 }
             };
-            let info = TokenInfo {
-                token_id: token_id.clone(),
-                organization_id: request.organization_id,
-                organization_external_id: None,
-                user_id: request.user_id,
-                user_external_id: None,
-                email: None,
-                custom_claims: request.custom_claims,
-                roles: Vec::new(),
-                expiry: request.expiry,
-                created_at: Some(OffsetDateTime::now_utc()),
-                description: request.description,
-                token_suffix: Some(key.suffix().to_owned()),
-            };
+            let mut info = TokenInfo::builder(token_id.clone(), request.organization_id)
+                .claims(request.custom_claims)
+                .expiry(request.expiry)
+                .created_at(OffsetDateTime::now_utc())
+                .set_description(request.description)
+                .token_suffix(key.suffix());
+            if let Some(user_id) = request.user_id {
+                info = info.user(user_id);
+            }
+            let info = info.build();
             let seq = state.next_seq;
             state.next_seq += 1;
             state
@@ -198,8 +194,8 @@ impl InMemoryTokens {
             .records
             .values()
             .filter(|r| r.active && !r.info.is_expired_at(now))
-            .filter(|r| r.info.organization_id == request.organization_id)
-            .filter(|r| request.user_id.is_none() || r.info.user_id == request.user_id)
+            .filter(|r| r.info.organization_id() == request.organization_id)
+            .filter(|r| request.user_id.is_none() || r.info.user_id() == request.user_id.as_deref())
             .collect();
         matching.sort_by_key(|r| r.seq);
         let size = request.effective_page_size() as usize;
@@ -235,12 +231,14 @@ impl InMemoryTokens {
         if !record.active || record.info.is_expired_at(now) {
             return Err(KeyStoreError::NotFound);
         }
+        let mut changed = record.info.to_builder();
         if let Some(description) = request.description {
-            record.info.description = (!description.is_empty()).then_some(description);
+            changed = changed.set_description((!description.is_empty()).then_some(description));
         }
         if let Some(claims) = request.custom_claims {
-            record.info.custom_claims = claims;
+            changed = changed.claims(claims);
         }
+        record.info = changed.build();
         Ok(record.info.clone())
     }
 
@@ -405,7 +403,7 @@ mod tests {
         let tokens = InMemoryTokens::new();
         let created = tokens.create(CreateToken::new("org_1")).unwrap();
         assert_eq!(
-            tokens.validate_token(&created.token_id).unwrap().token_id,
+            tokens.validate_token(&created.token_id).unwrap().token_id(),
             created.token_id
         );
     }
@@ -427,7 +425,7 @@ mod tests {
         let second = tokens
             .list(&ListTokens::new("org_1").page_size(2).page_token(next))
             .unwrap();
-        assert_ne!(first.tokens[0].token_id, second.tokens[0].token_id);
+        assert_ne!(first.tokens[0].token_id(), second.tokens[0].token_id());
         assert_eq!(
             tokens
                 .list(&ListTokens::new("org_1").user("usr_1"))
@@ -453,7 +451,7 @@ mod tests {
             .unwrap();
         assert_eq!(info.claim("a"), None);
         assert_eq!(info.claim("b"), Some("2"));
-        assert_eq!(info.description, None);
+        assert_eq!(info.description(), None);
     }
 
     #[test]

@@ -25,9 +25,9 @@ use crate::token_info::TokenInfo;
 ///
 /// async fn rotate<S: KeyStore>(store: &S, token_id: &str) -> Result<String, KeyStoreError> {
 ///     let old = store.get(token_id).await?;
-///     let mut successor = CreateToken::new(old.organization_id.clone());
-///     successor.user_id = old.user_id.clone();
-///     successor.custom_claims = old.custom_claims.clone();
+///     let mut successor = CreateToken::new(old.organization_id());
+///     successor.user_id = old.user_id().map(str::to_owned);
+///     successor.custom_claims = old.claims_map();
 ///     let created = store.create(successor).await?;
 ///     store.invalidate(token_id).await?;
 ///     Ok(created.key.expose_secret().to_owned()) // show it once

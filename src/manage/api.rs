@@ -36,7 +36,7 @@ pub(super) struct KeyView<'a> {
     organization_id: &'a str,
     user_id: Option<&'a str>,
     description: Option<&'a str>,
-    custom_claims: &'a BTreeMap<String, String>,
+    custom_claims: BTreeMap<&'a str, &'a str>,
     #[serde(with = "time::serde::rfc3339::option")]
     expiry: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -47,14 +47,14 @@ pub(super) struct KeyView<'a> {
 impl<'a> From<&'a TokenInfo> for KeyView<'a> {
     fn from(info: &'a TokenInfo) -> Self {
         Self {
-            token_id: &info.token_id,
-            organization_id: &info.organization_id,
-            user_id: info.user_id.as_deref(),
-            description: info.description.as_deref(),
-            custom_claims: &info.custom_claims,
+            token_id: info.token_id(),
+            organization_id: info.organization_id(),
+            user_id: info.user_id(),
+            description: info.description(),
+            custom_claims: info.claims().collect(),
             expiry: info.effective_expiry(),
-            created_at: info.created_at,
-            token_suffix: info.token_suffix.as_deref(),
+            created_at: info.created_at(),
+            token_suffix: info.token_suffix(),
         }
     }
 }

@@ -231,10 +231,12 @@ impl<V: Validator> ManagerSource for ApiKeyManagers<V> {
             Ok(Some(auth)) => {
                 let info = auth.info();
                 let admin = info.claim(&self.claim) == Some(self.value.as_str());
-                let actor = format!("key:{}", info.token_id);
-                let manager = match &info.user_id {
-                    Some(user) => Manager::user(info.organization_id.clone(), user.clone(), actor),
-                    None => Manager::member(info.organization_id.clone(), actor),
+                let actor = format!("key:{}", info.token_id());
+                let manager = match info.user_id() {
+                    Some(user) => {
+                        Manager::user(info.organization_id().to_owned(), user.to_owned(), actor)
+                    }
+                    None => Manager::member(info.organization_id().to_owned(), actor),
                 };
                 Ok(manager
                     .with_admin(admin)

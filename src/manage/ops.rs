@@ -136,7 +136,7 @@ impl<S: KeyStore> Core<S> {
                 }
                 if info.is_expired_at(now) {
                     if info.revoke_after().is_some_and(|t| t <= now) {
-                        expired.push(info.token_id);
+                        expired.push(info.token_id().to_owned());
                     }
                 } else {
                     keys.push(info);
@@ -260,7 +260,7 @@ impl<S: KeyStore> Core<S> {
             old.revoke_after()
                 .map_or(deadline, |earlier| earlier.min(deadline))
         });
-        let mut claims = old.custom_claims.clone();
+        let mut claims = old.claims_map();
         claims.remove(REVOKE_AFTER_CLAIM);
         if grace_until.is_some() && claims.len() >= MAX_CLAIMS {
             return Err(ManageError::invalid(
@@ -268,23 +268,23 @@ impl<S: KeyStore> Core<S> {
             ));
         }
         let successor = CreateToken {
-            organization_id: old.organization_id.clone(),
-            user_id: old.user_id.clone(),
+            organization_id: old.organization_id().to_owned(),
+            user_id: old.user_id().map(str::to_owned),
             custom_claims: claims.clone(),
             expiry: self.expiry(manager, expiry)?,
-            description: old.description.clone(),
+            description: old.description().map(str::to_owned),
         };
         successor.check()?;
         let successor = self.store.create(successor).await?;
 
         let retired = match grace_until {
-            None => self.store.invalidate(&old.token_id).await,
+            None => self.store.invalidate(old.token_id()).await,
             Some(deadline) => {
                 claims.insert(
                     REVOKE_AFTER_CLAIM.to_owned(),
                     deadline.unix_timestamp().to_string(),
                 );
-                let update = UpdateToken::new(old.token_id.clone()).custom_claims(claims);
+                let update = UpdateToken::new(old.token_id().to_owned()).custom_claims(claims);
                 self.store.update(update).await.map(drop)
             }
         };
@@ -313,7 +313,7 @@ impl<S: KeyStore> Core<S> {
         );
         Ok(Rotated {
             successor,
-            old_token_id: old.token_id,
+            old_token_id: old.token_id().to_owned(),
             grace_until,
         })
     }
@@ -336,7 +336,7 @@ impl<S: KeyStore> Core<S> {
         if !self.visible(manager, &info) {
             return Err(ManageError::NotFound);
         }
-        self.store.invalidate(&info.token_id).await?;
+        self.store.invalidate(info.token_id()).await?;
         self.remember_revoked(&info);
         self.audit(manager, &info, AuditAction::Revoked);
         Ok(())
@@ -344,9 +344,9 @@ impl<S: KeyStore> Core<S> {
 
     /// Whether `manager` may see `info`: same organization, and admin or the key's own user.
     pub(super) fn visible(&self, manager: &Manager, info: &TokenInfo) -> bool {
-        info.organization_id == manager.organization_id()
+        info.organization_id() == manager.organization_id()
             && (manager.is_admin()
-                || (manager.user_id().is_some() && info.user_id.as_deref() == manager.user_id()))
+                || (manager.user_id().is_some() && info.user_id() == manager.user_id()))
     }
 
     fn check_claims(
@@ -419,9 +419,9 @@ impl<S: KeyStore> Core<S> {
             &self.listeners,
             AuditEvent {
                 action,
-                token_id: info.token_id.clone(),
-                organization_id: info.organization_id.clone(),
-                user_id: info.user_id.clone(),
+                token_id: info.token_id().to_owned(),
+                organization_id: info.organization_id().to_owned(),
+                user_id: info.user_id().map(str::to_owned),
                 actor: manager.actor().to_owned(),
                 at: OffsetDateTime::now_utc(),
             },
@@ -433,12 +433,15 @@ impl<S: KeyStore> Core<S> {
         if memo
             .scopes
             .insert(
-                info.token_id.clone(),
-                (info.organization_id.clone(), info.user_id.clone()),
+                info.token_id().to_owned(),
+                (
+                    info.organization_id().to_owned(),
+                    info.user_id().map(str::to_owned),
+                ),
             )
             .is_none()
         {
-            memo.order.push_back(info.token_id.clone());
+            memo.order.push_back(info.token_id().to_owned());
         }
         while memo.order.len() > REVOKED_MEMO {
             if let Some(old) = memo.order.pop_front() {
@@ -496,9 +499,9 @@ impl Cursor {
     fn of(info: &TokenInfo) -> Self {
         Self {
             created_nanos: info
-                .created_at
+                .created_at()
                 .map_or(i128::MIN, OffsetDateTime::unix_timestamp_nanos),
-            token_id: info.token_id.clone(),
+            token_id: info.token_id().to_owned(),
         }
     }
 

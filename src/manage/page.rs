@@ -149,7 +149,7 @@ fn page_body<S: KeyStore, M: ManagerSource>(
                                 }
                             }
                         }
-                        label for="new-key" { "New key ending in " (created.info.token_suffix.as_deref().unwrap_or("")) }
+                        label for="new-key" { "New key ending in " (created.info.token_suffix().unwrap_or("")) }
                         div.copy-row {
                             input #new-key type="text" readonly autofocus spellcheck="false"
                                 autocomplete="off" value=(created.key.expose_secret());
@@ -230,17 +230,17 @@ fn page_body<S: KeyStore, M: ManagerSource>(
 }
 
 fn row(base: &str, csrf: &str, key: &TokenInfo, max_grace: Duration) -> Markup {
-    let suffix = key.token_suffix.as_deref().unwrap_or("");
-    let id = &key.token_id;
+    let suffix = key.token_suffix().unwrap_or("");
+    let id = key.token_id();
     html! {
         tr {
-            td { (key.description.as_deref().unwrap_or("—")) }
+            td { (key.description().unwrap_or("—")) }
             td {
-                @match &key.user_id { Some(user) => { "user " code { (user) } } None => { "organization" } }
-                @if !key.custom_claims.is_empty() {
+                @match key.user_id() { Some(user) => { "user " code { (user) } } None => { "organization" } }
+                @if !key.claims().len() == 0 {
                     br;
                     span.hint {
-                        @for (i, (name, value)) in key.custom_claims.iter().enumerate() {
+                        @for (i, (name, value)) in key.claims().enumerate() {
                             @if i > 0 { ", " }
                             (name) "=" (value)
                         }
@@ -248,7 +248,7 @@ fn row(base: &str, csrf: &str, key: &TokenInfo, max_grace: Duration) -> Markup {
                 }
             }
             td { code { "…" (suffix) } }
-            td { (when(key.created_at)) }
+            td { (when(key.created_at())) }
             td {
                 (when(key.effective_expiry()))
                 @if key.revoke_after().is_some() { br; span.hint { "(rotated: grace)" } }
@@ -450,12 +450,12 @@ async fn revoke<S: KeyStore, M: ManagerSource>(
 
 fn confirm_page(title: &str, base: &str, manager: &Manager, info: &TokenInfo) -> Response {
     let nonce = nonce();
-    let suffix = info.token_suffix.as_deref().unwrap_or("");
+    let suffix = info.token_suffix().unwrap_or("");
     let body = html! {
         main {
             h1 { "Revoke key …" (suffix) "?" }
             p { "Revoking stops this key at once. This cannot be undone." }
-            form method="post" action={ (base) "/revoke/" (info.token_id) } {
+            form method="post" action={ (base) "/revoke/" (info.token_id()) } {
                 input type="hidden" name="csrf_token" value=(manager.csrf_token().unwrap_or_default());
                 input type="hidden" name="confirm" value="yes";
                 button.danger type="submit" autofocus { "Yes, revoke key …" (suffix) }

@@ -222,9 +222,9 @@ impl RateLimitLayer {
     fn resolve<'a>(&self, info: &'a TokenInfo) -> (&'a str, RatePolicy) {
         let config = &self.config;
         let id = match config.by {
-            LimitBy::Key => info.token_id.as_str(),
-            LimitBy::User => info.user_id.as_deref().unwrap_or(&info.token_id),
-            LimitBy::Organization => info.organization_id.as_str(),
+            LimitBy::Key => info.token_id(),
+            LimitBy::User => info.user_id().unwrap_or(info.token_id()),
+            LimitBy::Organization => info.organization_id(),
         };
         if let Some(policy) = config.policy_fn.as_ref().and_then(|f| f(info)) {
             return (id, policy);
@@ -235,7 +235,7 @@ impl RateLimitLayer {
             Some(Err(error)) => {
                 if self.warnings.check().is_ok() {
                     tracing::warn!(
-                        token_id = %truncate(&info.token_id),
+                        token_id = %truncate(info.token_id()),
                         claim = %truncate(config.claim.as_deref().unwrap_or_default()),
                         %error,
                         "malformed rate-limit claim: the route's policy applies"

@@ -29,7 +29,7 @@ pub struct RedisRevocationsBuilder {
 }
 
 impl RedisRevocationsBuilder {
-    /// The pub/sub channel (default [`DEFAULT_CHANNEL`]). Every instance of a service must use
+    /// The pub/sub channel (default [`DEFAULT_CHANNEL`](super::DEFAULT_CHANNEL)). Every instance of a service must use
     /// the same one; separate services sharing a Redis should not.
     pub fn channel(mut self, channel: impl Into<String>) -> Self {
         self.channel = channel.into();

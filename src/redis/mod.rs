@@ -46,7 +46,7 @@
 //! revocations.attach(&cache);
 //!
 //! let app: Router = Router::new()
-//!     .route("/me", get(|info: TokenInfo| async move { info.token_id }))
+//!     .route("/me", get(|info: TokenInfo| async move { info.token_id().to_owned() }))
 //!     .layer(ApiKeyLayer::new(cache.clone()));
 //!
 //! // Later, on this instance: evicted here at once, and on every other instance about one

@@ -127,10 +127,10 @@ pub struct OrgScope {
 impl From<&TokenInfo> for OrgScope {
     fn from(info: &TokenInfo) -> Self {
         Self {
-            organization_id: info.organization_id.clone(),
-            organization_external_id: info.organization_external_id.clone(),
-            token_id: info.token_id.clone(),
-            user_id: info.user_id.clone(),
+            organization_id: info.organization_id().to_owned(),
+            organization_external_id: info.organization_external_id().map(str::to_owned),
+            token_id: info.token_id().to_owned(),
+            user_id: info.user_id().map(str::to_owned),
         }
     }
 }
@@ -170,11 +170,11 @@ impl UserScope {
     /// The user scope of `info`, if the key is user-scoped.
     pub fn from_info(info: &TokenInfo) -> Option<Self> {
         Some(Self {
-            organization_id: info.organization_id.clone(),
-            user_id: info.user_id.clone()?,
-            user_external_id: info.user_external_id.clone(),
-            email: info.email.clone(),
-            token_id: info.token_id.clone(),
+            organization_id: info.organization_id().to_owned(),
+            user_id: info.user_id().map(str::to_owned)?,
+            user_external_id: info.user_external_id().map(str::to_owned),
+            email: info.email().map(str::to_owned),
+            token_id: info.token_id().to_owned(),
         })
     }
 }
@@ -212,22 +212,19 @@ impl Claims {
         self.0.claim(name)
     }
 
-    /// Every claim.
-    pub fn as_map(&self) -> &BTreeMap<String, String> {
-        &self.0.custom_claims
+    /// Every claim, copied into a map.
+    pub fn as_map(&self) -> BTreeMap<String, String> {
+        self.0.claims_map()
     }
 
     /// The claims, as `(name, value)` pairs in name order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .custom_claims
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.0.claims()
     }
 
     /// The key's roles.
-    pub fn roles(&self) -> &[String] {
-        &self.0.roles
+    pub fn roles(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.0.roles()
     }
 }
 
@@ -259,9 +256,8 @@ fn typed_claims<T: DeserializeOwned>(
 ) -> Result<TypedClaims<T>, AuthRejection> {
     let map = serde_json::Map::from_iter(
         auth.info()
-            .custom_claims
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))),
+            .claims()
+            .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned()))),
     );
     serde_json::from_value(serde_json::Value::Object(map))
         .map(TypedClaims)

@@ -75,7 +75,7 @@ impl ScalekitClientBuilder {
         self
     }
 
-    /// The `x-api-version` header (default [`DEFAULT_API_VERSION`]).
+    /// The `x-api-version` header (default [`DEFAULT_API_VERSION`](super::DEFAULT_API_VERSION)).
     pub fn api_version(mut self, version: impl Into<String>) -> Self {
         self.api_version = version.into();
         self

@@ -174,7 +174,7 @@ async fn run(client: &ScalekitClient, organization_id: &str) -> Vec<DoctorStep> 
     let key = created.key.expose_secret();
     let started = Instant::now();
     let validated = client.validate_token(key).await.and_then(|info| {
-        if info.token_id == created.token_id {
+        if info.token_id() == created.token_id {
             Ok(())
         } else {
             Err(ScalekitError::Decode(

@@ -55,7 +55,7 @@ impl ScalekitClient {
         let (key, token_id, info) = (created.key, created.token_id, created.info);
         tracing::info!(
             token_id,
-            organization_id = info.organization_id,
+            organization_id = info.organization_id(),
             "created an API key"
         );
         self.inner.events.publish(&KeyEvent::Created {
@@ -74,7 +74,7 @@ impl ScalekitClient {
     /// ```no_run
     /// # async fn run(client: axum_api_key::scalekit::ScalekitClient) -> Result<(), axum_api_key::scalekit::ScalekitError> {
     /// let info = client.validate_token("apit_71234567890123456").await?;
-    /// println!("{} belongs to {}", info.token_id, info.organization_id);
+    /// println!("{} belongs to {}", info.token_id(), info.organization_id());
     /// # Ok(()) }
     /// ```
     pub async fn validate_token(&self, token: &str) -> Result<TokenInfo, ScalekitError> {
@@ -206,7 +206,7 @@ impl ScalekitClient {
             Some(token.to_owned())
         } else {
             match self.validate_token(token).await {
-                Ok(info) => Some(info.token_id),
+                Ok(info) => Some(info.token_id().to_owned()),
                 // Unknown or already revoked: nobody can have it cached as valid from now on
                 // but for revocations made elsewhere, which no event can cover anyway.
                 Err(error) => {
@@ -356,7 +356,9 @@ pub(crate) fn decode_create(
             info_from_request(token_id, request, &key)
         }
     };
-    let token_id = answer.token_id.unwrap_or_else(|| info.token_id.clone());
+    let token_id = answer
+        .token_id
+        .unwrap_or_else(|| info.token_id().to_owned());
     Ok(CreatedToken::new(key, token_id, info))
 }
 

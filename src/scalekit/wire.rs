@@ -272,11 +272,11 @@ mod tests {
             .unwrap()
             .into_info()
             .unwrap();
-        assert_eq!(info.token_id, "apit_1");
-        assert_eq!(info.organization_external_id, None);
+        assert_eq!(info.token_id(), "apit_1");
+        assert_eq!(info.organization_external_id(), None);
         assert_eq!(info.claim("scope"), Some("read"));
-        assert_eq!(info.created_at.unwrap().millisecond(), 123);
-        assert_eq!(info.user_id, None);
+        assert_eq!(info.created_at().unwrap().millisecond(), 123);
+        assert_eq!(info.user_id(), None);
     }
 
     #[test]
@@ -290,10 +290,10 @@ mod tests {
             .unwrap()
             .into_info()
             .unwrap();
-        assert_eq!(info.user_id.as_deref(), Some("usr_1"));
-        assert_eq!(info.expiry.unwrap().nanosecond(), 123_456_789);
-        assert_eq!(info.created_at, None);
-        assert_eq!(info.description, None);
+        assert_eq!(info.user_id(), Some("usr_1"));
+        assert_eq!(info.expiry().unwrap().nanosecond(), 123_456_789);
+        assert_eq!(info.created_at(), None);
+        assert_eq!(info.description(), None);
     }
 
     #[test]

@@ -25,7 +25,7 @@
 //!
 //! let created = client.create_token(CreateToken::new("org_1")).await.unwrap();
 //! let info = client.validate_token(created.key.expose_secret()).await.unwrap();
-//! assert_eq!(info.organization_id, "org_1");
+//! assert_eq!(info.organization_id(), "org_1");
 //!
 //! fake.fail_next(Op::Validate, Fault::rpc(404, 5, "token not found"));
 //! let error = client.validate_token(created.key.expose_secret()).await.unwrap_err();
@@ -373,7 +373,7 @@ impl FakeScalekit {
     /// let client = fake.grpc_client();
     /// let created = client.create_token(CreateToken::new("org_1")).await.unwrap();
     /// let info = client.validate_token(created.key.expose_secret()).await.unwrap();
-    /// assert_eq!(info.organization_id, "org_1");
+    /// assert_eq!(info.organization_id(), "org_1");
     /// assert_eq!(fake.count(Op::Validate), 1);
     /// # }
     /// ```

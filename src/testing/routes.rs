@@ -150,23 +150,29 @@ fn timestamp(at: OffsetDateTime) -> Value {
 /// `[]`), proto3 `optional` fields omitted when unset.
 fn token_json(info: &TokenInfo) -> Value {
     let mut object = json!({
-        "token_id": info.token_id,
-        "organization_id": info.organization_id,
-        "organization_external_id": info.organization_external_id.clone().unwrap_or_default(),
-        "custom_claims": info.custom_claims,
-        "created_at": info.created_at.map_or(Value::Null, timestamp),
-        "token_suffix": info.token_suffix.clone().unwrap_or_default(),
-        "roles": info.roles,
+        "token_id": info.token_id(),
+        "organization_id": info.organization_id(),
+        "organization_external_id": info.organization_external_id().unwrap_or_default(),
+        "custom_claims": info.claims_map(),
+        "created_at": info.created_at().map_or(Value::Null, timestamp),
+        "token_suffix": info.token_suffix().unwrap_or_default(),
+        "roles": info.roles().collect::<Vec<_>>(),
     });
     let optional = [
-        ("user_id", info.user_id.clone().map(Value::String)),
+        (
+            "user_id",
+            info.user_id().map(|v| Value::String(v.to_owned())),
+        ),
         (
             "user_external_id",
-            info.user_external_id.clone().map(Value::String),
+            info.user_external_id().map(|v| Value::String(v.to_owned())),
         ),
-        ("email", info.email.clone().map(Value::String)),
-        ("expiry", info.expiry.map(timestamp)),
-        ("description", info.description.clone().map(Value::String)),
+        ("email", info.email().map(|v| Value::String(v.to_owned()))),
+        ("expiry", info.expiry().map(timestamp)),
+        (
+            "description",
+            info.description().map(|v| Value::String(v.to_owned())),
+        ),
     ];
     if let Value::Object(map) = &mut object {
         for (name, value) in optional {
