@@ -710,3 +710,36 @@ async fn stats_count_what_happened() {
     assert_eq!(stats.upstream_calls, 3);
     assert_eq!(stats.hits + stats.misses + stats.negative_hits, 6);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Key management through the cache.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_through_the_cache_forgets_that_key_only() {
+    use axum_api_key::KeyStore;
+    use axum_api_key::keys::UpdateToken;
+
+    let tokens = InMemoryTokens::new();
+    let (a, a_id) = new_key(&tokens);
+    let (b, _) = new_key(&tokens);
+    let cache = CachedValidator::builder(tokens.clone())
+        .ttl(Duration::from_secs(60))
+        .build();
+    for key in [&a, &b] {
+        cache.validate(&ApiKey::new(key.as_str())).await.unwrap();
+    }
+    let before = cache.stats().upstream_calls;
+
+    let claims = [("env".to_owned(), "staging".to_owned())].into();
+    KeyStore::update(&cache, UpdateToken::new(a_id).custom_claims(claims))
+        .await
+        .unwrap();
+
+    // Another tenant's key stays cached: one key's update never flushes everyone's answers.
+    cache.validate(&ApiKey::new(b.as_str())).await.unwrap();
+    assert_eq!(cache.stats().upstream_calls, before);
+    // The updated key is asked again at once, and carries its new facts.
+    let auth = cache.validate(&ApiKey::new(a.as_str())).await.unwrap();
+    assert_eq!(auth.info().claim("env"), Some("staging"));
+    assert_eq!(cache.stats().upstream_calls, before + 1);
+}

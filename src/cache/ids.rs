@@ -48,6 +48,11 @@ impl IdIndex {
         map.insert(Self::name(token_id), fingerprint);
     }
 
+    /// The fingerprint `token_id` was recorded with, if any.
+    pub(super) fn get(&self, token_id: &str) -> Option<Fingerprint> {
+        self.map.pin().get(&Self::name(token_id)).copied()
+    }
+
     /// Forgets `token_id`, answering the fingerprint it was recorded with.
     pub(super) fn take(&self, token_id: &str) -> Option<Fingerprint> {
         self.map.pin().remove(&Self::name(token_id)).copied()

@@ -447,13 +447,14 @@ impl<V: Validator + KeyStore> KeyStore for CachedValidator<V> {
     ) -> impl Future<Output = Result<TokenPage, KeyStoreError>> + Send {
         self.inner.list(request)
     }
-    /// Updates the key, then forgets this cache's positive answers (the key's cached facts
-    /// are stale: new claims, or a rotation's grace deadline). Other instances see the change
-    /// within their TTL, as with revocations.
+    /// Updates the key, then forgets this cache's answers for that key only (its cached facts
+    /// are stale: new claims, or a rotation's grace deadline), so one tenant's updates never
+    /// flush everyone's cache. Other instances see the change within their TTL, as with
+    /// revocations; so does this one for a validation that was in flight during the update.
     async fn update(&self, request: UpdateToken) -> Result<TokenInfo, KeyStoreError> {
         let answer = self.inner.update(request).await;
-        if answer.is_ok() {
-            self.flush_positive();
+        if let Ok(info) = &answer {
+            self.core.forget_facts_of(info.token_id()).await;
         }
         answer
     }

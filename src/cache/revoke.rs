@@ -95,6 +95,24 @@ impl Core {
         }
     }
 
+    /// A key's facts changed (new claims, a rotation's grace deadline): forget its positive
+    /// answers here, and only its own, before returning. No tombstone: the key is still valid,
+    /// and its next request asks the upstream for the new facts. A key this cache never
+    /// indexed (not validated here lately) has no answer to forget.
+    pub(super) async fn forget_facts_of(&self, token_id: &str) {
+        let Some(fingerprint) = self.ids.get(token_id) else {
+            return;
+        };
+        let key = CacheKey(fingerprint);
+        self.front.forget(&key);
+        if let Some(stale) = &self.stale {
+            stale.invalidate(&key);
+        }
+        // Awaited, unlike `evict`: once the update returns, no hit serves the old facts (moka's
+        // eviction listener also drops any mirror row a hit re-created meanwhile).
+        self.fresh.invalidate(&key).await;
+    }
+
     /// A key was created: an "invalid" answer cached for it is now wrong.
     fn forget_invalid(&self, fingerprint: Fingerprint) {
         self.creations.fetch_add(1, Ordering::AcqRel);
