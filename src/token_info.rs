@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 
 /// The reserved custom claim that carries a rotated key's grace deadline (unix seconds): once
@@ -345,115 +344,6 @@ impl TokenInfoBuilder {
     }
 }
 
-/// `TokenInfo` as JSON: the same field names and shapes as before it was compacted.
-#[derive(Serialize)]
-struct WireOut<'a> {
-    token_id: &'a str,
-    organization_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    organization_external_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user_external_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    email: Option<&'a str>,
-    custom_claims: ClaimsOut<'a>,
-    roles: &'a [Box<str>],
-    #[serde(
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    expiry: Option<OffsetDateTime>,
-    #[serde(
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    created_at: Option<OffsetDateTime>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_suffix: Option<&'a str>,
-}
-
-/// The claims as a JSON object.
-struct ClaimsOut<'a>(&'a TokenInfo);
-
-impl Serialize for ClaimsOut<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.claims())
-    }
-}
-
-#[derive(Deserialize)]
-struct WireIn {
-    token_id: Box<str>,
-    organization_id: Box<str>,
-    #[serde(default)]
-    organization_external_id: Option<Box<str>>,
-    #[serde(default)]
-    user_id: Option<Box<str>>,
-    #[serde(default)]
-    user_external_id: Option<Box<str>>,
-    #[serde(default)]
-    email: Option<Box<str>>,
-    #[serde(default)]
-    custom_claims: BTreeMap<Box<str>, Box<str>>,
-    #[serde(default)]
-    roles: Vec<Box<str>>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    expiry: Option<OffsetDateTime>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    created_at: Option<OffsetDateTime>,
-    #[serde(default)]
-    description: Option<Box<str>>,
-    #[serde(default)]
-    token_suffix: Option<Box<str>>,
-}
-
-impl Serialize for TokenInfo {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        WireOut {
-            token_id: &self.token_id,
-            organization_id: &self.organization_id,
-            organization_external_id: self.organization_external_id(),
-            user_id: self.user_id(),
-            user_external_id: self.user_external_id(),
-            email: self.email(),
-            custom_claims: ClaimsOut(self),
-            roles: &self.roles,
-            expiry: self.expiry,
-            created_at: self.created_at(),
-            description: self.description(),
-            token_suffix: self.token_suffix(),
-        }
-        .serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for TokenInfo {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let wire = WireIn::deserialize(deserializer)?;
-        Ok(TokenInfoBuilder {
-            token_id: wire.token_id,
-            organization_id: wire.organization_id,
-            user_id: wire.user_id,
-            token_suffix: wire.token_suffix,
-            expiry: wire.expiry,
-            claims: wire.custom_claims,
-            roles: wire.roles,
-            extra: Extra {
-                organization_external_id: wire.organization_external_id,
-                user_external_id: wire.user_external_id,
-                email: wire.email,
-                description: wire.description,
-                created_at: wire.created_at,
-            },
-        }
-        .build())
-    }
-}
-
 /// A successful validation: the key's [`TokenInfo`] and how fresh the answer is.
 ///
 /// This is the request extension the layer inserts; cloning it is cheap (one [`Arc`]).
@@ -503,67 +393,5 @@ impl From<TokenInfo> for Authenticated {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn full() -> TokenInfo {
-        TokenInfo::builder("apit_1", "org_1")
-            .organization_external_id("acme")
-            .user("usr_1")
-            .user_external_id("u-1")
-            .email("a@example.com")
-            .claim("tier", "gold")
-            .claim("env", "prod")
-            .claim("a", "1")
-            .role("admin")
-            .role("reader")
-            .expiry(OffsetDateTime::from_unix_timestamp(2_000_000_000).unwrap())
-            .created_at(OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap())
-            .description("ci")
-            .token_suffix("abcd")
-            .build()
-    }
-
-    #[test]
-    fn claims_are_sorted_and_found_by_name() {
-        let info = full();
-        assert_eq!(
-            info.claims().collect::<Vec<_>>(),
-            [("a", "1"), ("env", "prod"), ("tier", "gold")]
-        );
-        assert_eq!(info.claim("a"), Some("1"));
-        assert_eq!(info.claim("env"), Some("prod"));
-        assert_eq!(info.claim("tier"), Some("gold"));
-        assert_eq!(info.claim("b"), None);
-        assert_eq!(info.claim(""), None);
-    }
-
-    #[test]
-    fn json_keeps_the_wire_shape_and_round_trips() {
-        let info = full();
-        let json = serde_json::to_value(&info).unwrap();
-        assert_eq!(json["custom_claims"]["tier"], "gold");
-        assert!(json["custom_claims"].is_object());
-        assert_eq!(json["roles"], serde_json::json!(["admin", "reader"]));
-        assert_eq!(json["organization_external_id"], "acme");
-        assert_eq!(json["expiry"], "2033-05-18T03:33:20Z");
-        let back: TokenInfo = serde_json::from_value(json).unwrap();
-        assert_eq!(back, info);
-        // The optional fields are omitted when unset, and default when absent.
-        let bare = TokenInfo::builder("apit_2", "org_2").build();
-        let json = serde_json::to_value(&bare).unwrap();
-        assert!(json.get("email").is_none());
-        let back: TokenInfo =
-            serde_json::from_str(r#"{"token_id":"apit_2","organization_id":"org_2"}"#).unwrap();
-        assert_eq!(back, bare);
-    }
-
-    #[test]
-    fn to_builder_keeps_every_field() {
-        let info = full();
-        assert_eq!(info.to_builder().build(), info);
-        let changed = info.to_builder().remove_claim("tier").build();
-        assert_eq!(changed.claim("tier"), None);
-        assert_eq!(changed.email(), Some("a@example.com"));
-    }
-}
+mod tests;
+mod wire;
