@@ -1,22 +1,19 @@
 //! [`RateLimitLayer`]: per-key, per-user or per-organization limits, after authentication.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
+
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
-use axum::response::{IntoResponse, Response};
+
 use governor::DefaultDirectRateLimiter;
-use http::header::RETRY_AFTER;
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Request};
-use tower::{Layer, Service};
+use http::{HeaderName, HeaderValue};
+use tower::Layer;
 
 use super::RatePolicy;
-use super::cells::{Cells, Outcome};
+use super::cells::Cells;
 use crate::request::reject::retry_after_secs;
 use crate::request::reject::{AuthRejection, RejectionKind};
 use crate::request::state::AuthState;
@@ -49,18 +46,18 @@ pub enum LimitBy {
 type PolicyFn = Arc<dyn Fn(&TokenInfo) -> Option<RatePolicy> + Send + Sync>;
 
 #[derive(Clone)]
-struct Config {
-    name: Arc<str>,
-    policy: RatePolicy,
-    by: LimitBy,
-    claim: Option<Arc<str>>,
-    policy_fn: Option<PolicyFn>,
-    headers_on_success: bool,
-    max_keys: usize,
+pub(super) struct Config {
+    pub(super) name: Arc<str>,
+    pub(super) policy: RatePolicy,
+    pub(super) by: LimitBy,
+    pub(super) claim: Option<Arc<str>>,
+    pub(super) policy_fn: Option<PolicyFn>,
+    pub(super) headers_on_success: bool,
+    pub(super) max_keys: usize,
     /// The `RateLimit-Policy` value of `policy`, prepared (rebuilt by `with`).
-    policy_header: Option<(RatePolicy, HeaderValue)>,
+    pub(super) policy_header: Option<(RatePolicy, HeaderValue)>,
     #[cfg(feature = "redis")]
-    redis: Option<super::redis::RedisLimiter>,
+    pub(super) redis: Option<super::redis::RedisLimiter>,
 }
 
 /// A tower [`Layer`] that limits authenticated requests, placed inside
@@ -101,9 +98,9 @@ struct Config {
 /// ```
 #[derive(Clone)]
 pub struct RateLimitLayer {
-    config: Arc<Config>,
-    cells: Arc<Cells<String>>,
-    warnings: Arc<DefaultDirectRateLimiter>,
+    pub(super) config: Arc<Config>,
+    pub(super) cells: Arc<Cells<String>>,
+    pub(super) warnings: Arc<DefaultDirectRateLimiter>,
 }
 
 impl RateLimitLayer {
@@ -219,7 +216,7 @@ impl RateLimitLayer {
     }
 
     /// The bucket id and policy of a request's key.
-    fn resolve<'a>(&self, info: &'a TokenInfo) -> (&'a str, RatePolicy) {
+    pub(super) fn resolve<'a>(&self, info: &'a TokenInfo) -> (&'a str, RatePolicy) {
         let config = &self.config;
         let id = match config.by {
             LimitBy::Key => info.token_id(),
@@ -248,7 +245,12 @@ impl RateLimitLayer {
         (id, policy)
     }
 
-    fn headers(&self, policy: RatePolicy, remaining: u32, reset: Duration) -> [HeaderValue; 2] {
+    pub(super) fn headers(
+        &self,
+        policy: RatePolicy,
+        remaining: u32,
+        reset: Duration,
+    ) -> [HeaderValue; 2] {
         use std::fmt::Write;
         let name = &self.config.name;
         // The layer's own policy is formatted once; a key's own policy on each answer.
@@ -303,10 +305,10 @@ impl fmt::Debug for RateLimitLayer {
 }
 
 impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimit<S>;
+    type Service = super::service::RateLimit<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit {
+        super::service::RateLimit {
             inner,
             layer: self.clone(),
         }
@@ -348,204 +350,10 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for RateLimitInfo {
     }
 }
 
-fn missing_layer(state: Option<&AuthState>) -> AuthRejection {
+pub(super) fn missing_layer(state: Option<&AuthState>) -> AuthRejection {
     let kind = RejectionKind::MissingLayer("RateLimitLayer");
     match state {
         Some(state) => state.reject(kind),
         None => AuthRejection::without_layer(kind),
-    }
-}
-
-/// The service made by [`RateLimitLayer`].
-#[derive(Clone)]
-pub struct RateLimit<S> {
-    inner: S,
-    layer: RateLimitLayer,
-}
-
-impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimit")
-            .field("inner", &self.inner)
-            .field("layer", &self.layer)
-            .finish()
-    }
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B> Service<Request<B>> for RateLimit<S>
-where
-    S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = RateLimitFuture<S::Future, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let Some(state) = request.extensions().get::<AuthState>() else {
-            return RateLimitFuture::ready(missing_layer(None).into_response());
-        };
-        let Some(auth) = state.auth.as_ref() else {
-            // Anonymous, under an optional auth layer: not ours to limit.
-            return RateLimitFuture::inner(self.inner.call(request), None);
-        };
-        let (id, policy) = self.layer.resolve(auth.info());
-
-        #[cfg(feature = "redis")]
-        if let Some(redis) = self.layer.config.redis.clone() {
-            let key = redis.key(&self.layer.config.name, id, policy);
-            let id: Box<str> = id.into();
-            let clone = self.inner.clone();
-            let mut inner = std::mem::replace(&mut self.inner, clone);
-            let layer = self.layer.clone();
-            return RateLimitFuture::boxed(Box::pin(async move {
-                let outcome = match redis.check(&key, policy).await {
-                    Some(outcome) => outcome,
-                    None => layer.cells.check(&*id, policy),
-                };
-                match layer.answer(&mut request, policy, outcome) {
-                    Ok(headers) => {
-                        let mut response = inner.call(request).await?;
-                        add_headers(&mut response, headers);
-                        Ok(response)
-                    }
-                    Err(response) => Ok(response),
-                }
-            }));
-        }
-
-        let outcome = self.layer.cells.check(id, policy);
-        match self.layer.answer(&mut request, policy, outcome) {
-            Ok(headers) => RateLimitFuture::inner(self.inner.call(request), headers),
-            Err(response) => RateLimitFuture::ready(response),
-        }
-    }
-}
-
-impl RateLimitLayer {
-    /// Admitted: the info extension is in place, and the headers to add (if any). Refused: the
-    /// 429, rendered by the auth layer's renderer (a rare path; the response is not boxed).
-    #[allow(clippy::result_large_err)]
-    fn answer<B>(
-        &self,
-        request: &mut Request<B>,
-        policy: RatePolicy,
-        outcome: Outcome,
-    ) -> Result<Option<[HeaderValue; 2]>, Response> {
-        match outcome {
-            Outcome::Allowed { remaining, reset } => {
-                crate::telemetry::rate_limit("key", "allowed");
-                let headers = self
-                    .config
-                    .headers_on_success
-                    .then(|| self.headers(policy, remaining, reset));
-                request.extensions_mut().insert(RateLimitInfo {
-                    policy,
-                    remaining,
-                    reset_after: reset,
-                });
-                Ok(headers)
-            }
-            Outcome::Limited { retry_after } => {
-                crate::telemetry::rate_limit("key", "limited");
-                crate::telemetry::request(crate::telemetry::Outcome::RateLimited);
-                let kind = RejectionKind::RateLimited { retry_after };
-                let rejection = match request.extensions().get::<AuthState>() {
-                    Some(state) => state.reject(kind),
-                    None => AuthRejection::without_layer(kind),
-                };
-                let mut response = rejection.into_response();
-                if !response.headers().contains_key(RETRY_AFTER) {
-                    response.headers_mut().insert(
-                        RETRY_AFTER,
-                        HeaderValue::from(retry_after_secs(retry_after)),
-                    );
-                }
-                add_headers(&mut response, Some(self.headers(policy, 0, retry_after)));
-                Err(response)
-            }
-        }
-    }
-}
-
-fn add_headers(response: &mut Response, headers: Option<[HeaderValue; 2]>) {
-    if let Some([policy, state]) = headers {
-        let map = response.headers_mut();
-        map.insert(RATELIMIT_POLICY.clone(), policy);
-        map.insert(RATELIMIT.clone(), state);
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The response future of [`RateLimit`].
-    pub struct RateLimitFuture<F, E> {
-        #[pin]
-        state: State<F, E>,
-    }
-}
-
-pin_project_lite::pin_project! {
-    #[project = StateProj]
-    enum State<F, E> {
-        Ready { response: Option<Response> },
-        Inner { #[pin] future: F, headers: Option<[HeaderValue; 2]> },
-        Boxed { future: BoxFuture<Result<Response, E>> },
-    }
-}
-
-impl<F, E> RateLimitFuture<F, E> {
-    fn ready(response: Response) -> Self {
-        Self {
-            state: State::Ready {
-                response: Some(response),
-            },
-        }
-    }
-    fn inner(future: F, headers: Option<[HeaderValue; 2]>) -> Self {
-        Self {
-            state: State::Inner { future, headers },
-        }
-    }
-    #[cfg(feature = "redis")]
-    fn boxed(future: BoxFuture<Result<Response, E>>) -> Self {
-        Self {
-            state: State::Boxed { future },
-        }
-    }
-}
-
-impl<F, E> Future for RateLimitFuture<F, E>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Ready { response } => Poll::Ready(Ok(response
-                .take()
-                .unwrap_or_else(|| http::StatusCode::INTERNAL_SERVER_ERROR.into_response()))),
-            StateProj::Inner { future, headers } => match future.poll(cx) {
-                Poll::Ready(Ok(mut response)) => {
-                    add_headers(&mut response, headers.take());
-                    Poll::Ready(Ok(response))
-                }
-                other => other,
-            },
-            StateProj::Boxed { future } => future.as_mut().poll(cx),
-        }
-    }
-}
-
-impl<F, E> fmt::Debug for RateLimitFuture<F, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RateLimitFuture")
     }
 }

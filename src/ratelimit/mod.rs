@@ -34,11 +34,12 @@ mod layer;
 mod policy;
 #[cfg(feature = "redis")]
 mod redis;
+mod service;
 mod throttle;
 
 pub use layer::{
-    DEFAULT_CLAIM, DEFAULT_MAX_KEYS, LimitBy, RATELIMIT, RATELIMIT_POLICY, RateLimit,
-    RateLimitFuture, RateLimitInfo, RateLimitLayer,
+    DEFAULT_CLAIM, DEFAULT_MAX_KEYS, LimitBy, RATELIMIT, RATELIMIT_POLICY, RateLimitInfo,
+    RateLimitLayer,
 };
 pub use policy::{MAX_LIMIT, PolicyError, RatePolicy};
 #[cfg(feature = "redis")]
@@ -46,6 +47,7 @@ pub use redis::{
     DEFAULT_PREFIX, DEFAULT_TIMEOUT, RedisLimiter, RedisLimiterBuilder, RedisLimiterError,
     RedisLimiterStats,
 };
+pub use service::{RateLimit, RateLimitFuture};
 pub use throttle::{
     ClientFn, ClientKey, ClientSource, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_IN_FLIGHT_PER_CLIENT,
     FailedKeyThrottle, InFlight, RetryAfter, ThrottleStats, forwarded_client,
