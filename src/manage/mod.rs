@@ -62,6 +62,7 @@ mod api;
 mod audit;
 mod error;
 mod manager;
+mod markup;
 mod ops;
 mod page;
 mod session;
