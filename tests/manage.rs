@@ -645,7 +645,8 @@ async fn grace(backend: Backend, cached: bool) {
             "POST",
             &format!("/keys/api/{id}/rotate"),
             &admin,
-            Some(json!({"grace_seconds": 2})),
+            // Four seconds: whole-second deadlines leave at least three for the checks below.
+            Some(json!({"grace_seconds": 4})),
         )
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -660,7 +661,7 @@ async fn grace(backend: Backend, cached: bool) {
     let stored = env.seed.get_by_id(&id).unwrap();
     assert!(stored.revoke_after().is_some());
 
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    tokio::time::sleep(Duration::from_millis(5100)).await;
     assert_eq!(env.protected(&old).await, StatusCode::UNAUTHORIZED);
     assert_eq!(env.protected(&new_key).await, StatusCode::OK);
     // Gone from the listing too.
@@ -692,12 +693,12 @@ async fn a_restarted_app_still_honours_the_grace() {
     // The deadline is in the store: a second app (a restart, another instance) over the same
     // Scalekit refuses the key after it without having seen the rotation.
     let fake = FakeScalekit::start().await;
+    // Whole seconds, three ahead: the first request must land before the deadline even on a
+    // loaded machine (`+ 1` could leave a millisecond when `now` is at x.999 s).
+    let deadline = OffsetDateTime::now_utc().unix_timestamp() + 3;
     let created = fake
         .tokens()
-        .create(CreateToken::new("org_acme").claim(
-            "revoke_after",
-            (OffsetDateTime::now_utc().unix_timestamp() + 1).to_string(),
-        ))
+        .create(CreateToken::new("org_acme").claim("revoke_after", deadline.to_string()))
         .unwrap();
     let key = created.key.expose_secret().to_owned();
     let other = Router::new()
@@ -714,7 +715,9 @@ async fn a_restarted_app_still_honours_the_grace() {
             .status()
     };
     assert_eq!(status(base.clone(), key.clone()).await, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Until just past the deadline.
+    let left = deadline - OffsetDateTime::now_utc().unix_timestamp() + 1;
+    tokio::time::sleep(Duration::from_millis(100 + 1000 * left.max(0) as u64)).await;
     assert_eq!(status(base, key).await, StatusCode::UNAUTHORIZED);
 }
 
