@@ -89,10 +89,10 @@ impl TokenInfo {
     /// ```
     /// use axum_api_key::TokenInfo;
     ///
-    /// let info = TokenInfo::builder("apit_1", "org_1").claim("tier", "gold").build();
+    /// let info = TokenInfo::builder("key_1", "org_1").claim("tier", "gold").build();
     /// let changed = info.to_builder().claim("tier", "silver").build();
     /// assert_eq!(changed.claim("tier"), Some("silver"));
-    /// assert_eq!(changed.token_id(), "apit_1");
+    /// assert_eq!(changed.token_id(), "key_1");
     /// ```
     pub fn to_builder(&self) -> TokenInfoBuilder {
         let extra = self.extra.as_deref().cloned().unwrap_or_default();
@@ -224,7 +224,7 @@ impl TokenInfo {
     /// use time::OffsetDateTime;
     ///
     /// let deadline = OffsetDateTime::now_utc().unix_timestamp() - 1;
-    /// let info = TokenInfo::builder("apit_1", "org_1")
+    /// let info = TokenInfo::builder("key_1", "org_1")
     ///     .claim("revoke_after", deadline.to_string())
     ///     .build();
     /// assert!(info.is_expired_at(OffsetDateTime::now_utc()));

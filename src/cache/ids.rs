@@ -77,20 +77,20 @@ mod tests {
     fn an_id_leads_to_its_fingerprint_once() {
         let index = IdIndex::new(16);
         let fingerprint = Fingerprint::of("some key");
-        index.insert("apit_1", fingerprint);
-        assert_eq!(index.take("apit_2"), None);
-        assert_eq!(index.take("apit_1"), Some(fingerprint));
-        assert_eq!(index.take("apit_1"), None);
+        index.insert("key_1", fingerprint);
+        assert_eq!(index.take("key_2"), None);
+        assert_eq!(index.take("key_1"), Some(fingerprint));
+        assert_eq!(index.take("key_1"), None);
     }
 
     #[test]
     fn the_index_stays_within_its_limit() {
         let index = IdIndex::new(0);
         for n in 0..3_000 {
-            index.insert(&format!("apit_{n}"), Fingerprint::of(&format!("key {n}")));
+            index.insert(&format!("key_{n}"), Fingerprint::of(&format!("key {n}")));
             assert!(index.len() <= 1024);
         }
         // The newest row survives a wholesale drop.
-        assert_eq!(index.take("apit_2999"), Some(Fingerprint::of("key 2999")));
+        assert_eq!(index.take("key_2999"), Some(Fingerprint::of("key 2999")));
     }
 }

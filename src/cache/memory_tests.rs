@@ -9,7 +9,7 @@ use crate::{ApiKey, TokenInfo, ValidateError, Validator, validator_fn};
 
 fn cache() -> CachedValidator<impl Validator> {
     let upstream = validator_fn(|_key: ApiKey| async {
-        Ok::<_, ValidateError>(TokenInfo::builder("apit_1", "org_1").build())
+        Ok::<_, ValidateError>(TokenInfo::builder("key_1", "org_1").build())
     });
     CachedValidator::builder(upstream)
         .stale_if_error(std::time::Duration::from_secs(60))
@@ -79,7 +79,7 @@ async fn a_key_revoked_by_key_is_named_by_the_id_its_entry_carries() {
         .collect();
     assert_eq!(
         names,
-        [Some("apit_1".to_owned()), Some("apit_1".to_owned()), None]
+        [Some("key_1".to_owned()), Some("key_1".to_owned()), None]
     );
 }
 
@@ -89,7 +89,7 @@ async fn a_revocation_by_id_finds_the_fingerprint_through_the_index() {
     let key = key();
     cache.validate(&key).await.unwrap();
     assert!(!cache.core.revocations.is_revoked(key.fingerprint()));
-    cache.revoke_token_id("apit_1");
+    cache.revoke_token_id("key_1");
     // The index led to the fingerprint: it is tombstoned too, and its entries are gone.
     assert!(cache.core.revocations.is_revoked(key.fingerprint()));
     let cache_key = CacheKey(key.fingerprint());

@@ -61,6 +61,7 @@
 mod api;
 mod audit;
 mod error;
+mod listing;
 mod manager;
 mod markup;
 mod ops;

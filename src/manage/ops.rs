@@ -5,17 +5,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::OffsetDateTime;
 
 use super::audit::{self, AuditAction, AuditEvent, AuditListener};
 use super::error::ManageError;
 use super::manager::Manager;
-use crate::keys::{
-    CreateToken, CreatedToken, KeyStore, KeyStoreError, ListTokens, MAX_CLAIMS, MAX_PAGE_SIZE,
-    UpdateToken,
-};
+use crate::keys::{CreateToken, CreatedToken, KeyStore, KeyStoreError, MAX_CLAIMS, UpdateToken};
 use crate::token_info::{REVOKE_AFTER_CLAIM, TokenInfo};
 
 /// Keys per page of the router's own listing, unless asked.
@@ -31,7 +26,7 @@ const MAX_ID_LEN: usize = 64;
 const REVOKED_MEMO: usize = 4096;
 /// Keys whose grace deadline passed are invalidated at the store when a listing meets them,
 /// at most this many per listing.
-const SWEEP_PER_LIST: usize = 10;
+pub(super) const SWEEP_PER_LIST: usize = 10;
 
 /// What managers may do, set on [`KeyManagement`](super::KeyManagement).
 #[derive(Clone, Debug)]
@@ -87,108 +82,6 @@ impl<S: KeyStore> Core<S> {
             policy,
             listeners,
             revoked: Mutex::new(RevokedMemo::default()),
-        }
-    }
-
-    /// The newest-first listing of what `manager` may see.
-    pub(super) async fn list(
-        &self,
-        manager: &Manager,
-        user_filter: Option<&str>,
-        page_size: Option<u32>,
-        page_token: Option<&str>,
-    ) -> Result<KeyPage, ManageError> {
-        may_manage(manager)?;
-        let size = match page_size {
-            None | Some(0) => DEFAULT_LIST_SIZE,
-            Some(size) if size > MAX_LIST_SIZE => {
-                return Err(ManageError::invalid(format!(
-                    "page_size must be at most {MAX_LIST_SIZE}"
-                )));
-            }
-            Some(size) => size,
-        } as usize;
-        let cursor = page_token
-            .filter(|t| !t.is_empty())
-            .map(Cursor::decode)
-            .transpose()?;
-        let mut request = ListTokens::new(manager.organization_id()).page_size(MAX_PAGE_SIZE);
-        match (manager.is_admin(), manager.user_id(), user_filter) {
-            (true, _, Some(user)) if !user.is_empty() => request = request.user(user),
-            (true, _, _) => {}
-            (false, Some(own), _) => request = request.user(own),
-            (false, None, _) => return Err(no_grant()),
-        }
-
-        let now = OffsetDateTime::now_utc();
-        let mut keys = Vec::new();
-        let mut truncated = false;
-        let mut expired = Vec::new();
-        for page in 0.. {
-            if page == MAX_STORE_PAGES {
-                truncated = true;
-                break;
-            }
-            let answer = self.store.list(&request).await?;
-            for info in answer.tokens {
-                if !self.visible(manager, &info) {
-                    continue; // a store answering outside the filter: never shown
-                }
-                if info.is_expired_at(now) {
-                    if info.revoke_after().is_some_and(|t| t <= now) {
-                        expired.push(info.token_id().to_owned());
-                    }
-                } else {
-                    keys.push(info);
-                }
-            }
-            match answer.next_page_token {
-                Some(next) if !next.is_empty() => request.page_token = Some(next),
-                _ => break,
-            }
-        }
-        if truncated {
-            tracing::warn!(
-                target: "axum_api_key::manage",
-                organization_id = manager.organization_id(),
-                "listing truncated: more active keys than one listing reads"
-            );
-        }
-        self.sweep(expired).await;
-
-        keys.sort_by(|a, b| Cursor::of(b).cmp(&Cursor::of(a)));
-        let start = match &cursor {
-            Some(cursor) => keys.partition_point(|info| Cursor::of(info) >= *cursor),
-            None => 0,
-        };
-        let rest = keys.len().saturating_sub(start);
-        let keys: Vec<TokenInfo> = keys.into_iter().skip(start).take(size).collect();
-        let next_page_token = (rest > size)
-            .then(|| keys.last().map(|last| Cursor::of(last).encode()))
-            .flatten();
-        Ok(KeyPage {
-            keys,
-            next_page_token,
-            truncated,
-        })
-    }
-
-    /// Grace deadlines that passed: the validators refuse those keys already; this revokes
-    /// them at the store too, so that the store's own view agrees.
-    async fn sweep(&self, expired: Vec<String>) {
-        for token_id in expired.into_iter().take(SWEEP_PER_LIST) {
-            match self.store.invalidate(&token_id).await {
-                Ok(()) => tracing::info!(
-                    target: "axum_api_key::manage",
-                    %token_id,
-                    "rotated key revoked at the end of its grace"
-                ),
-                Err(error) => tracing::warn!(
-                    target: "axum_api_key::manage",
-                    %token_id, %error,
-                    "could not revoke a rotated key at the end of its grace"
-                ),
-            }
         }
     }
 
@@ -460,7 +353,7 @@ impl<S: KeyStore> Core<S> {
 }
 
 /// 403 for a manager with no grant and no user.
-fn may_manage(manager: &Manager) -> Result<(), ManageError> {
+pub(super) fn may_manage(manager: &Manager) -> Result<(), ManageError> {
     if manager.is_admin() || manager.user_id().is_some() {
         Ok(())
     } else {
@@ -468,7 +361,7 @@ fn may_manage(manager: &Manager) -> Result<(), ManageError> {
     }
 }
 
-fn no_grant() -> ManageError {
+pub(super) fn no_grant() -> ManageError {
     ManageError::forbidden(
         "this credential may not manage keys: it needs the key-admin grant or a user scope",
     )
@@ -488,61 +381,13 @@ fn check_id(token_id: &str) -> Result<(), ManageError> {
     }
 }
 
-/// A position in the newest-first order: (creation time, token id), compared descending.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Cursor {
-    created_nanos: i128,
-    token_id: String,
-}
-
-impl Cursor {
-    fn of(info: &TokenInfo) -> Self {
-        Self {
-            created_nanos: info
-                .created_at()
-                .map_or(i128::MIN, OffsetDateTime::unix_timestamp_nanos),
-            token_id: info.token_id().to_owned(),
-        }
-    }
-
-    fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}~{}", self.created_nanos, self.token_id))
-    }
-
-    fn decode(token: &str) -> Result<Self, ManageError> {
-        let bad = || ManageError::BadRequest("invalid page_token".into());
-        if token.len() > 200 {
-            return Err(bad());
-        }
-        let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-        let raw = String::from_utf8(raw).map_err(|_| bad())?;
-        let (nanos, id) = raw.split_once('~').ok_or_else(bad)?;
-        Ok(Self {
-            created_nanos: nanos.parse().map_err(|_| bad())?,
-            token_id: id.to_owned(),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn cursors_round_trip_and_garbage_is_refused() {
-        let cursor = Cursor {
-            created_nanos: 1_700_000_000_123_456_789,
-            token_id: "apit_1".into(),
-        };
-        assert_eq!(Cursor::decode(&cursor.encode()).unwrap(), cursor);
-        assert!(Cursor::decode("!!!").is_err());
-        assert!(Cursor::decode(&"A".repeat(500)).is_err());
-        assert!(Cursor::decode(&URL_SAFE_NO_PAD.encode("x~y")).is_err());
-    }
-
-    #[test]
     fn ids_from_paths_are_plain() {
-        assert!(check_id("apit_12345678901234567").is_ok());
+        assert!(check_id("key_12345678901234567").is_ok());
         assert!(check_id("").is_err());
         assert!(check_id("a b").is_err());
         assert!(check_id(&"a".repeat(65)).is_err());

@@ -3,7 +3,7 @@
 use super::*;
 
 fn full() -> TokenInfo {
-    TokenInfo::builder("apit_1", "org_1")
+    TokenInfo::builder("key_1", "org_1")
         .organization_external_id("acme")
         .user("usr_1")
         .user_external_id("u-1")
@@ -46,11 +46,11 @@ fn json_keeps_the_wire_shape_and_round_trips() {
     let back: TokenInfo = serde_json::from_value(json).unwrap();
     assert_eq!(back, info);
     // The optional fields are omitted when unset, and default when absent.
-    let bare = TokenInfo::builder("apit_2", "org_2").build();
+    let bare = TokenInfo::builder("key_2", "org_2").build();
     let json = serde_json::to_value(&bare).unwrap();
     assert!(json.get("email").is_none());
     let back: TokenInfo =
-        serde_json::from_str(r#"{"token_id":"apit_2","organization_id":"org_2"}"#).unwrap();
+        serde_json::from_str(r#"{"token_id":"key_2","organization_id":"org_2"}"#).unwrap();
     assert_eq!(back, bare);
 }
 
