@@ -15,9 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 use prost::Message;
-use serde_json::{Map, Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use serde_json::{Value, json};
 use tokio::time::Instant;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -26,6 +24,12 @@ use super::ScalekitError;
 use super::auth::AccessToken;
 use super::error::{retry_after, scrub, truncate};
 use super::transport::{Call, MAX_BODY};
+
+mod convert;
+
+use convert::{
+    create_json, create_request, info_json, list_json, list_request, str_field, update_request,
+};
 
 /// The generated messages and client (see `scripts/grpc-codegen.sh`).
 #[allow(
@@ -331,150 +335,4 @@ pub(crate) fn error_code(details: &[u8]) -> Option<String> {
         .filter_map(|any| proto::errdetails::ErrorInfo::decode(any.value.as_slice()).ok())
         .map(|info| info.error_code)
         .find(|code| !code.is_empty())
-}
-
-fn str_field(body: &Value, name: &str) -> String {
-    body.get(name)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn opt_str_field(body: &Value, name: &str) -> Option<String> {
-    body.get(name).and_then(Value::as_str).map(str::to_owned)
-}
-
-fn claims_field(body: &Value) -> std::collections::HashMap<String, String> {
-    body.get("custom_claims")
-        .and_then(Value::as_object)
-        .map(|claims| {
-            claims
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn create_request(body: &Value) -> Result<pb::CreateTokenRequest, ScalekitError> {
-    let expiry = match opt_str_field(body, "expiry") {
-        Some(text) => {
-            let at = OffsetDateTime::parse(&text, &Rfc3339)
-                .map_err(|_| ScalekitError::Decode("bad expiry".into()))?;
-            Some(prost_types::Timestamp {
-                seconds: at.unix_timestamp(),
-                nanos: i32::try_from(at.nanosecond()).unwrap_or(0),
-            })
-        }
-        None => None,
-    };
-    Ok(pb::CreateTokenRequest {
-        token: Some(pb::CreateToken {
-            organization_id: str_field(body, "organization_id"),
-            user_id: str_field(body, "user_id"),
-            custom_claims: claims_field(body),
-            expiry,
-            description: str_field(body, "description"),
-        }),
-    })
-}
-
-fn list_request(call: &Call<'_>) -> pb::ListTokensRequest {
-    let get = |name: &str| {
-        call.query
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.clone())
-    };
-    pb::ListTokensRequest {
-        organization_id: get("organization_id").unwrap_or_default(),
-        user_id: get("user_id"),
-        page_size: get("page_size").and_then(|s| s.parse().ok()).unwrap_or(0),
-        page_token: get("page_token").unwrap_or_default(),
-    }
-}
-
-fn update_request(body: &Value) -> pb::UpdateTokenRequest {
-    pb::UpdateTokenRequest {
-        token: str_field(body, "token"),
-        description: opt_str_field(body, "description"),
-        custom_claims: claims_field(body),
-    }
-}
-
-fn timestamp_json(at: &prost_types::Timestamp) -> Result<Value, ScalekitError> {
-    let nanos = i128::from(at.seconds) * 1_000_000_000 + i128::from(at.nanos);
-    let at = OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .map_err(|_| ScalekitError::Decode("timestamp out of range".into()))?;
-    at.format(&Rfc3339)
-        .map(Value::String)
-        .map_err(|_| ScalekitError::Decode("timestamp out of range".into()))
-}
-
-/// A `Token` as protojson (`UseProtoNames`) would write it.
-pub(crate) fn token_json(token: pb::Token) -> Result<Value, ScalekitError> {
-    let mut object = Map::new();
-    object.insert("token_id".into(), token.token_id.into());
-    object.insert("organization_id".into(), token.organization_id.into());
-    object.insert(
-        "organization_external_id".into(),
-        token.organization_external_id.into(),
-    );
-    let optional = [
-        ("user_id", token.user_id),
-        ("user_external_id", token.user_external_id),
-        ("description", token.description),
-        ("email", token.email),
-    ];
-    for (name, value) in optional {
-        if let Some(value) = value {
-            object.insert(name.into(), value.into());
-        }
-    }
-    let claims: Map<String, Value> = token
-        .custom_claims
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
-    object.insert("custom_claims".into(), Value::Object(claims));
-    if let Some(at) = &token.expiry {
-        object.insert("expiry".into(), timestamp_json(at)?);
-    }
-    if let Some(at) = &token.created_at {
-        object.insert("created_at".into(), timestamp_json(at)?);
-    }
-    object.insert("token_suffix".into(), token.token_suffix.into());
-    object.insert("roles".into(), token.roles.into());
-    Ok(Value::Object(object))
-}
-
-fn info_json(info: Option<pb::Token>) -> Result<Value, ScalekitError> {
-    Ok(match info {
-        Some(token) => json!({ "token_info": token_json(token)? }),
-        None => json!({}),
-    })
-}
-
-fn create_json(answer: pb::CreateTokenResponse) -> Result<Value, ScalekitError> {
-    let mut object = Map::new();
-    object.insert("token".into(), answer.token.into());
-    object.insert("token_id".into(), answer.token_id.into());
-    if let Some(info) = answer.token_info {
-        object.insert("token_info".into(), token_json(info)?);
-    }
-    Ok(Value::Object(object))
-}
-
-fn list_json(answer: pb::ListTokensResponse) -> Result<Value, ScalekitError> {
-    let tokens = answer
-        .tokens
-        .into_iter()
-        .map(token_json)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(json!({
-        "tokens": tokens,
-        "total_count": answer.total_count.max(0),
-        "next_page_token": answer.next_page_token,
-        "prev_page_token": answer.prev_page_token,
-    }))
 }
