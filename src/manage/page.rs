@@ -119,6 +119,22 @@ fn fields(form: Vec<(String, String)>) -> Result<BTreeMap<String, String>, Manag
     Ok(form.into_iter().collect())
 }
 
+/// A posted form and who posted it: the fields (bounded), and the manager, once its CSRF token
+/// (a form field) and origin checks hold. `Err` is the page to answer with.
+async fn signed_form<S: KeyStore, M: ManagerSource>(
+    app: &Shared<S, M>,
+    parts: &Parts,
+    form: Vec<(String, String)>,
+) -> Result<(Manager, BTreeMap<String, String>), Response> {
+    let mut fields = fields(form).map_err(|error| error_page(&app.title, &error))?;
+    let token = fields.remove("csrf_token");
+    let manager = app
+        .manager(parts, token.as_deref())
+        .await
+        .map_err(|refusal| refused(&app.title, refusal))?;
+    Ok((manager, fields))
+}
+
 async fn create<S: KeyStore, M: ManagerSource>(
     State(app): App<S, M>,
     nested: Result<NestedPath, NestedPathRejection>,
@@ -126,14 +142,9 @@ async fn create<S: KeyStore, M: ManagerSource>(
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     let base = base(nested.as_ref().ok());
-    let mut fields = match fields(form) {
-        Ok(fields) => fields,
-        Err(error) => return error_page(&app.title, &error),
-    };
-    let token = fields.remove("csrf_token");
-    let manager = match app.manager(&parts, token.as_deref()).await {
-        Ok(manager) => manager,
-        Err(refusal) => return refused(&app.title, refusal),
+    let (manager, fields) = match signed_form(&app, &parts, form).await {
+        Ok(signed) => signed,
+        Err(response) => return response,
     };
     let new = match new_key(&app, fields) {
         Ok(new) => new,
@@ -200,14 +211,9 @@ async fn rotate<S: KeyStore, M: ManagerSource>(
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     let base = base(nested.as_ref().ok());
-    let mut fields = match fields(form) {
-        Ok(fields) => fields,
-        Err(error) => return error_page(&app.title, &error),
-    };
-    let token = fields.remove("csrf_token");
-    let manager = match app.manager(&parts, token.as_deref()).await {
-        Ok(manager) => manager,
-        Err(refusal) => return refused(&app.title, refusal),
+    let (manager, fields) = match signed_form(&app, &parts, form).await {
+        Ok(signed) => signed,
+        Err(response) => return response,
     };
     let grace = match fields.get("grace_seconds").map(|g| g.trim().parse::<u64>()) {
         None => Duration::ZERO,
@@ -245,14 +251,9 @@ async fn revoke<S: KeyStore, M: ManagerSource>(
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     let base = base(nested.as_ref().ok());
-    let mut fields = match fields(form) {
-        Ok(fields) => fields,
-        Err(error) => return error_page(&app.title, &error),
-    };
-    let token = fields.remove("csrf_token");
-    let manager = match app.manager(&parts, token.as_deref()).await {
-        Ok(manager) => manager,
-        Err(refusal) => return refused(&app.title, refusal),
+    let (manager, fields) = match signed_form(&app, &parts, form).await {
+        Ok(signed) => signed,
+        Err(response) => return response,
     };
     if fields.get("confirm").map(String::as_str) != Some("yes") {
         // No confirmation: ask for it (a page of its own, so it works without <details>).
