@@ -59,7 +59,10 @@
 //! | `scalekit` | yes | `scalekit::ScalekitClient`: Scalekit's token API (validate and manage keys) |
 //! | `cache` | yes | `cache::CachedValidator`: short-TTL, single-flight, revocation-honest cache |
 //! | `manage` | yes | `manage::KeyManagement`: a mountable key-management API and page for your customers |
-//! | `redis` | no | `redis::RedisRevocations`: revocations shared by every instance |
+//! | `ratelimit` | yes | `ratelimit::RateLimitLayer` (per key, user or organization) and the failed-key throttle the layer runs by default |
+//! | `redis` | no | `redis::RedisRevocations`: revocations shared by every instance; rate limits shared over Redis |
+//! | `grpc` | no | the Scalekit client over gRPC (tonic), the transport of the official SDKs |
+//! | `metrics` | no | Prometheus-style series through the `metrics` facade ([`telemetry`]) |
 //! | `test-util` | no | `testing::FakeScalekit`: a loopback fake of Scalekit for your tests |
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
