@@ -128,6 +128,19 @@ impl<K: Hash + Eq + Send + Sync + 'static> Cells<K> {
             .decide()
     }
 
+    /// Whether `key` spent anything within its last window (it has a cell that is not idle).
+    pub(crate) fn is_active<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let now = self.now();
+        self.map
+            .pin()
+            .get(key)
+            .is_some_and(|cell| !cell.idle_for_a_window(now))
+    }
+
     /// Whether `key` is blocked (the throttle's check): `Some(wait)` while it is.
     pub(crate) fn blocked<Q>(&self, key: &Q) -> Option<Duration>
     where

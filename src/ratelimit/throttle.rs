@@ -214,8 +214,9 @@ pub struct FailedKeyThrottle {
     cells: Cells<ClientKey>,
     refusals: AtomicU64,
     throttled: AtomicU64,
-    /// Upstream validations in flight per client, in a fixed array of striped counters (the
-    /// client's hash picks the stripe): bounded memory, and a client flooding with a slow
+    /// Upstream validations in flight per client that presented a refused key within its
+    /// window, in a fixed array of striped counters (the client's hash picks the stripe):
+    /// bounded memory, and a client flooding with a slow
     /// upstream can hold at most `max_in_flight` of the validator's slots.
     in_flight: Box<[AtomicU32]>,
     max_in_flight: u32,
@@ -234,7 +235,8 @@ pub const DEFAULT_MAX_IN_FLIGHT_PER_CLIENT: u32 = 4;
 pub struct InFlight {
     throttle: Arc<FailedKeyThrottle>,
     client: ClientKey,
-    stripe: usize,
+    /// `None`: not counted (a client with no recent refusal).
+    stripe: Option<usize>,
 }
 
 impl InFlight {
@@ -251,7 +253,9 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.throttle.in_flight[self.stripe].fetch_sub(1, Ordering::AcqRel);
+        if let Some(stripe) = self.stripe {
+            self.throttle.in_flight[stripe].fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -282,10 +286,12 @@ impl FailedKeyThrottle {
         }
     }
 
-    /// How many upstream validations one client may have in flight at once (default
-    /// [`DEFAULT_MAX_IN_FLIGHT_PER_CLIENT`], at least 1): past it, its unknown keys get 429 at
-    /// once. Without it, one client flooding random keys at a slow upstream would hold every
-    /// slot of the validator's own in-flight bound until its refusals came back.
+    /// How many upstream validations a client that presented a refused key within its window
+    /// may have in flight at once (default [`DEFAULT_MAX_IN_FLIGHT_PER_CLIENT`], at least 1):
+    /// past it, its unknown keys get 429 at once. Without it, a flooding client at a slow
+    /// upstream would keep holding the validator's in-flight slots between its refusals.
+    /// Clients with no recent refusal are not held to it (their concurrent requests for a key
+    /// whose cache entry just expired, or with the cache off, all go through).
     #[must_use]
     pub fn max_in_flight_per_client(mut self, max: u32) -> Self {
         self.max_in_flight = max.max(1);
@@ -297,14 +303,22 @@ impl FailedKeyThrottle {
     /// [`InFlight::refused`] when the validator refuses the key.
     pub fn begin(self: &Arc<Self>, client: ClientKey) -> Result<InFlight, RetryAfter> {
         self.check(&client)?;
-        let stripe = (self.stripe_hasher.hash_one(&client) as usize) % IN_FLIGHT_STRIPES;
-        let counter = &self.in_flight[stripe];
-        if counter.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight {
-            counter.fetch_sub(1, Ordering::AcqRel);
-            self.throttled.fetch_add(1, Ordering::Relaxed);
-            crate::telemetry::rate_limit("failed_key", "limited");
-            return Err(RetryAfter(Duration::from_secs(1)));
-        }
+        // Only a client that presented a refused key lately is held to the in-flight bound: a
+        // clean client's concurrent requests (a key whose cache entry just expired, a cache
+        // turned off) all go through, as the validator's own bounds allow.
+        let stripe = if self.cells.is_active(&client) {
+            let stripe = (self.stripe_hasher.hash_one(&client) as usize) % IN_FLIGHT_STRIPES;
+            let counter = &self.in_flight[stripe];
+            if counter.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight {
+                counter.fetch_sub(1, Ordering::AcqRel);
+                self.throttled.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::rate_limit("failed_key", "limited");
+                return Err(RetryAfter(Duration::from_secs(1)));
+            }
+            Some(stripe)
+        } else {
+            None
+        };
         crate::telemetry::rate_limit("failed_key", "allowed");
         Ok(InFlight {
             throttle: self.clone(),
