@@ -129,7 +129,7 @@ pub async fn from_env() -> Result<Setup, Box<dyn std::error::Error>> {
         });
         with_cache(client, cache_ttl, &feed, &sessions)
     } else {
-        let (tokens, [org_key, user_key], [org_id, user_id]) = demo_store()?;
+        let (tokens, [org_key, user_key], [org_id, user_id]) = demo_store().await?;
         println!("org key: {org_key}");
         println!("user key: {user_key}");
         println!("admin key: {}", admin_key(&tokens, None).await?);
@@ -175,19 +175,24 @@ fn rate_limit() -> Result<Option<RateLimitLayer>, Box<dyn std::error::Error>> {
 /// The embedded store with one organization key and one user key (keys, then their ids).
 type DemoStore = (InMemoryTokens, [String; 2], [String; 2]);
 
-fn demo_store() -> Result<DemoStore, Box<dyn std::error::Error>> {
+/// Minted through the [`KeyStore`] contract, as with any store.
+async fn demo_store() -> Result<DemoStore, Box<dyn std::error::Error>> {
     let tokens = InMemoryTokens::new();
-    let org = tokens.create(
+    let org = KeyStore::create(
+        &tokens,
         CreateToken::new("org_demo")
             .claim("environment", "production")
             .description("quickstart organization key"),
-    )?;
-    let user = tokens.create(
+    )
+    .await?;
+    let user = KeyStore::create(
+        &tokens,
         CreateToken::new("org_demo")
             .user("usr_demo")
             .claim("environment", "production")
             .description("quickstart user key"),
-    )?;
+    )
+    .await?;
     Ok((
         tokens,
         [
