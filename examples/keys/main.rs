@@ -18,10 +18,9 @@
 mod announce;
 mod cli;
 
-use std::collections::HashSet;
 use std::process::ExitCode;
 
-use axum_api_key::keys::{CreateToken, KeyStoreError, ListTokens, MAX_PAGE_SIZE};
+use axum_api_key::keys::{CreateToken, KeyStoreError, ListTokens, MAX_PAGE_SIZE, list_all};
 use axum_api_key::request::Fingerprint;
 use axum_api_key::scalekit::{ScalekitClient, shape};
 use axum_api_key::{ApiKey, KeyStore, TokenInfo, Validator};
@@ -111,7 +110,9 @@ async fn run<S: KeyStore + Validator>(store: &S, command: Command) -> Result<(),
             create(store, request).await.map(|_| ())
         }
         Command::List { org, user } => {
-            let keys = list_all(store, &org, user.as_deref())
+            let mut request = ListTokens::new(org).page_size(MAX_PAGE_SIZE);
+            request.user_id = user;
+            let keys = list_all(store, request, MAX_PAGES)
                 .await
                 .map_err(|e| format!("listing keys: {e}"))?;
             for info in &keys {
@@ -131,31 +132,6 @@ async fn run<S: KeyStore + Validator>(store: &S, command: Command) -> Result<(),
         Command::Rotate { token_id } => rotate(store, &token_id).await,
         Command::Help | Command::Doctor { .. } => Ok(()),
     }
-}
-
-/// Every page of an organization's (or user's) keys, with a bound on the walk and a check
-/// for a server that repeats a cursor.
-async fn list_all<S: KeyStore>(
-    store: &S,
-    org: &str,
-    user: Option<&str>,
-) -> Result<Vec<TokenInfo>, String> {
-    let mut request = ListTokens::new(org).page_size(MAX_PAGE_SIZE);
-    request.user_id = user.map(str::to_owned);
-    let mut all = Vec::new();
-    let mut seen = HashSet::new();
-    for _ in 0..MAX_PAGES {
-        let page = store.list(&request).await.map_err(|e| e.to_string())?;
-        all.extend(page.tokens);
-        match page.next_page_token {
-            None => return Ok(all),
-            Some(cursor) if !seen.insert(cursor.clone()) => {
-                return Err("the store repeated a page cursor".to_owned());
-            }
-            Some(cursor) => request.page_token = Some(cursor),
-        }
-    }
-    Err(format!("more than {MAX_PAGES} pages of keys"))
 }
 
 /// Mints a key and prints it, once.

@@ -10,10 +10,14 @@
 
 mod events;
 pub(crate) mod memory;
+mod pages;
 mod requests;
 mod store;
 
 pub use events::{KeyEvent, KeyEventListener, KeyEventSource, KeyEvents};
+pub use pages::list_all;
+#[cfg(feature = "scalekit")]
+pub(crate) use pages::walk_pages;
 pub use requests::{
     CreateToken, CreatedToken, DEFAULT_PAGE_SIZE, LimitError, ListTokens, MAX_CLAIM_NAME_LEN,
     MAX_CLAIM_VALUE_LEN, MAX_CLAIMS, MAX_DESCRIPTION_LEN, MAX_PAGE_SIZE, TokenPage, UpdateToken,

@@ -79,7 +79,7 @@ impl Authenticator {
     /// Like [`begin`](Self::begin), for a bare key (no `Bearer` prefix) and no known client.
     pub(crate) fn begin_key<V: Validator + ?Sized>(&self, validator: &V, key: &str) -> Step {
         match self.check_key(key) {
-            Ok(token) => self.ask_now(validator, token, || self.no_client()),
+            Ok(token) => self.ask_now(validator, token, || None),
             Err(rejection) => Step::Decided(Err(rejection)),
         }
     }
@@ -167,16 +167,6 @@ impl Authenticator {
 
     #[cfg(not(feature = "ratelimit"))]
     fn client_of(&self, _headers: &HeaderMap, _extensions: &Extensions) -> Client {
-        None
-    }
-
-    #[cfg(feature = "ratelimit")]
-    fn no_client(&self) -> Client {
-        None
-    }
-
-    #[cfg(not(feature = "ratelimit"))]
-    fn no_client(&self) -> Client {
         None
     }
 

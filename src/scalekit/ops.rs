@@ -1,6 +1,5 @@
 //! The token operations (scalekit-wire.md §5) and `impl Validator`.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use http::Method;
@@ -16,7 +15,7 @@ use super::wire::{
 use super::{ScalekitClient, ScalekitError};
 use crate::keys::{
     CreateToken, CreatedToken, KeyEvent, LimitError, ListTokens, MAX_PAGE_SIZE, TokenPage,
-    UpdateToken,
+    UpdateToken, walk_pages,
 };
 use crate::request::key::{ApiKey, Fingerprint, KeyFormat};
 use crate::token_info::{Authenticated, TokenInfo};
@@ -153,24 +152,13 @@ impl ScalekitClient {
     ) -> Result<Vec<TokenInfo>, ScalekitError> {
         let mut request = ListTokens::new(organization_id).page_size(MAX_PAGE_SIZE);
         request.user_id = user_id.map(str::to_owned);
-        let mut all = Vec::new();
-        let mut seen = HashSet::new();
-        for _ in 0..MAX_PAGES {
-            let page = self.list_tokens(&request).await?;
-            all.extend(page.tokens);
-            match page.next_page_token {
-                None => return Ok(all),
-                Some(cursor) if !seen.insert(cursor.clone()) => {
-                    return Err(ScalekitError::Decode(
-                        "the server repeated a page cursor".into(),
-                    ));
-                }
-                Some(cursor) => request.page_token = Some(cursor),
-            }
-        }
-        Err(ScalekitError::Decode(format!(
-            "more than {MAX_PAGES} pages of keys"
-        )))
+        walk_pages(
+            request,
+            MAX_PAGES,
+            |page| async move { self.list_tokens(&page).await },
+            ScalekitError::Decode,
+        )
+        .await
     }
 
     /// Changes an active key's description and/or claims (`POST /api/v1/tokens:update`), by
