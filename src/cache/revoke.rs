@@ -82,11 +82,7 @@ impl Core {
     }
 
     pub(super) fn evict(&self, fingerprint: Fingerprint) {
-        let key = CacheKey(fingerprint);
-        self.front.forget(&key);
-        if let Some(stale) = &self.stale {
-            stale.invalidate(&key);
-        }
+        let key = self.forget_synchronously(fingerprint);
         // moka's async cache only evicts from a task. Outside a runtime the entry stays until
         // its next hit, which the tombstone refuses (and evicts) anyway.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -103,14 +99,21 @@ impl Core {
         let Some(fingerprint) = self.ids.get(token_id) else {
             return;
         };
+        let key = self.forget_synchronously(fingerprint);
+        // Awaited, unlike `evict`: once the update returns, no hit serves the old facts (moka's
+        // eviction listener also drops any mirror row a hit re-created meanwhile).
+        self.fresh.invalidate(&key).await;
+    }
+
+    /// Drops a key's mirror row and stale record (the parts that go without a task); the
+    /// caller deals with moka's fresh entry.
+    fn forget_synchronously(&self, fingerprint: Fingerprint) -> CacheKey {
         let key = CacheKey(fingerprint);
         self.front.forget(&key);
         if let Some(stale) = &self.stale {
             stale.invalidate(&key);
         }
-        // Awaited, unlike `evict`: once the update returns, no hit serves the old facts (moka's
-        // eviction listener also drops any mirror row a hit re-created meanwhile).
-        self.fresh.invalidate(&key).await;
+        key
     }
 
     /// A key was created: an "invalid" answer cached for it is now wrong.
