@@ -183,6 +183,9 @@ impl<V: Validator> CacheBuilder<V> {
     /// Builds the cache without listening to the inner validator: revocations reach it only
     /// through [`events`](Self::events) sources and the `revoke_*` methods.
     pub fn build_standalone(self) -> CachedValidator<V> {
+        // quanta calibrates its TSC clock on first use (about a millisecond, at most 200 ms):
+        // here, at startup, rather than in the first request that caches an answer.
+        let _ = quanta::Instant::now();
         CachedValidator::from_builder(self)
     }
 }

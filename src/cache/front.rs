@@ -35,7 +35,7 @@ impl FrontIndex {
     pub(super) fn with<R>(&self, key: &CacheKey, f: impl FnOnce(&Arc<Entry>) -> R) -> Option<R> {
         let map = self.map.pin();
         let entry = map.get(key)?;
-        (entry.validated_at.elapsed() < entry.fresh_for).then(|| f(entry))
+        (quanta::Instant::now() < entry.fresh_until).then(|| f(entry))
     }
 
     /// The entry for `key`, fresh or not (to read what it names, not to serve it).

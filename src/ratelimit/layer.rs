@@ -251,20 +251,29 @@ impl RateLimitLayer {
         remaining: u32,
         reset: Duration,
     ) -> [HeaderValue; 2] {
-        use std::fmt::Write;
-        let name = &self.config.name;
         // The layer's own policy is formatted once; a key's own policy on each answer.
         let policy_value = match &self.config.policy_header {
             Some((default, value)) if *default == policy => value.clone(),
-            _ => policy_header(name, policy),
+            _ => policy_header(&self.config.name, policy),
         };
-        let mut value = String::with_capacity(name.len() + 24);
-        let _ = write!(
-            value,
-            "\"{name}\";r={remaining};t={}",
-            retry_after_secs(reset)
-        );
-        [policy_value, header_value(value)]
+        [policy_value, self.state_header(remaining, reset)]
+    }
+
+    /// `"name";r=<remaining>;t=<reset>`, on every admitted answer: built in one exact-size
+    /// allocation (`itoa`, no `fmt` machinery), which `Bytes` then owns without copying.
+    fn state_header(&self, remaining: u32, reset: Duration) -> HeaderValue {
+        let name = self.config.name.as_bytes();
+        let mut remaining_digits = itoa::Buffer::new();
+        let remaining = remaining_digits.format(remaining).as_bytes();
+        let mut reset_digits = itoa::Buffer::new();
+        let reset = reset_digits.format(retry_after_secs(reset)).as_bytes();
+        let parts: [&[u8]; 6] = [b"\"", name, b"\";r=", remaining, b";t=", reset];
+        let mut value = Vec::with_capacity(parts.iter().map(|part| part.len()).sum());
+        for part in parts {
+            value.extend_from_slice(part);
+        }
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(value))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"default\""))
     }
 }
 
@@ -331,9 +340,10 @@ impl<S: Send + Sync> FromRequestParts<S> for RateLimitInfo {
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match parts.extensions.get::<RateLimitInfo>() {
-            Some(info) => Ok(*info),
-            None => Err(missing_layer(parts.extensions.get::<AuthState>())),
+        let state = parts.extensions.get::<AuthState>();
+        match state.and_then(|state| state.rate_limit) {
+            Some(info) => Ok(info),
+            None => Err(missing_layer(state)),
         }
     }
 }
@@ -346,7 +356,10 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for RateLimitInfo {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get::<RateLimitInfo>().copied())
+        Ok(parts
+            .extensions
+            .get::<AuthState>()
+            .and_then(|state| state.rate_limit))
     }
 }
 

@@ -109,11 +109,14 @@ impl RateLimitLayer {
                     .config
                     .headers_on_success
                     .then(|| self.headers(policy, remaining, reset));
-                request.extensions_mut().insert(RateLimitInfo {
-                    policy,
-                    remaining,
-                    reset_after: reset,
-                });
+                // The auth layer's state is there (`call` found it): the quota goes with it.
+                if let Some(state) = request.extensions_mut().get_mut::<AuthState>() {
+                    state.rate_limit = Some(RateLimitInfo {
+                        policy,
+                        remaining,
+                        reset_after: reset,
+                    });
+                }
                 Ok(headers)
             }
             Outcome::Limited { retry_after } => {

@@ -116,7 +116,9 @@ impl Authenticator {
     pub(crate) fn state(&self, auth: Option<Authenticated>) -> AuthState {
         AuthState {
             auth,
-            renderer: self.renderer.clone(),
+            renderer: (!Renderer::is_default(&self.renderer)).then(|| self.renderer.clone()),
+            #[cfg(feature = "ratelimit")]
+            rate_limit: None,
         }
     }
 

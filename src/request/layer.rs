@@ -15,7 +15,7 @@ use tower::Service;
 
 use super::authenticator::{Authenticator, Mode, Step};
 use super::key::KeyFormat;
-use super::reject::{AuthRejection, DEFAULT_REALM, RejectionHook, Renderer};
+use super::reject::{AuthRejection, RejectionHook, Renderer};
 #[cfg(feature = "ratelimit")]
 use crate::ratelimit::FailedKeyThrottle;
 use crate::token_info::Authenticated;
@@ -70,7 +70,7 @@ impl<V> fmt::Debug for ApiKeyLayer<V> {
 
 impl<V: Validator> ApiKeyLayer<V> {
     /// A layer that requires a valid key on every request, with the validator's key format
-    /// ([`Validator::key_format`]), realm [`DEFAULT_REALM`], and the `Authorization` header
+    /// ([`Validator::key_format`]), realm [`DEFAULT_REALM`](super::DEFAULT_REALM), and the `Authorization` header
     /// removed before the inner service sees it.
     pub fn new(validator: V) -> Self {
         Self::from_arc(Arc::new(validator))
@@ -81,7 +81,7 @@ impl<V: Validator> ApiKeyLayer<V> {
         Self {
             validator: validator.clone(),
             shared: Arc::new(Authenticator {
-                renderer: Arc::new(Renderer::new(DEFAULT_REALM, None)),
+                renderer: Renderer::default_shared(),
                 mode: Mode::Required,
                 strip_authorization: true,
                 format: validator.key_format(),
@@ -210,8 +210,10 @@ impl<S, V> Layer<S> for ApiKeyLayer<V> {
     fn layer(&self, inner: S) -> Self::Service {
         ApiKeyService {
             inner,
-            validator: self.validator.clone(),
-            shared: self.shared.clone(),
+            core: Arc::new(ServiceCore {
+                validator: self.validator.clone(),
+                shared: self.shared.clone(),
+            }),
         }
     }
 }
@@ -219,6 +221,12 @@ impl<S, V> Layer<S> for ApiKeyLayer<V> {
 /// The service made by [`ApiKeyLayer`].
 pub struct ApiKeyService<S, V> {
     inner: S,
+    core: Arc<ServiceCore<V>>,
+}
+
+/// What every clone of a service shares, behind one `Arc`: axum clones the route's service
+/// for each request, so this is one reference count to bump instead of two.
+struct ServiceCore<V> {
     validator: Arc<V>,
     shared: Arc<Authenticator>,
 }
@@ -241,7 +249,7 @@ impl<S, V> ApiKeyService<S, V> {
 
     /// The validator.
     pub fn validator(&self) -> &Arc<V> {
-        &self.validator
+        &self.core.validator
     }
 }
 
@@ -249,8 +257,7 @@ impl<S: Clone, V> Clone for ApiKeyService<S, V> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            validator: self.validator.clone(),
-            shared: self.shared.clone(),
+            core: self.core.clone(),
         }
     }
 }
@@ -283,12 +290,13 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let step = self
+        let core = &*self.core;
+        let step = core
             .shared
-            .begin(&*self.validator, request.headers(), request.extensions());
+            .begin(&*core.validator, request.headers(), request.extensions());
         let (key, ticket) = match step {
             Step::Anonymous => {
-                let state = self.shared.state(None);
+                let state = core.shared.state(None);
                 request.extensions_mut().insert(state);
                 return ResponseFuture::inner(self.inner.call(request));
             }
@@ -296,7 +304,7 @@ where
                 return ResponseFuture::ready(rejection.into_response());
             }
             Step::Decided(Ok(auth)) => {
-                self.admit(&mut request, auth);
+                core.shared.admit(&mut request, auth);
                 return ResponseFuture::inner(self.inner.call(request));
             }
             Step::Validate(key, ticket) => (key, ticket),
@@ -304,13 +312,13 @@ where
         // The ready service is the one we were handed; leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let validator = self.validator.clone();
-        let shared = self.shared.clone();
-        if shared.strip_authorization {
+        let core = self.core.clone();
+        if core.shared.strip_authorization {
             request.headers_mut().remove(AUTHORIZATION);
         }
         ResponseFuture::validating(Box::pin(async move {
-            match shared.finish(&*validator, key, ticket).await {
+            let shared = &core.shared;
+            match shared.finish(&*core.validator, key, ticket).await {
                 Ok(auth) => {
                     request.extensions_mut().insert(shared.state(Some(auth)));
                     inner.call(request).await
@@ -321,16 +329,14 @@ where
     }
 }
 
-impl<S, V> ApiKeyService<S, V> {
+impl Authenticator {
     /// Lets an authenticated request in: the key leaves the headers (unless configured
     /// otherwise) and the outcome enters the extensions.
     fn admit<B>(&self, request: &mut Request<B>, auth: Authenticated) {
-        if self.shared.strip_authorization {
+        if self.strip_authorization {
             request.headers_mut().remove(AUTHORIZATION);
         }
-        request
-            .extensions_mut()
-            .insert(self.shared.state(Some(auth)));
+        request.extensions_mut().insert(self.state(Some(auth)));
     }
 }
 

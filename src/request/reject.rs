@@ -183,6 +183,16 @@ static DEFAULT_RENDERER: LazyLock<Arc<Renderer>> =
 pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 impl Renderer {
+    /// The shared default (realm `api`, no hook).
+    pub(crate) fn default_shared() -> Arc<Renderer> {
+        DEFAULT_RENDERER.clone()
+    }
+
+    /// Whether `renderer` is the shared default (not merely equal to it).
+    pub(crate) fn is_default(renderer: &Arc<Renderer>) -> bool {
+        Arc::ptr_eq(renderer, &DEFAULT_RENDERER)
+    }
+
     pub(crate) fn new(realm: &str, hook: Option<RejectionHook>) -> Self {
         let realm = sanitize_realm(realm);
         let missing = RejectionKind::MissingCredentials;

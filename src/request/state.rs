@@ -15,13 +15,24 @@ use crate::token_info::Authenticated;
 pub(crate) struct AuthState {
     /// `None`: no credentials, on an optional layer.
     pub(crate) auth: Option<Authenticated>,
-    pub(crate) renderer: Arc<Renderer>,
+    /// `None`: the shared default renderer. Most layers use it, and a request that is let in
+    /// then carries no reference count to bump and drop.
+    pub(crate) renderer: Option<Arc<Renderer>>,
+    /// What a [`RateLimitLayer`](crate::ratelimit::RateLimitLayer) inside decided, for the
+    /// `RateLimitInfo` extractor. Kept here rather than as an extension of its own: a second
+    /// insert grows the request's extension map (a rehash on every request).
+    #[cfg(feature = "ratelimit")]
+    pub(crate) rate_limit: Option<crate::ratelimit::RateLimitInfo>,
 }
 
 impl AuthState {
     /// A rejection rendered the way the layer renders its own.
     pub(crate) fn reject(&self, kind: RejectionKind) -> AuthRejection {
-        AuthRejection::new(kind, self.renderer.clone())
+        let renderer = self
+            .renderer
+            .clone()
+            .unwrap_or_else(Renderer::default_shared);
+        AuthRejection::new(kind, renderer)
     }
 
     /// The state the layer left in `extensions`, if any.
