@@ -230,14 +230,33 @@ fn bench_layer(c: &mut Criterion) {
     );
 
     // The same, plus a local per-key limiter whose refill (1 000 000/s) outpaces the loop, so
-    // every iteration is admitted: with the RateLimit fields on the answer, and without.
+    // every iteration is admitted: the auth layer's own limit (`ApiKeyLayer::rate_limit`), with
+    // the `RateLimit` field on the answer and without; then the limit as a layer of its own.
     let unlimited: RatePolicy = "1000000/s".parse().unwrap();
     let limited = handler_router()
-        .layer(RateLimitLayer::new(unlimited))
-        .layer(ApiKeyLayer::new(cache.clone()));
+        .layer(ApiKeyLayer::new(cache.clone()).rate_limit(RateLimitLayer::new(unlimited)));
     case(
         "api_key_cached_limited",
         finalized(limited),
+        Some(key_header.clone()),
+        StatusCode::OK,
+    );
+    let limited_quiet = handler_router().layer(
+        ApiKeyLayer::new(cache.clone())
+            .rate_limit(RateLimitLayer::new(unlimited).headers_on_success(false)),
+    );
+    case(
+        "api_key_cached_limited_no_headers",
+        finalized(limited_quiet),
+        Some(key_header.clone()),
+        StatusCode::OK,
+    );
+    let limit_layer = handler_router()
+        .layer(RateLimitLayer::new(unlimited))
+        .layer(ApiKeyLayer::new(cache.clone()));
+    case(
+        "api_key_cached_limit_layer",
+        finalized(limit_layer),
         Some(key_header.clone()),
         StatusCode::OK,
     );
@@ -250,15 +269,6 @@ fn bench_layer(c: &mut Criterion) {
     case(
         "api_key_cached_noop_layer",
         finalized(noop),
-        Some(key_header.clone()),
-        StatusCode::OK,
-    );
-    let limited_quiet = handler_router()
-        .layer(RateLimitLayer::new(unlimited).headers_on_success(false))
-        .layer(ApiKeyLayer::new(cache.clone()));
-    case(
-        "api_key_cached_limited_no_headers",
-        finalized(limited_quiet),
         Some(key_header.clone()),
         StatusCode::OK,
     );

@@ -274,3 +274,114 @@ async fn quota_comes_back_with_time() {
         StatusCode::OK
     );
 }
+
+// The same limits as an option of the auth layer (`ApiKeyLayer::rate_limit`): decided in the
+// layer itself, on the spot for a key answered at once and after the await for one that is not.
+
+#[tokio::test]
+async fn the_auth_layers_own_limit_counts_each_key_and_writes_the_fields() {
+    let tokens = InMemoryTokens::new();
+    let first = key(&tokens, CreateToken::new("org_a"));
+    let second = key(&tokens, CreateToken::new("org_a"));
+    let limit = RateLimitLayer::new("3/min".parse().unwrap()).name("api");
+    let app = Router::new()
+        .route("/", get(remaining))
+        .layer(ApiKeyLayer::new(tokens.clone()).rate_limit(limit));
+    let base = support::serve(app).await;
+    let client = reqwest::Client::new();
+
+    let ok = get_with(&client, &base, &first).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(header(&ok, "ratelimit-policy"), "\"api\";q=3;w=60");
+    assert_eq!(header(&ok, "ratelimit"), "\"api\";r=2;t=20");
+    // The extractor reads the same decision.
+    assert_eq!(ok.text().await.unwrap(), "2");
+    assert_eq!(burst(&client, &base, &first, 4).await, (2, 2));
+
+    let refused = get_with(&client, &base, &first).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = header(&refused, "retry-after").parse().unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    assert_eq!(
+        header(&refused, "ratelimit"),
+        format!("\"api\";r=0;t={retry}")
+    );
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+
+    // Another key has its own bucket.
+    assert_eq!(burst(&client, &base, &second, 3).await, (3, 0));
+}
+
+#[tokio::test]
+async fn the_auth_layers_own_limit_applies_after_an_awaited_validation_too() {
+    use axum_api_key::validator::InvalidReason;
+    use axum_api_key::{Authenticated, TokenInfo, ValidateError, validator_fn};
+
+    // A validator that always needs awaiting: every request takes the asynchronous path.
+    let validator = validator_fn(|key: axum_api_key::ApiKey| async move {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if key.expose_secret().starts_with("good") {
+            Ok(Authenticated::new(
+                TokenInfo::builder(&key.expose_secret()[..20], "org_a").build(),
+            ))
+        } else {
+            Err(ValidateError::Invalid(InvalidReason::Unknown))
+        }
+    });
+    let app = Router::new().route("/", get(remaining)).layer(
+        ApiKeyLayer::new(validator)
+            .without_failed_key_throttle()
+            .rate_limit(RateLimitLayer::new("2/h".parse().unwrap())),
+    );
+    let base = support::serve(app).await;
+    let client = reqwest::Client::new();
+    let key = "good-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let ok = get_with(&client, &base, key).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(header(&ok, "ratelimit"), "\"default\";r=1;t=1800");
+    assert_eq!(ok.text().await.unwrap(), "1");
+    assert_eq!(burst(&client, &base, key, 3).await, (1, 2));
+    // A refused key is a 401, never a 429: the limit counts authenticated requests only.
+    let bad = get_with(&client, &base, "bad-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaaa").await;
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_auth_layers_own_limit_renders_with_its_hook_and_skips_anonymous_requests() {
+    let tokens = InMemoryTokens::new();
+    let key = key(&tokens, CreateToken::new("org_a"));
+    let layer = ApiKeyLayer::new(tokens.clone())
+        .optional()
+        .rate_limit(RateLimitLayer::new("1/h".parse().unwrap()))
+        .on_rejection(|rejection| {
+            (
+                rejection.kind().status(),
+                format!("custom: {}", rejection.kind().error_code()),
+            )
+                .into_response()
+        });
+    let app =
+        Router::new()
+            .route(
+                "/",
+                get(|info: Option<RateLimitInfo>| async move {
+                    format!("{:?}", info.map(|i| i.remaining))
+                }),
+            )
+            .layer(layer);
+    let base = support::serve(app).await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let anonymous = client.get(format!("{base}/")).send().await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::OK);
+        assert!(anonymous.headers().get("ratelimit").is_none());
+        assert_eq!(anonymous.text().await.unwrap(), "None");
+    }
+    let ok = get_with(&client, &base, &key).await;
+    assert_eq!(ok.text().await.unwrap(), "Some(0)");
+    let refused = get_with(&client, &base, &key).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().get("retry-after").is_some());
+    assert_eq!(refused.text().await.unwrap(), "custom: rate_limited");
+}

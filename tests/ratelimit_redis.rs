@@ -78,16 +78,26 @@ struct Instance {
     redis: RedisLimiter,
 }
 
-async fn instance(tokens: &InMemoryTokens, url: &str, policy: &str) -> Instance {
+/// The limit as a layer of its own inside the auth layer, or as the auth layer's own
+/// (`ApiKeyLayer::rate_limit`): both forms share buckets through Redis.
+#[derive(Clone, Copy)]
+enum Form {
+    Layer,
+    AuthLayerOption,
+}
+
+async fn instance(tokens: &InMemoryTokens, url: &str, policy: &str, form: Form) -> Instance {
     let redis = RedisLimiter::builder(url)
         .prefix("test:rl")
         .timeout(Duration::from_millis(50))
         .build()
         .unwrap();
-    let app = Router::new()
-        .route("/", get(|| async { "ok" }))
-        .layer(RateLimitLayer::new(policy.parse().unwrap()).redis(redis.clone()))
-        .layer(ApiKeyLayer::new(tokens.clone()));
+    let limit = RateLimitLayer::new(policy.parse().unwrap()).redis(redis.clone());
+    let routes = Router::new().route("/", get(|| async { "ok" }));
+    let app = match form {
+        Form::Layer => routes.layer(limit).layer(ApiKeyLayer::new(tokens.clone())),
+        Form::AuthLayerOption => routes.layer(ApiKeyLayer::new(tokens.clone()).rate_limit(limit)),
+    };
     Instance {
         base: support::serve(app).await,
         redis,
@@ -123,8 +133,8 @@ async fn two_instances_share_one_quota_within_ten_percent() {
     let key = tokens.create(CreateToken::new("org_a")).unwrap().key;
     let key = key.expose_secret();
     let warm = tokens.create(CreateToken::new("org_w")).unwrap().key;
-    let a = instance(&tokens, &server.url(), "40/min").await;
-    let b = instance(&tokens, &server.url(), "40/min").await;
+    let a = instance(&tokens, &server.url(), "40/min", Form::Layer).await;
+    let b = instance(&tokens, &server.url(), "40/min", Form::AuthLayerOption).await;
     let client = reqwest::Client::new();
     until_connected(&client, &a, warm.expose_secret()).await;
     until_connected(&client, &b, warm.expose_secret()).await;
@@ -181,7 +191,7 @@ async fn redis_killed_mid_run_requests_keep_answering_on_local_limits() {
     let key = tokens.create(CreateToken::new("org_a")).unwrap().key;
     let key = key.expose_secret();
     let warm = tokens.create(CreateToken::new("org_w")).unwrap().key;
-    let a = instance(&tokens, &server.url(), "10/min").await;
+    let a = instance(&tokens, &server.url(), "10/min", Form::AuthLayerOption).await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

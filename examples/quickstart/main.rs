@@ -93,13 +93,16 @@ async fn my_tasks(
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     metrics::serve_from_env().await?; // METRICS_PORT: Prometheus text on 127.0.0.1 only
     let setup = setup::from_env().await?;
+    let mut auth = ApiKeyLayer::new(setup.validator()).realm("quickstart");
+    if let Some(limit) = setup.rate_limit() {
+        auth = auth.rate_limit(limit); // per-key limits when RATE_LIMIT is set
+    }
     let api = Router::new()
         .route("/api/resources", get(resources))
         .route("/api/me", get(me))
         .route("/api/ping", get(|_: OrgScope| async { "ok" })) // auth cost, for load tests
         .route("/api/my/tasks", get(my_tasks))
-        .layer(setup.rate_limit()) // per-key limits when RATE_LIMIT is set
-        .layer(ApiKeyLayer::new(setup.validator()).realm("quickstart"));
+        .layer(auth);
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest("/keys", setup.key_management()) // your customers' keys page and API

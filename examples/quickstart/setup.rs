@@ -38,8 +38,6 @@ use axum_api_key::scalekit::ScalekitClient;
 use axum_api_key::validator::BoxValidator;
 use axum_api_key::{ApiKeyLayer, InMemoryTokens, Validator};
 use tokio::net::TcpListener;
-use tower::layer::util::Identity;
-use tower::util::{Either, option_layer};
 
 /// What `main` needs from the environment.
 pub struct Setup {
@@ -76,9 +74,9 @@ impl Setup {
             .route("/keys/", get(|| async { Redirect::permanent("/keys") }))
     }
 
-    /// The per-key rate limit: a no-op layer unless `RATE_LIMIT` is set.
-    pub fn rate_limit(&self) -> Either<RateLimitLayer, Identity> {
-        option_layer(self.rate_limit.clone())
+    /// The per-key rate limit, when `RATE_LIMIT` is set.
+    pub fn rate_limit(&self) -> Option<RateLimitLayer> {
+        self.rate_limit.clone()
     }
 
     /// Serves `app`, with the peer address of each connection for the failed-key throttle.

@@ -10,39 +10,75 @@
 //! random (their keys get a fresh bucket; counted in `evicted_active`).
 
 use std::borrow::Borrow;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock, Reference};
+use governor::clock::{Clock, QuantaClock, QuantaInstant, Reference};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 
 use super::RatePolicy;
 
 type Limiter =
-    governor::RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+    governor::RateLimiter<NotKeyed, InMemoryState, MarkingClock, StateInformationMiddleware>;
+
+/// The clock of one cell's limiter: quanta's TSC clock (a few nanoseconds a read, against tens
+/// for the OS clock), which also keeps its last reading. The decision's own clock read thus
+/// marks when the cell was last used: one read per decision, not two.
+struct MarkingClock {
+    clock: QuantaClock,
+    origin: QuantaInstant,
+    /// Nanoseconds since `origin` of the last reading.
+    last_read: AtomicU64,
+}
+
+impl MarkingClock {
+    fn nanos_since_origin(&self, instant: QuantaInstant) -> u64 {
+        u64::from(instant.duration_since(self.origin))
+    }
+}
+
+impl Clock for MarkingClock {
+    type Instant = QuantaInstant;
+
+    fn now(&self) -> QuantaInstant {
+        let now = self.clock.now();
+        // A plain store: concurrent decisions may leave a reading a few nanoseconds older,
+        // which only the idle sweep reads, at window scale.
+        self.last_read
+            .store(self.nanos_since_origin(now), Ordering::Relaxed);
+        now
+    }
+}
 
 /// One key's GCRA state.
 pub(crate) struct Cell {
     policy: RatePolicy,
     limiter: Limiter,
-    /// Milliseconds since the map's origin of the last decision.
-    last_seen: AtomicU64,
-    /// Milliseconds since the map's origin until which the throttle refuses (unused by the
+    /// Nanoseconds since the map's origin until which the throttle refuses (unused by the
     /// per-key limiter).
     blocked_until: AtomicU64,
 }
 
 impl Cell {
-    fn new(policy: RatePolicy, clock: &DefaultClock, now: u64) -> Self {
+    fn new(policy: RatePolicy, clock: &QuantaClock, origin: QuantaInstant, now: u64) -> Self {
+        let clock = MarkingClock {
+            clock: clock.clone(),
+            origin,
+            last_read: AtomicU64::new(now),
+        };
         Self {
             policy,
-            limiter: governor::RateLimiter::direct_with_clock(policy.quota(), clock.clone())
+            limiter: governor::RateLimiter::direct_with_clock(policy.quota(), clock)
                 .with_middleware::<StateInformationMiddleware>(),
-            last_seen: AtomicU64::new(now),
             blocked_until: AtomicU64::new(0),
         }
+    }
+
+    /// Nanoseconds since the map's origin of the last decision.
+    fn last_seen(&self) -> u64 {
+        self.limiter.clock().last_read.load(Ordering::Relaxed)
     }
 
     fn decide(&self) -> Outcome {
@@ -62,8 +98,8 @@ impl Cell {
     }
 
     fn idle_for_a_window(&self, now: u64) -> bool {
-        let idle = now.saturating_sub(self.last_seen.load(Ordering::Relaxed));
-        idle >= millis(self.policy.window()) && now >= self.blocked_until.load(Ordering::Relaxed)
+        let idle = now.saturating_sub(self.last_seen());
+        idle >= nanos(self.policy.window()) && now >= self.blocked_until.load(Ordering::Relaxed)
     }
 }
 
@@ -77,23 +113,23 @@ pub(crate) enum Outcome {
     Limited { retry_after: Duration },
 }
 
-/// Keys to GCRA cells, at most about `max` of them.
-pub(crate) struct Cells<K> {
-    map: papaya::HashMap<K, Cell>,
+/// Keys to GCRA cells, at most about `max` of them, hashed by `S`: SipHash (std's default) for
+/// keys a client picks (its address), a faster hasher for ids of validated keys.
+pub(crate) struct Cells<K, S = std::hash::RandomState> {
+    map: papaya::HashMap<K, Cell, S>,
     max: usize,
-    /// The clock every cell's limiter reads (quanta's TSC clock: a few nanoseconds a read,
-    /// against tens for the OS clock), read here too for `last_seen`.
-    clock: DefaultClock,
-    origin: <DefaultClock as Clock>::Instant,
+    /// The clock every cell's limiter reads, and the origin of the cells' nanosecond marks.
+    clock: QuantaClock,
+    origin: QuantaInstant,
     sweeping: AtomicBool,
     evicted_active: AtomicU64,
 }
 
-impl<K: Hash + Eq + Send + Sync + 'static> Cells<K> {
+impl<K: Hash + Eq + Send + Sync + 'static, S: BuildHasher + Default> Cells<K, S> {
     pub(crate) fn new(max: usize) -> Self {
-        let clock = DefaultClock::default();
+        let clock = QuantaClock::default();
         Self {
-            map: papaya::HashMap::new(),
+            map: papaya::HashMap::builder().hasher(S::default()).build(),
             max: max.max(1),
             origin: clock.now(),
             clock,
@@ -102,8 +138,9 @@ impl<K: Hash + Eq + Send + Sync + 'static> Cells<K> {
         }
     }
 
+    /// Nanoseconds since the map's origin.
     fn now(&self) -> u64 {
-        u64::from(self.clock.now().duration_since(self.origin)) / 1_000_000
+        u64::from(self.clock.now().duration_since(self.origin))
     }
 
     /// Spends one request of `key` under `policy`. A key seen under another policy (its claim
@@ -113,24 +150,26 @@ impl<K: Hash + Eq + Send + Sync + 'static> Cells<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let now = self.now();
         let map = self.map.pin();
         if let Some(cell) = map.get(key) {
             if cell.policy == policy {
-                cell.last_seen.store(now, Ordering::Relaxed);
                 return cell.decide();
             }
+            let now = self.now();
             // A new policy: a new bucket (rare; a race here costs at most one extra burst).
-            let cell = Cell::new(policy, &self.clock, now);
+            let cell = Cell::new(policy, &self.clock, self.origin, now);
             let outcome = cell.decide();
             map.insert(key.to_owned(), cell);
             return outcome;
         }
+        let now = self.now();
         if map.len() >= self.max {
             self.make_room(now);
         }
-        map.get_or_insert_with(key.to_owned(), || Cell::new(policy, &self.clock, now))
-            .decide()
+        map.get_or_insert_with(key.to_owned(), || {
+            Cell::new(policy, &self.clock, self.origin, now)
+        })
+        .decide()
     }
 
     /// Whether `key` spent anything within its last window (it has a cell that is not idle).
@@ -155,7 +194,7 @@ impl<K: Hash + Eq + Send + Sync + 'static> Cells<K> {
         let now = self.now();
         let map = self.map.pin();
         let until = map.get(key)?.blocked_until.load(Ordering::Relaxed);
-        (until > now).then(|| Duration::from_millis(until - now))
+        (until > now).then(|| Duration::from_nanos(until - now))
     }
 
     /// Spends one request of `key` under `policy`, and when that empties its bucket (or it was
@@ -173,7 +212,7 @@ impl<K: Hash + Eq + Send + Sync + 'static> Cells<K> {
         };
         let now = self.now();
         // Round up: a client is never let through before its bucket has a token again.
-        let until = now.saturating_add(millis(wait)).saturating_add(1);
+        let until = now.saturating_add(nanos(wait)).saturating_add(1);
         if let Some(cell) = self.map.pin().get(key) {
             cell.blocked_until.fetch_max(until, Ordering::Relaxed);
         }
@@ -220,8 +259,8 @@ impl<K: Hash + Eq + Send + Sync + 'static> Cells<K> {
     }
 }
 
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

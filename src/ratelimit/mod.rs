@@ -37,6 +37,7 @@ mod redis;
 mod service;
 mod throttle;
 
+pub(crate) use cells::Outcome;
 pub use layer::{
     DEFAULT_CLAIM, DEFAULT_MAX_KEYS, LimitBy, RATELIMIT, RATELIMIT_POLICY, RateLimitInfo,
     RateLimitLayer,
@@ -48,6 +49,7 @@ pub use redis::{
     RedisLimiterStats,
 };
 pub use service::{RateLimit, RateLimitFuture};
+pub(crate) use service::{SuccessHeaders, add_headers};
 pub use throttle::{
     ClientFn, ClientKey, ClientSource, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_IN_FLIGHT_PER_CLIENT,
     FailedKeyThrottle, InFlight, RetryAfter, ThrottleStats, forwarded_client,

@@ -16,6 +16,7 @@ use super::cells::Outcome;
 use crate::request::reject::retry_after_secs;
 use crate::request::reject::{AuthRejection, RejectionKind};
 use crate::request::state::AuthState;
+use crate::token_info::TokenInfo;
 
 use super::layer::{RATELIMIT, RATELIMIT_POLICY, RateLimitInfo, RateLimitLayer, missing_layer};
 
@@ -59,20 +60,15 @@ where
             // Anonymous, under an optional auth layer: not ours to limit.
             return RateLimitFuture::inner(self.inner.call(request), None);
         };
-        let (id, policy) = self.layer.resolve(auth.info());
 
         #[cfg(feature = "redis")]
-        if let Some(redis) = self.layer.config.redis.clone() {
-            let key = redis.key(&self.layer.config.name, id, policy);
-            let id: Box<str> = id.into();
+        if self.layer.is_shared() {
+            let auth = auth.clone();
             let clone = self.inner.clone();
             let mut inner = std::mem::replace(&mut self.inner, clone);
             let layer = self.layer.clone();
             return RateLimitFuture::boxed(Box::pin(async move {
-                let outcome = match redis.check(&key, policy).await {
-                    Some(outcome) => outcome,
-                    None => layer.cells.check(&*id, policy),
-                };
+                let (policy, outcome) = layer.check(auth.info()).await;
                 match layer.answer(&mut request, policy, outcome) {
                     Ok(headers) => {
                         let mut response = inner.call(request).await?;
@@ -84,7 +80,7 @@ where
             }));
         }
 
-        let outcome = self.layer.cells.check(id, policy);
+        let (policy, outcome) = self.layer.check_local(auth.info());
         match self.layer.answer(&mut request, policy, outcome) {
             Ok(headers) => RateLimitFuture::inner(self.inner.call(request), headers),
             Err(response) => RateLimitFuture::ready(response),
@@ -92,16 +88,72 @@ where
     }
 }
 
+/// The fields a [`RateLimitLayer`] adds to an admitted request's answer, if any.
+pub(crate) type SuccessHeaders = Option<[HeaderValue; 2]>;
+
 impl RateLimitLayer {
-    /// Admitted: the info extension is in place, and the headers to add (if any). Refused: the
-    /// 429, rendered by the auth layer's renderer (a rare path; the response is not boxed).
+    /// Whether decisions go through Redis (and so must be awaited).
+    pub(crate) fn is_shared(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.config.redis.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
+    /// Spends one request of `info`'s bucket in this instance's buckets.
+    pub(crate) fn check_local(&self, info: &TokenInfo) -> (RatePolicy, Outcome) {
+        let (id, policy) = self.resolve(info);
+        (policy, self.cells.check(id, policy))
+    }
+
+    /// Spends one request of `info`'s bucket: on Redis when the layer shares its buckets and
+    /// Redis answers in time, else locally.
+    pub(crate) async fn check(&self, info: &TokenInfo) -> (RatePolicy, Outcome) {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.config.redis {
+            let (id, policy) = self.resolve(info);
+            let key = redis.key(&self.config.name, id, policy);
+            if let Some(outcome) = redis.check(&key, policy).await {
+                return (policy, outcome);
+            }
+            return (policy, self.cells.check(id, policy));
+        }
+        self.check_local(info)
+    }
+
+    /// For the standalone layer: admitted, the quota goes into the auth layer's state and the
+    /// fields to add (if any) come back; refused, the 429 (rendered by the auth layer's
+    /// renderer).
     #[allow(clippy::result_large_err)]
-    fn answer<B>(
+    pub(crate) fn answer<B>(
         &self,
         request: &mut Request<B>,
         policy: RatePolicy,
         outcome: Outcome,
-    ) -> Result<Option<[HeaderValue; 2]>, Response> {
+    ) -> Result<SuccessHeaders, Response> {
+        let settled = self.settle(policy, outcome, |kind| {
+            match request.extensions().get::<AuthState>() {
+                Some(state) => state.reject(kind),
+                None => AuthRejection::without_layer(kind),
+            }
+        });
+        let (info, headers) = settled?;
+        // The auth layer's state is there (`call` found it): the quota goes with it.
+        if let Some(state) = request.extensions_mut().get_mut::<AuthState>() {
+            state.rate_limit = Some(info);
+        }
+        Ok(headers)
+    }
+
+    /// Turns a decision into the quota for handlers and the fields for the answer, or the 429
+    /// (through `reject`, which renders as the auth layer does).
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn settle(
+        &self,
+        policy: RatePolicy,
+        outcome: Outcome,
+        reject: impl FnOnce(RejectionKind) -> AuthRejection,
+    ) -> Result<(RateLimitInfo, SuccessHeaders), Response> {
         match outcome {
             Outcome::Allowed { remaining, reset } => {
                 crate::telemetry::rate_limit("key", "allowed");
@@ -109,24 +161,17 @@ impl RateLimitLayer {
                     .config
                     .headers_on_success
                     .then(|| self.headers(policy, remaining, reset));
-                // The auth layer's state is there (`call` found it): the quota goes with it.
-                if let Some(state) = request.extensions_mut().get_mut::<AuthState>() {
-                    state.rate_limit = Some(RateLimitInfo {
-                        policy,
-                        remaining,
-                        reset_after: reset,
-                    });
-                }
-                Ok(headers)
+                let info = RateLimitInfo {
+                    policy,
+                    remaining,
+                    reset_after: reset,
+                };
+                Ok((info, headers))
             }
             Outcome::Limited { retry_after } => {
                 crate::telemetry::rate_limit("key", "limited");
                 crate::telemetry::request(crate::telemetry::Outcome::RateLimited);
-                let kind = RejectionKind::RateLimited { retry_after };
-                let rejection = match request.extensions().get::<AuthState>() {
-                    Some(state) => state.reject(kind),
-                    None => AuthRejection::without_layer(kind),
-                };
+                let rejection = reject(RejectionKind::RateLimited { retry_after });
                 let mut response = rejection.into_response();
                 if !response.headers().contains_key(RETRY_AFTER) {
                     response.headers_mut().insert(
@@ -141,7 +186,8 @@ impl RateLimitLayer {
     }
 }
 
-fn add_headers(response: &mut Response, headers: Option<[HeaderValue; 2]>) {
+/// Adds what [`RateLimitLayer::answer`] prepared to an admitted request's answer.
+pub(crate) fn add_headers(response: &mut Response, headers: SuccessHeaders) {
     if let Some([policy, state]) = headers {
         let map = response.headers_mut();
         map.insert(RATELIMIT_POLICY.clone(), policy);
@@ -161,7 +207,7 @@ pin_project_lite::pin_project! {
     #[project = StateProj]
     enum State<F, E> {
         Ready { response: Option<Response> },
-        Inner { #[pin] future: F, headers: Option<[HeaderValue; 2]> },
+        Inner { #[pin] future: F, headers: SuccessHeaders },
         Boxed { future: BoxFuture<Result<Response, E>> },
     }
 }
@@ -174,7 +220,7 @@ impl<F, E> RateLimitFuture<F, E> {
             },
         }
     }
-    fn inner(future: F, headers: Option<[HeaderValue; 2]>) -> Self {
+    fn inner(future: F, headers: SuccessHeaders) -> Self {
         Self {
             state: State::Inner { future, headers },
         }

@@ -46,6 +46,9 @@ pub(crate) struct Authenticator {
     /// Throttles clients that present refused keys (feature `ratelimit`; on by default).
     #[cfg(feature = "ratelimit")]
     pub(crate) throttle: Option<Arc<FailedKeyThrottle>>,
+    /// Limits every authenticated request, in the layer itself (feature `ratelimit`).
+    #[cfg(feature = "ratelimit")]
+    pub(crate) limits: Option<crate::ratelimit::RateLimitLayer>,
 }
 
 /// Where a request stands after the synchronous part of the pipeline.
@@ -122,7 +125,7 @@ impl Authenticator {
         }
     }
 
-    fn reject(&self, kind: RejectionKind) -> AuthRejection {
+    pub(crate) fn reject(&self, kind: RejectionKind) -> AuthRejection {
         AuthRejection::new(kind, self.renderer.clone())
     }
 

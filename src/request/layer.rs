@@ -87,6 +87,8 @@ impl<V: Validator> ApiKeyLayer<V> {
                 format: validator.key_format(),
                 #[cfg(feature = "ratelimit")]
                 throttle: Some(Arc::new(FailedKeyThrottle::default())),
+                #[cfg(feature = "ratelimit")]
+                limits: None,
             }),
         }
     }
@@ -139,6 +141,29 @@ impl<V: Validator> ApiKeyLayer<V> {
     #[cfg(feature = "ratelimit")]
     pub fn without_failed_key_throttle(self) -> Self {
         self.with(|shared| shared.throttle = None)
+    }
+
+    /// Limits every authenticated request by `limits` (feature `ratelimit`), decided in this
+    /// layer right after authentication: the same decisions, answers and
+    /// [`RateLimitInfo`](crate::ratelimit::RateLimitInfo) as a
+    /// [`RateLimitLayer`](crate::ratelimit::RateLimitLayer) placed inside it, without a service
+    /// and a future of its own (the cheaper form when one policy covers every route of the
+    /// layer; use separate `RateLimitLayer`s for per-route-group policies). Requests without
+    /// credentials, under [`optional`](Self::optional), are not limited.
+    ///
+    /// ```
+    /// use axum::{routing::get, Router};
+    /// use axum_api_key::ratelimit::RateLimitLayer;
+    /// use axum_api_key::{ApiKeyLayer, InMemoryTokens};
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/search", get(|| async { "results" }))
+    ///     .layer(ApiKeyLayer::new(InMemoryTokens::new())
+    ///         .rate_limit(RateLimitLayer::new("100/min".parse().unwrap())));
+    /// ```
+    #[cfg(feature = "ratelimit")]
+    pub fn rate_limit(self, limits: crate::ratelimit::RateLimitLayer) -> Self {
+        self.with(|shared| shared.limits = Some(limits))
     }
 
     /// The failed-key throttle, for its [`stats`](FailedKeyThrottle::stats).
@@ -298,14 +323,18 @@ where
             Step::Anonymous => {
                 let state = core.shared.state(None);
                 request.extensions_mut().insert(state);
-                return ResponseFuture::inner(self.inner.call(request));
+                return ResponseFuture::inner(self.inner.call(request), None);
             }
             Step::Decided(Err(rejection)) => {
                 return ResponseFuture::ready(rejection.into_response());
             }
+            #[cfg(feature = "ratelimit")]
+            Step::Decided(Ok(auth)) if core.shared.limits.is_some() => {
+                return self.call_limited(request, auth);
+            }
             Step::Decided(Ok(auth)) => {
                 core.shared.admit(&mut request, auth);
-                return ResponseFuture::inner(self.inner.call(request));
+                return ResponseFuture::inner(self.inner.call(request), None);
             }
             Step::Validate(key, ticket) => (key, ticket),
         };
@@ -320,12 +349,86 @@ where
             let shared = &core.shared;
             match shared.finish(&*core.validator, key, ticket).await {
                 Ok(auth) => {
+                    #[cfg(feature = "ratelimit")]
+                    if let Some(limits) = shared.limits.as_ref() {
+                        let (policy, outcome) = limits.check(auth.info()).await;
+                        return match shared.admit_limited(
+                            limits,
+                            &mut request,
+                            auth,
+                            policy,
+                            outcome,
+                        ) {
+                            Ok(headers) => {
+                                let mut response = inner.call(request).await?;
+                                add_success_headers(&mut response, headers);
+                                Ok(response)
+                            }
+                            Err(response) => Ok(response),
+                        };
+                    }
                     request.extensions_mut().insert(shared.state(Some(auth)));
                     inner.call(request).await
                 }
                 Err(rejection) => Ok(rejection.into_response()),
             }
         }))
+    }
+}
+
+#[cfg(feature = "ratelimit")]
+impl<S, V> ApiKeyService<S, V>
+where
+    V: Validator,
+{
+    /// An authenticated request under [`ApiKeyLayer::rate_limit`]: decided on the spot for
+    /// local buckets, in a boxed future for Redis-shared ones.
+    fn call_limited<B>(
+        &mut self,
+        mut request: Request<B>,
+        auth: Authenticated,
+    ) -> ResponseFuture<S::Future, S::Error>
+    where
+        S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        B: Send + 'static,
+    {
+        let core = &*self.core;
+        let Some(limits) = core.shared.limits.as_ref() else {
+            core.shared.admit(&mut request, auth);
+            return ResponseFuture::inner(self.inner.call(request), None);
+        };
+        if limits.is_shared() {
+            let core = self.core.clone();
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            return ResponseFuture::validating(Box::pin(async move {
+                let Some(limits) = core.shared.limits.as_ref() else {
+                    core.shared.admit(&mut request, auth);
+                    return inner.call(request).await;
+                };
+                let (policy, outcome) = limits.check(auth.info()).await;
+                match core
+                    .shared
+                    .admit_limited(limits, &mut request, auth, policy, outcome)
+                {
+                    Ok(headers) => {
+                        let mut response = inner.call(request).await?;
+                        add_success_headers(&mut response, headers);
+                        Ok(response)
+                    }
+                    Err(response) => Ok(response),
+                }
+            }));
+        }
+        let (policy, outcome) = limits.check_local(auth.info());
+        match core
+            .shared
+            .admit_limited(limits, &mut request, auth, policy, outcome)
+        {
+            Ok(headers) => ResponseFuture::inner(self.inner.call(request), headers),
+            Err(response) => ResponseFuture::ready(response),
+        }
     }
 }
 
@@ -337,6 +440,29 @@ impl Authenticator {
             request.headers_mut().remove(AUTHORIZATION);
         }
         request.extensions_mut().insert(self.state(Some(auth)));
+    }
+
+    /// [`admit`](Self::admit) under the layer's own limit, given its decision: admitted, the
+    /// state carries the quota (one extension insert, as without a limit) and the answer's
+    /// fields come back; refused, the 429, rendered as the layer renders.
+    #[cfg(feature = "ratelimit")]
+    #[allow(clippy::result_large_err)]
+    fn admit_limited<B>(
+        &self,
+        limits: &crate::ratelimit::RateLimitLayer,
+        request: &mut Request<B>,
+        auth: Authenticated,
+        policy: crate::ratelimit::RatePolicy,
+        outcome: crate::ratelimit::Outcome,
+    ) -> Result<SuccessHeaders, Response> {
+        let (info, headers) = limits.settle(policy, outcome, |kind| self.reject(kind))?;
+        if self.strip_authorization {
+            request.headers_mut().remove(AUTHORIZATION);
+        }
+        let mut state = self.state(Some(auth));
+        state.rate_limit = Some(info);
+        request.extensions_mut().insert(state);
+        Ok(headers)
     }
 }
 
@@ -353,8 +479,9 @@ pin_project_lite::pin_project! {
     enum State<F, E> {
         // Rejected before any validation.
         Ready { response: Option<Response> },
-        // No credentials in optional mode: straight to the inner service.
-        Inner { #[pin] future: F },
+        // Let in (or no credentials in optional mode): the inner service, then the rate-limit
+        // fields, if a limit of the layer's own prepared any.
+        Inner { #[pin] future: F, headers: SuccessHeaders },
         // Validating, then calling the inner service.
         Validating { future: BoxFuture<Result<Response, E>> },
     }
@@ -368,9 +495,9 @@ impl<F, E> ResponseFuture<F, E> {
             },
         }
     }
-    fn inner(future: F) -> Self {
+    fn inner(future: F, headers: SuccessHeaders) -> Self {
         Self {
-            state: State::Inner { future },
+            state: State::Inner { future, headers },
         }
     }
     fn validating(future: BoxFuture<Result<Response, E>>) -> Self {
@@ -394,11 +521,31 @@ where
                     http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
                 })))
             }
-            StateProj::Inner { future } => future.poll(cx),
+            StateProj::Inner { future, headers } => match future.poll(cx) {
+                Poll::Ready(Ok(mut response)) => {
+                    add_success_headers(&mut response, headers.take());
+                    Poll::Ready(Ok(response))
+                }
+                other => other,
+            },
             StateProj::Validating { future } => future.as_mut().poll(cx),
         }
     }
 }
+
+/// What a limit of the layer's own adds to an admitted answer (nothing without the feature).
+#[cfg(feature = "ratelimit")]
+type SuccessHeaders = crate::ratelimit::SuccessHeaders;
+#[cfg(not(feature = "ratelimit"))]
+type SuccessHeaders = Option<std::convert::Infallible>;
+
+#[cfg(feature = "ratelimit")]
+fn add_success_headers(response: &mut Response, headers: SuccessHeaders) {
+    crate::ratelimit::add_headers(response, headers);
+}
+
+#[cfg(not(feature = "ratelimit"))]
+fn add_success_headers(_response: &mut Response, _headers: SuccessHeaders) {}
 
 impl<F, E> fmt::Debug for ResponseFuture<F, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
