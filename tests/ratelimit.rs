@@ -89,7 +89,8 @@ async fn headers_on_200_and_429_follow_the_draft() {
 
     let first = get_with(&client, &base, &key).await;
     assert_eq!(first.status(), StatusCode::OK);
-    assert_eq!(header(&first, "ratelimit-policy"), "\"api\";q=3;w=60");
+    // On a success, the quota state only (the policy comes with a 429, or on request).
+    assert!(first.headers().get("ratelimit-policy").is_none());
     // One token used: it comes back in 20 s.
     assert_eq!(header(&first, "ratelimit"), "\"api\";r=2;t=20");
     assert!(first.headers().get("retry-after").is_none());
@@ -283,7 +284,9 @@ async fn the_auth_layers_own_limit_counts_each_key_and_writes_the_fields() {
     let tokens = InMemoryTokens::new();
     let first = key(&tokens, CreateToken::new("org_a"));
     let second = key(&tokens, CreateToken::new("org_a"));
-    let limit = RateLimitLayer::new("3/min".parse().unwrap()).name("api");
+    let limit = RateLimitLayer::new("3/min".parse().unwrap())
+        .name("api")
+        .policy_on_success(true);
     let app = Router::new()
         .route("/", get(remaining))
         .layer(ApiKeyLayer::new(tokens.clone()).rate_limit(limit));

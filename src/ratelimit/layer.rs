@@ -53,6 +53,7 @@ pub(super) struct Config {
     pub(super) claim: Option<Arc<str>>,
     pub(super) policy_fn: Option<PolicyFn>,
     pub(super) headers_on_success: bool,
+    pub(super) policy_on_success: bool,
     pub(super) max_keys: usize,
     /// The `RateLimit-Policy` value of `policy`, prepared (rebuilt by `with`).
     pub(super) policy_header: Option<(RatePolicy, HeaderValue)>,
@@ -71,9 +72,10 @@ pub(super) struct Config {
 /// - **Answers**: over the limit, 429 with `Retry-After` through the auth layer's renderer
 ///   ([`ApiKeyLayer::on_rejection`](crate::ApiKeyLayer::on_rejection) sees
 ///   [`RejectionKind::RateLimited`]), plus `RateLimit-Policy: "default";q=100;w=60` and
-///   `RateLimit: "default";r=0;t=5`; successful answers carry both too unless
-///   [`headers_on_success(false)`](Self::headers_on_success). Handlers read the quota with the
-///   [`RateLimitInfo`] extractor.
+///   `RateLimit: "default";r=0;t=5`; successful answers carry `RateLimit` too unless
+///   [`headers_on_success(false)`](Self::headers_on_success), and `RateLimit-Policy` as well
+///   with [`policy_on_success(true)`](Self::policy_on_success). Handlers read the quota with
+///   the [`RateLimitInfo`] extractor.
 /// - **Groups**: one layer is one group's state; give each route group its own layer (and its
 ///   own [`name`](Self::name), which the headers and the Redis keys carry). Clones of a layer
 ///   share its buckets.
@@ -117,6 +119,7 @@ impl RateLimitLayer {
                 claim: Some(DEFAULT_CLAIM.into()),
                 policy_fn: None,
                 headers_on_success: true,
+                policy_on_success: false,
                 max_keys: DEFAULT_MAX_KEYS,
                 policy_header: Some((policy, policy_header("default", policy))),
                 #[cfg(feature = "redis")]
@@ -188,10 +191,19 @@ impl RateLimitLayer {
         self.with(|config| config.policy_fn = Some(Arc::new(f)))
     }
 
-    /// Whether successful answers carry `RateLimit-Policy` and `RateLimit` (default `true`).
+    /// Whether successful answers carry the `RateLimit` field (default `true`): the quota left
+    /// and when it is whole again, what a client needs to pace itself.
     #[must_use]
     pub fn headers_on_success(self, on: bool) -> Self {
         self.with(|config| config.headers_on_success = on)
+    }
+
+    /// Whether successful answers carry `RateLimit-Policy` too (default `false`; a 429 always
+    /// does). The policy rarely changes, so sending it on every answer mostly costs a header
+    /// per response; the draft lets a server send it in any response it likes.
+    #[must_use]
+    pub fn policy_on_success(self, on: bool) -> Self {
+        self.with(|config| config.policy_on_success = on)
     }
 
     /// How many keys (users, organizations) to track at most (default [`DEFAULT_MAX_KEYS`]).
@@ -247,23 +259,17 @@ impl RateLimitLayer {
         (id, policy)
     }
 
-    pub(super) fn headers(
-        &self,
-        policy: RatePolicy,
-        remaining: u32,
-        reset: Duration,
-    ) -> [HeaderValue; 2] {
-        // The layer's own policy is formatted once; a key's own policy on each answer.
-        let policy_value = match &self.config.policy_header {
+    /// `RateLimit-Policy`: the layer's own policy formatted once, a key's own on each answer.
+    pub(super) fn policy_value(&self, policy: RatePolicy) -> HeaderValue {
+        match &self.config.policy_header {
             Some((default, value)) if *default == policy => value.clone(),
             _ => policy_header(&self.config.name, policy),
-        };
-        [policy_value, self.state_header(remaining, reset)]
+        }
     }
 
     /// `"name";r=<remaining>;t=<reset>`, on every admitted answer: built in one exact-size
     /// allocation (`itoa`, no `fmt` machinery), which `Bytes` then owns without copying.
-    fn state_header(&self, remaining: u32, reset: Duration) -> HeaderValue {
+    pub(super) fn state_header(&self, remaining: u32, reset: Duration) -> HeaderValue {
         let name = self.config.name.as_bytes();
         let mut remaining_digits = itoa::Buffer::new();
         let remaining = remaining_digits.format(remaining).as_bytes();
@@ -310,6 +316,7 @@ impl fmt::Debug for RateLimitLayer {
             .field("by", &self.config.by)
             .field("claim", &self.config.claim)
             .field("headers_on_success", &self.config.headers_on_success)
+            .field("policy_on_success", &self.config.policy_on_success)
             .field("max_keys", &self.config.max_keys)
             .finish_non_exhaustive()
     }

@@ -89,7 +89,13 @@ where
 }
 
 /// The fields a [`RateLimitLayer`] adds to an admitted request's answer, if any.
-pub(crate) type SuccessHeaders = Option<[HeaderValue; 2]>;
+pub(crate) type SuccessHeaders = Option<LimitFields>;
+
+/// `RateLimit`, and `RateLimit-Policy` when the layer sends it on successes (or on a 429).
+pub(crate) struct LimitFields {
+    state: HeaderValue,
+    policy: Option<HeaderValue>,
+}
 
 impl RateLimitLayer {
     /// Whether decisions go through Redis (and so must be awaited).
@@ -157,10 +163,11 @@ impl RateLimitLayer {
         match outcome {
             Outcome::Allowed { remaining, reset } => {
                 crate::telemetry::rate_limit("key", "allowed");
-                let headers = self
-                    .config
-                    .headers_on_success
-                    .then(|| self.headers(policy, remaining, reset));
+                let config = &self.config;
+                let headers = config.headers_on_success.then(|| LimitFields {
+                    state: self.state_header(remaining, reset),
+                    policy: config.policy_on_success.then(|| self.policy_value(policy)),
+                });
                 let info = RateLimitInfo {
                     policy,
                     remaining,
@@ -179,7 +186,11 @@ impl RateLimitLayer {
                         HeaderValue::from(retry_after_secs(retry_after)),
                     );
                 }
-                add_headers(&mut response, Some(self.headers(policy, 0, retry_after)));
+                let fields = LimitFields {
+                    state: self.state_header(0, retry_after),
+                    policy: Some(self.policy_value(policy)),
+                };
+                add_headers(&mut response, Some(fields));
                 Err(response)
             }
         }
@@ -188,9 +199,11 @@ impl RateLimitLayer {
 
 /// Adds what [`RateLimitLayer::answer`] prepared to an admitted request's answer.
 pub(crate) fn add_headers(response: &mut Response, headers: SuccessHeaders) {
-    if let Some([policy, state]) = headers {
+    if let Some(LimitFields { state, policy }) = headers {
         let map = response.headers_mut();
-        map.insert(RATELIMIT_POLICY.clone(), policy);
+        if let Some(policy) = policy {
+            map.insert(RATELIMIT_POLICY.clone(), policy);
+        }
         map.insert(RATELIMIT.clone(), state);
     }
 }
