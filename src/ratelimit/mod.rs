@@ -49,7 +49,7 @@ pub use redis::{
     RedisLimiterStats,
 };
 pub use service::{RateLimit, RateLimitFuture};
-pub(crate) use service::{SuccessHeaders, add_headers};
+pub(crate) use service::{SuccessHeaders, add_headers, call_with_fields};
 pub use throttle::{
     ClientFn, ClientKey, ClientSource, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_IN_FLIGHT_PER_CLIENT,
     FailedKeyThrottle, InFlight, RetryAfter, ThrottleStats, forwarded_client,

@@ -1,9 +1,9 @@
-//! [`RateLimit`], the service of a [`RateLimitLayer`](super::RateLimitLayer), and its response
-//! future: one decision per request, then the inner service.
+//! [`RateLimit`], the service of a [`RateLimitLayer`](super::RateLimitLayer): one decision per
+//! request, then the inner service. Its response future is the auth layer's
+//! [`ResponseFuture`], which has the same three states (answered, inner service then fields,
+//! boxed).
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::response::{IntoResponse, Response};
@@ -13,6 +13,8 @@ use tower::Service;
 
 use super::RatePolicy;
 use super::cells::Outcome;
+use crate::request::ResponseFuture;
+use crate::request::layer::take_ready;
 use crate::request::reject::retry_after_secs;
 use crate::request::reject::{AuthRejection, RejectionKind};
 use crate::request::state::AuthState;
@@ -36,7 +38,8 @@ impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
     }
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// The response future of [`RateLimit`]: the auth layer's, which has the same states.
+pub type RateLimitFuture<F, E> = ResponseFuture<F, E>;
 
 impl<S, B> Service<Request<B>> for RateLimit<S>
 where
@@ -54,36 +57,28 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let Some(state) = request.extensions().get::<AuthState>() else {
-            return RateLimitFuture::ready(missing_layer(None).into_response());
+            return ResponseFuture::ready(missing_layer(None).into_response());
         };
         let Some(auth) = state.auth.as_ref() else {
             // Anonymous, under an optional auth layer: not ours to limit.
-            return RateLimitFuture::inner(self.inner.call(request), None);
+            return ResponseFuture::inner(self.inner.call(request), None);
         };
 
-        #[cfg(feature = "redis")]
         if self.layer.is_shared() {
             let auth = auth.clone();
-            let clone = self.inner.clone();
-            let mut inner = std::mem::replace(&mut self.inner, clone);
+            let inner = take_ready(&mut self.inner);
             let layer = self.layer.clone();
-            return RateLimitFuture::boxed(Box::pin(async move {
+            return ResponseFuture::boxed(Box::pin(async move {
                 let (policy, outcome) = layer.check(auth.info()).await;
-                match layer.answer(&mut request, policy, outcome) {
-                    Ok(headers) => {
-                        let mut response = inner.call(request).await?;
-                        add_headers(&mut response, headers);
-                        Ok(response)
-                    }
-                    Err(response) => Ok(response),
-                }
+                let settled = layer.answer(&mut request, policy, outcome);
+                call_with_fields(inner, request, settled).await
             }));
         }
 
         let (policy, outcome) = self.layer.check_local(auth.info());
         match self.layer.answer(&mut request, policy, outcome) {
-            Ok(headers) => RateLimitFuture::inner(self.inner.call(request), headers),
-            Err(response) => RateLimitFuture::ready(response),
+            Ok(headers) => ResponseFuture::inner(self.inner.call(request), headers),
+            Err(response) => ResponseFuture::ready(response),
         }
     }
 }
@@ -197,6 +192,26 @@ impl RateLimitLayer {
     }
 }
 
+/// After an awaited decision: calls `inner` for an admitted request and adds the limit's fields
+/// to its answer; a refusal is the answer.
+pub(crate) async fn call_with_fields<S, B>(
+    mut inner: S,
+    request: Request<B>,
+    settled: Result<SuccessHeaders, Response>,
+) -> Result<Response, S::Error>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    match settled {
+        Ok(headers) => {
+            let mut response = inner.call(request).await?;
+            add_headers(&mut response, headers);
+            Ok(response)
+        }
+        Err(response) => Ok(response),
+    }
+}
+
 /// Adds what [`RateLimitLayer::answer`] prepared to an admitted request's answer.
 pub(crate) fn add_headers(response: &mut Response, headers: SuccessHeaders) {
     if let Some(LimitFields { state, policy }) = headers {
@@ -205,72 +220,5 @@ pub(crate) fn add_headers(response: &mut Response, headers: SuccessHeaders) {
             map.insert(RATELIMIT_POLICY.clone(), policy);
         }
         map.insert(RATELIMIT.clone(), state);
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The response future of [`RateLimit`].
-    pub struct RateLimitFuture<F, E> {
-        #[pin]
-        state: State<F, E>,
-    }
-}
-
-pin_project_lite::pin_project! {
-    #[project = StateProj]
-    enum State<F, E> {
-        Ready { response: Option<Response> },
-        Inner { #[pin] future: F, headers: SuccessHeaders },
-        Boxed { future: BoxFuture<Result<Response, E>> },
-    }
-}
-
-impl<F, E> RateLimitFuture<F, E> {
-    fn ready(response: Response) -> Self {
-        Self {
-            state: State::Ready {
-                response: Some(response),
-            },
-        }
-    }
-    fn inner(future: F, headers: SuccessHeaders) -> Self {
-        Self {
-            state: State::Inner { future, headers },
-        }
-    }
-    #[cfg(feature = "redis")]
-    fn boxed(future: BoxFuture<Result<Response, E>>) -> Self {
-        Self {
-            state: State::Boxed { future },
-        }
-    }
-}
-
-impl<F, E> Future for RateLimitFuture<F, E>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Ready { response } => Poll::Ready(Ok(response
-                .take()
-                .unwrap_or_else(|| http::StatusCode::INTERNAL_SERVER_ERROR.into_response()))),
-            StateProj::Inner { future, headers } => match future.poll(cx) {
-                Poll::Ready(Ok(mut response)) => {
-                    add_headers(&mut response, headers.take());
-                    Poll::Ready(Ok(response))
-                }
-                other => other,
-            },
-            StateProj::Boxed { future } => future.as_mut().poll(cx),
-        }
-    }
-}
-
-impl<F, E> fmt::Debug for RateLimitFuture<F, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RateLimitFuture")
     }
 }

@@ -328,62 +328,24 @@ where
             Step::Decided(Err(rejection)) => {
                 return ResponseFuture::ready(rejection.into_response());
             }
-            #[cfg(feature = "ratelimit")]
-            Step::Decided(Ok(auth)) if core.shared.limits.is_some() => {
-                return self.call_limited(request, auth);
-            }
-            Step::Decided(Ok(auth)) => {
-                core.shared.admit(&mut request, auth);
-                return ResponseFuture::inner(self.inner.call(request), None);
-            }
+            Step::Decided(Ok(auth)) => return self.let_in(request, auth),
             Step::Validate(key, ticket) => (key, ticket),
         };
-        // The ready service is the one we were handed; leave a fresh clone in its place.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let inner = take_ready(&mut self.inner);
         let core = self.core.clone();
-        if core.shared.strip_authorization {
-            request.headers_mut().remove(AUTHORIZATION);
-        }
-        ResponseFuture::validating(Box::pin(async move {
-            let shared = &core.shared;
-            match shared.finish(&*core.validator, key, ticket).await {
-                Ok(auth) => {
-                    #[cfg(feature = "ratelimit")]
-                    if let Some(limits) = shared.limits.as_ref() {
-                        let (policy, outcome) = limits.check(auth.info()).await;
-                        return match shared.admit_limited(
-                            limits,
-                            &mut request,
-                            auth,
-                            policy,
-                            outcome,
-                        ) {
-                            Ok(headers) => {
-                                let mut response = inner.call(request).await?;
-                                add_success_headers(&mut response, headers);
-                                Ok(response)
-                            }
-                            Err(response) => Ok(response),
-                        };
-                    }
-                    request.extensions_mut().insert(shared.state(Some(auth)));
-                    inner.call(request).await
-                }
+        ResponseFuture::boxed(Box::pin(async move {
+            match core.shared.finish(&*core.validator, key, ticket).await {
+                Ok(auth) => core.shared.let_in_awaited(request, auth, inner).await,
                 Err(rejection) => Ok(rejection.into_response()),
             }
         }))
     }
 }
 
-#[cfg(feature = "ratelimit")]
-impl<S, V> ApiKeyService<S, V>
-where
-    V: Validator,
-{
-    /// An authenticated request under [`ApiKeyLayer::rate_limit`]: decided on the spot for
-    /// local buckets, in a boxed future for Redis-shared ones.
-    fn call_limited<B>(
+impl<S, V> ApiKeyService<S, V> {
+    /// Lets in a request authenticated on the spot: the layer's own limit, if any, decides
+    /// first (on the spot for local buckets, in a boxed future for Redis-shared ones).
+    fn let_in<B>(
         &mut self,
         mut request: Request<B>,
         auth: Authenticated,
@@ -391,45 +353,35 @@ where
     where
         S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
         S::Future: Send + 'static,
+        V: Validator,
         B: Send + 'static,
     {
-        let core = &*self.core;
-        let Some(limits) = core.shared.limits.as_ref() else {
-            core.shared.admit(&mut request, auth);
-            return ResponseFuture::inner(self.inner.call(request), None);
-        };
-        if limits.is_shared() {
-            let core = self.core.clone();
-            let clone = self.inner.clone();
-            let mut inner = std::mem::replace(&mut self.inner, clone);
-            return ResponseFuture::validating(Box::pin(async move {
-                let Some(limits) = core.shared.limits.as_ref() else {
-                    core.shared.admit(&mut request, auth);
-                    return inner.call(request).await;
-                };
-                let (policy, outcome) = limits.check(auth.info()).await;
-                match core
-                    .shared
-                    .admit_limited(limits, &mut request, auth, policy, outcome)
-                {
-                    Ok(headers) => {
-                        let mut response = inner.call(request).await?;
-                        add_success_headers(&mut response, headers);
-                        Ok(response)
-                    }
-                    Err(response) => Ok(response),
-                }
-            }));
+        let shared = &self.core.shared;
+        #[cfg(feature = "ratelimit")]
+        if let Some(limits) = &shared.limits {
+            if limits.is_shared() {
+                let inner = take_ready(&mut self.inner);
+                let core = self.core.clone();
+                return ResponseFuture::boxed(Box::pin(async move {
+                    core.shared.let_in_awaited(request, auth, inner).await
+                }));
+            }
+            let (policy, outcome) = limits.check_local(auth.info());
+            return match shared.admit_limited(limits, &mut request, auth, policy, outcome) {
+                Ok(headers) => ResponseFuture::inner(self.inner.call(request), headers),
+                Err(response) => ResponseFuture::ready(response),
+            };
         }
-        let (policy, outcome) = limits.check_local(auth.info());
-        match core
-            .shared
-            .admit_limited(limits, &mut request, auth, policy, outcome)
-        {
-            Ok(headers) => ResponseFuture::inner(self.inner.call(request), headers),
-            Err(response) => ResponseFuture::ready(response),
-        }
+        shared.admit(&mut request, auth);
+        ResponseFuture::inner(self.inner.call(request), None)
     }
+}
+
+/// The ready service a response future takes along, leaving a fresh clone in its place (the
+/// one `poll_ready` was called on is the one to call).
+pub(crate) fn take_ready<S: Clone>(ready: &mut S) -> S {
+    let clone = ready.clone();
+    std::mem::replace(ready, clone)
 }
 
 impl Authenticator {
@@ -440,6 +392,27 @@ impl Authenticator {
             request.headers_mut().remove(AUTHORIZATION);
         }
         request.extensions_mut().insert(self.state(Some(auth)));
+    }
+
+    /// Lets in a request authenticated on an asynchronous path: the layer's own limit, if any,
+    /// decides first (on Redis when it shares its buckets), then the inner service.
+    async fn let_in_awaited<S, B>(
+        &self,
+        mut request: Request<B>,
+        auth: Authenticated,
+        mut inner: S,
+    ) -> Result<Response, S::Error>
+    where
+        S: Service<Request<B>, Response = Response>,
+    {
+        #[cfg(feature = "ratelimit")]
+        if let Some(limits) = &self.limits {
+            let (policy, outcome) = limits.check(auth.info()).await;
+            let settled = self.admit_limited(limits, &mut request, auth, policy, outcome);
+            return crate::ratelimit::call_with_fields(inner, request, settled).await;
+        }
+        self.admit(&mut request, auth);
+        inner.call(request).await
     }
 
     /// [`admit`](Self::admit) under the layer's own limit, given its decision: admitted, the
@@ -467,7 +440,8 @@ impl Authenticator {
 }
 
 pin_project_lite::pin_project! {
-    /// The response future of [`ApiKeyService`].
+    /// The response future of [`ApiKeyService`] and of
+    /// [`RateLimit`](crate::ratelimit::RateLimit).
     pub struct ResponseFuture<F, E> {
         #[pin]
         state: State<F, E>,
@@ -477,32 +451,32 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = StateProj]
     enum State<F, E> {
-        // Rejected before any validation.
+        // Answered on the spot (a rejection).
         Ready { response: Option<Response> },
         // Let in (or no credentials in optional mode): the inner service, then the rate-limit
-        // fields, if a limit of the layer's own prepared any.
+        // fields, if a limit prepared any.
         Inner { #[pin] future: F, headers: SuccessHeaders },
-        // Validating, then calling the inner service.
-        Validating { future: BoxFuture<Result<Response, E>> },
+        // Awaiting a validation or a shared limit's decision, then the inner service.
+        Boxed { future: BoxFuture<Result<Response, E>> },
     }
 }
 
 impl<F, E> ResponseFuture<F, E> {
-    fn ready(response: Response) -> Self {
+    pub(crate) fn ready(response: Response) -> Self {
         Self {
             state: State::Ready {
                 response: Some(response),
             },
         }
     }
-    fn inner(future: F, headers: SuccessHeaders) -> Self {
+    pub(crate) fn inner(future: F, headers: SuccessHeaders) -> Self {
         Self {
             state: State::Inner { future, headers },
         }
     }
-    fn validating(future: BoxFuture<Result<Response, E>>) -> Self {
+    pub(crate) fn boxed(future: BoxFuture<Result<Response, E>>) -> Self {
         Self {
-            state: State::Validating { future },
+            state: State::Boxed { future },
         }
     }
 }
@@ -528,7 +502,7 @@ where
                 }
                 other => other,
             },
-            StateProj::Validating { future } => future.as_mut().poll(cx),
+            StateProj::Boxed { future } => future.as_mut().poll(cx),
         }
     }
 }
