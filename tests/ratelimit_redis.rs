@@ -1,11 +1,10 @@
 //! Rate limits shared over a real Redis: every test starts its own `redis-server` on a free
-//! loopback port (killed on drop) and two "instances" (routers on their own ports, each with
-//! its own `RateLimitLayer` and `RedisLimiter`).
+//! loopback port (`support::redis_server`: killed on drop; without the binary the tests fail
+//! unless `AXUM_API_KEY_SKIP_REDIS_TESTS=1`) and two "instances" (routers on their own ports,
+//! each with its own `RedisLimiter`).
 
 mod support;
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::{Router, routing::get};
@@ -13,65 +12,7 @@ use axum_api_key::keys::CreateToken;
 use axum_api_key::ratelimit::{RateLimitLayer, RedisLimiter};
 use axum_api_key::{ApiKeyLayer, InMemoryTokens};
 use reqwest::StatusCode;
-
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> Option<Self> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_err()
-        {
-            eprintln!("SKIPPED: redis-server not found (scripts/test.sh installs it)");
-            return None;
-        }
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let mut server = Self { child: None, port };
-        server.restart();
-        Some(server)
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use support::redis_server::RedisServer;
 
 struct Instance {
     base: String,
