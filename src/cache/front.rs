@@ -9,23 +9,19 @@
 
 use std::sync::Arc;
 
-use super::entry::{CacheKey, Entry, PrefixHasherBuilder};
+use super::entry::{CacheKey, Entry};
+use super::lossy::LossyIndex;
 
 pub(super) struct FrontIndex {
-    map: papaya::HashMap<CacheKey, Arc<Entry>, PrefixHasherBuilder>,
-    /// Above this many entries the mirror is dropped wholesale: it refills from moka on the
-    /// next hits, so an entry moka evicted without telling us cannot pile up.
-    limit: usize,
+    /// Bounded the lossy way (see `lossy`): dropped wholesale above its limit, it refills from
+    /// moka on the next hits, so an entry moka evicted without telling us cannot pile up.
+    rows: LossyIndex<Arc<Entry>>,
 }
 
 impl FrontIndex {
     pub(super) fn new(capacity: u64) -> Self {
-        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
         Self {
-            map: papaya::HashMap::builder()
-                .hasher(PrefixHasherBuilder)
-                .build(),
-            limit: capacity.saturating_mul(2).saturating_add(1024),
+            rows: LossyIndex::new(capacity),
         }
     }
 
@@ -33,41 +29,38 @@ impl FrontIndex {
     /// cloning the entry's `Arc` (the map's guard keeps it alive meanwhile).
     #[inline]
     pub(super) fn with<R>(&self, key: &CacheKey, f: impl FnOnce(&Arc<Entry>) -> R) -> Option<R> {
-        let map = self.map.pin();
+        let map = self.rows.map().pin();
         let entry = map.get(key)?;
         (quanta::Instant::now() < entry.fresh_until).then(|| f(entry))
     }
 
     /// The entry for `key`, fresh or not (to read what it names, not to serve it).
     pub(super) fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        self.map.pin().get(key).cloned()
+        self.rows.map().pin().get(key).cloned()
     }
 
     /// Mirrors an entry moka holds.
     pub(super) fn remember(&self, key: CacheKey, entry: &Arc<Entry>) {
-        let map = self.map.pin();
-        if map.len() >= self.limit {
-            map.clear();
-        }
-        map.insert(key, entry.clone());
+        self.rows.insert(key, entry.clone());
     }
 
     /// Drops `key`.
     pub(super) fn forget(&self, key: &CacheKey) {
-        self.map.pin().remove(key);
+        self.rows.map().pin().remove(key);
     }
 
     /// Drops `key` if it still maps to `entry` (moka evicted that one; a newer one may have
     /// replaced it here since).
     pub(super) fn forget_entry(&self, key: &CacheKey, entry: &Arc<Entry>) {
         let _ = self
-            .map
+            .rows
+            .map()
             .pin()
             .remove_if(key, |_, current| Arc::ptr_eq(current, entry));
     }
 
     /// Drops everything.
     pub(super) fn clear(&self) {
-        self.map.pin().clear();
+        self.rows.clear();
     }
 }

@@ -14,24 +14,19 @@
 //! tombstone. Whether a key is refused rests on the tombstones, which a hit and every flight
 //! consult by the entry's own id and fingerprint.
 
-use super::entry::{CacheKey, PrefixHasherBuilder};
+use super::entry::CacheKey;
+use super::lossy::LossyIndex;
 use crate::request::key::Fingerprint;
 
 pub(super) struct IdIndex {
-    map: papaya::HashMap<CacheKey, Fingerprint, PrefixHasherBuilder>,
-    /// Above this many rows the index is dropped wholesale: it is lossy by design, and rows of
-    /// keys long evicted cannot pile up.
-    limit: usize,
+    /// Bounded the lossy way (see `lossy`): dropped wholesale above its limit.
+    rows: LossyIndex<Fingerprint>,
 }
 
 impl IdIndex {
     pub(super) fn new(capacity: u64) -> Self {
-        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
         Self {
-            map: papaya::HashMap::builder()
-                .hasher(PrefixHasherBuilder)
-                .build(),
-            limit: capacity.saturating_mul(2).saturating_add(1024),
+            rows: LossyIndex::new(capacity),
         }
     }
 
@@ -41,31 +36,27 @@ impl IdIndex {
 
     /// Records that `token_id` was validated with the key of `fingerprint`.
     pub(super) fn insert(&self, token_id: &str, fingerprint: Fingerprint) {
-        let map = self.map.pin();
-        if map.len() >= self.limit {
-            map.clear();
-        }
-        map.insert(Self::name(token_id), fingerprint);
+        self.rows.insert(Self::name(token_id), fingerprint);
     }
 
     /// The fingerprint `token_id` was recorded with, if any.
     pub(super) fn get(&self, token_id: &str) -> Option<Fingerprint> {
-        self.map.pin().get(&Self::name(token_id)).copied()
+        self.rows.map().pin().get(&Self::name(token_id)).copied()
     }
 
     /// Forgets `token_id`, answering the fingerprint it was recorded with.
     pub(super) fn take(&self, token_id: &str) -> Option<Fingerprint> {
-        self.map.pin().remove(&Self::name(token_id)).copied()
+        self.rows.map().pin().remove(&Self::name(token_id)).copied()
     }
 
     /// Drops every row.
     pub(super) fn clear(&self) {
-        self.map.pin().clear();
+        self.rows.clear();
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.map.pin().len()
+        self.rows.map().len()
     }
 }
 

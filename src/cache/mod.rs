@@ -65,6 +65,7 @@ mod entry;
 mod flight;
 mod front;
 mod ids;
+mod lossy;
 #[cfg(test)]
 mod memory_tests;
 mod revocation;
