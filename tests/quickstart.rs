@@ -426,13 +426,11 @@ async fn quickstart_serves_prometheus_metrics_on_its_own_port() {
         .text()
         .await
         .unwrap();
-    let requests = |outcome: &str| {
-        sample(
-            &text,
-            &format!("api_key_requests_total{{outcome=\"{outcome}\"}}"),
-        )
-        .unwrap_or(0.0)
+    // A counter with one label, 0 when it was never incremented.
+    let count = |name: &str, label: &str, value: &str| {
+        sample(&text, &format!("{name}{{{label}=\"{value}\"}}")).unwrap_or(0.0)
     };
+    let requests = |outcome: &str| count("api_key_requests_total", "outcome", outcome);
     // Accepted: the three pings and the key that was then refused its scope.
     assert_eq!(requests("accepted"), 4.0, "{text}");
     assert_eq!(requests("forbidden"), 1.0, "{text}");
@@ -440,13 +438,7 @@ async fn quickstart_serves_prometheus_metrics_on_its_own_port() {
     assert_eq!(requests("malformed"), 1.0, "{text}");
     assert_eq!(requests("invalid"), 1.0, "{text}");
     assert_eq!(requests("unavailable"), 0.0, "{text}");
-    let lookups = |result: &str| {
-        sample(
-            &text,
-            &format!("api_key_cache_lookups_total{{result=\"{result}\"}}"),
-        )
-        .unwrap_or(0.0)
-    };
+    let lookups = |result: &str| count("api_key_cache_lookups_total", "result", result);
     // Two keys went through the cache: each missed once; the known one then hit.
     assert_eq!(lookups("miss"), 2.0, "{text}");
     assert_eq!(lookups("hit"), 3.0, "{text}");

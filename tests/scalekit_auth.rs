@@ -17,13 +17,17 @@ use axum_api_key::{ApiKey, ValidateError, Validator};
 use common::unknown_key;
 use serde_json::{Value, json};
 
+/// A key minted for `org_1` in the fake's store.
+fn org_key(fake: &FakeScalekit) -> axum_api_key::keys::CreatedToken {
+    fake.tokens()
+        .create(axum_api_key::keys::CreateToken::new("org_1"))
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_first_calls_fetch_one_access_token() {
     let fake = FakeScalekit::start().await;
-    let created = fake
-        .tokens()
-        .create(axum_api_key::keys::CreateToken::new("org_1"))
-        .unwrap();
+    let created = org_key(&fake);
     let client = fake.client();
     let key = created.key.expose_secret().to_owned();
     let tasks: Vec<_> = (0..50)
@@ -43,10 +47,7 @@ async fn fifty_concurrent_first_calls_fetch_one_access_token() {
 #[tokio::test]
 async fn an_expired_access_token_is_renewed_without_failing_the_call() {
     let fake = FakeScalekit::start().await;
-    let created = fake
-        .tokens()
-        .create(axum_api_key::keys::CreateToken::new("org_1"))
-        .unwrap();
+    let created = org_key(&fake);
     let client = fake.client();
     client
         .validate_token(created.key.expose_secret())
@@ -157,10 +158,7 @@ async fn a_hanging_token_endpoint_does_not_fail_validations_while_the_token_is_v
         .start()
         .await
         .unwrap();
-    let created = fake
-        .tokens()
-        .create(axum_api_key::keys::CreateToken::new("org_1"))
-        .unwrap();
+    let created = org_key(&fake);
     let key = created.key.expose_secret().to_owned();
     let client = fake
         .client_builder()
@@ -196,10 +194,7 @@ async fn a_hanging_token_endpoint_does_not_fail_validations_while_the_token_is_v
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_forced_refresh_completes_for_the_next_callers() {
     let fake = FakeScalekit::start().await;
-    let created = fake
-        .tokens()
-        .create(axum_api_key::keys::CreateToken::new("org_1"))
-        .unwrap();
+    let created = org_key(&fake);
     let key = created.key.expose_secret().to_owned();
     let client = fake
         .client_builder()
@@ -229,10 +224,7 @@ async fn a_slow_forced_refresh_completes_for_the_next_callers() {
 #[tokio::test]
 async fn one_401_is_cured_by_a_refresh() {
     let fake = FakeScalekit::start().await;
-    let created = fake
-        .tokens()
-        .create(axum_api_key::keys::CreateToken::new("org_1"))
-        .unwrap();
+    let created = org_key(&fake);
     let client = fake.client();
     fake.fail_next(Op::Validate, Fault::Unauthorized);
     assert!(
