@@ -138,6 +138,11 @@ impl<K: Hash + Eq + Send + Sync + 'static, S: BuildHasher + Default> Cells<K, S>
         }
     }
 
+    /// A fresh cell on this map's clock, marked as used at `now`.
+    fn new_cell(&self, policy: RatePolicy, now: u64) -> Cell {
+        Cell::new(policy, &self.clock, self.origin, now)
+    }
+
     /// Nanoseconds since the map's origin.
     fn now(&self) -> u64 {
         u64::from(self.clock.now().duration_since(self.origin))
@@ -157,7 +162,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, S: BuildHasher + Default> Cells<K, S>
             }
             let now = self.now();
             // A new policy: a new bucket (rare; a race here costs at most one extra burst).
-            let cell = Cell::new(policy, &self.clock, self.origin, now);
+            let cell = self.new_cell(policy, now);
             let outcome = cell.decide();
             map.insert(key.to_owned(), cell);
             return outcome;
@@ -166,10 +171,8 @@ impl<K: Hash + Eq + Send + Sync + 'static, S: BuildHasher + Default> Cells<K, S>
         if map.len() >= self.max {
             self.make_room(now);
         }
-        map.get_or_insert_with(key.to_owned(), || {
-            Cell::new(policy, &self.clock, self.origin, now)
-        })
-        .decide()
+        map.get_or_insert_with(key.to_owned(), || self.new_cell(policy, now))
+            .decide()
     }
 
     /// Whether `key` spent anything within its last window (it has a cell that is not idle).

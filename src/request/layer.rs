@@ -237,7 +237,7 @@ impl<S, V> Layer<S> for ApiKeyLayer<V> {
             inner,
             core: Arc::new(ServiceCore {
                 validator: self.validator.clone(),
-                shared: self.shared.clone(),
+                shared: Authenticator::clone(&self.shared),
             }),
         }
     }
@@ -253,7 +253,7 @@ pub struct ApiKeyService<S, V> {
 /// for each request, so this is one reference count to bump instead of two.
 struct ServiceCore<V> {
     validator: Arc<V>,
-    shared: Arc<Authenticator>,
+    shared: Authenticator,
 }
 
 impl<S, V> ApiKeyService<S, V> {
