@@ -14,6 +14,7 @@ use tower::Layer;
 
 use super::RatePolicy;
 use super::cells::Cells;
+use super::fields;
 use crate::request::reject::retry_after_secs;
 use crate::request::reject::{AuthRejection, RejectionKind};
 use crate::request::state::AuthState;
@@ -121,7 +122,7 @@ impl RateLimitLayer {
                 headers_on_success: true,
                 policy_on_success: false,
                 max_keys: DEFAULT_MAX_KEYS,
-                policy_header: Some((policy, policy_header("default", policy))),
+                policy_header: Some((policy, fields::policy_value("default", policy))),
                 #[cfg(feature = "redis")]
                 redis: None,
             }),
@@ -135,7 +136,10 @@ impl RateLimitLayer {
     fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
         let config = Arc::make_mut(&mut self.config);
         change(config);
-        config.policy_header = Some((config.policy, policy_header(&config.name, config.policy)));
+        config.policy_header = Some((
+            config.policy,
+            fields::policy_value(&config.name, config.policy),
+        ));
         self
     }
 
@@ -263,41 +267,14 @@ impl RateLimitLayer {
     pub(super) fn policy_value(&self, policy: RatePolicy) -> HeaderValue {
         match &self.config.policy_header {
             Some((default, value)) if *default == policy => value.clone(),
-            _ => policy_header(&self.config.name, policy),
+            _ => fields::policy_value(&self.config.name, policy),
         }
     }
 
-    /// `"name";r=<remaining>;t=<reset>`, on every admitted answer: built in one exact-size
-    /// allocation (`itoa`, no `fmt` machinery), which `Bytes` then owns without copying.
+    /// `"name";r=<remaining>;t=<reset>`, on every admitted answer.
     pub(super) fn state_header(&self, remaining: u32, reset: Duration) -> HeaderValue {
-        let name = self.config.name.as_bytes();
-        let mut remaining_digits = itoa::Buffer::new();
-        let remaining = remaining_digits.format(remaining).as_bytes();
-        let mut reset_digits = itoa::Buffer::new();
-        let reset = reset_digits.format(retry_after_secs(reset)).as_bytes();
-        let parts: [&[u8]; 6] = [b"\"", name, b"\";r=", remaining, b";t=", reset];
-        let mut value = Vec::with_capacity(parts.iter().map(|part| part.len()).sum());
-        for part in parts {
-            value.extend_from_slice(part);
-        }
-        HeaderValue::from_maybe_shared(bytes::Bytes::from(value))
-            .unwrap_or_else(|_| HeaderValue::from_static("\"default\""))
+        fields::state_value(&self.config.name, remaining, retry_after_secs(reset))
     }
-}
-
-/// `"name";q=100;w=60`.
-fn policy_header(name: &str, policy: RatePolicy) -> HeaderValue {
-    header_value(format!(
-        "\"{name}\";q={};w={}",
-        policy.limit(),
-        policy.window().as_secs()
-    ))
-}
-
-/// Every piece is ASCII from a sanitized name and numbers; the fallback is unreachable.
-fn header_value(text: String) -> HeaderValue {
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
-        .unwrap_or_else(|_| HeaderValue::from_static("\"default\""))
 }
 
 /// Bounds a logged field.

@@ -30,6 +30,7 @@
 //! ```
 
 mod cells;
+mod fields;
 mod layer;
 mod policy;
 #[cfg(feature = "redis")]
@@ -49,7 +50,7 @@ pub use redis::{
     RedisLimiterStats,
 };
 pub use service::{RateLimit, RateLimitFuture};
-pub(crate) use service::{SuccessHeaders, add_headers, call_with_fields};
+pub(crate) use service::{Refusal, SuccessHeaders, add_headers, call_with_fields};
 pub use throttle::{
     ClientFn, ClientKey, ClientSource, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_IN_FLIGHT_PER_CLIENT,
     FailedKeyThrottle, InFlight, RetryAfter, ThrottleStats, forwarded_client,

@@ -5,10 +5,11 @@
 
 use std::fmt;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
 use http::header::RETRY_AFTER;
-use http::{HeaderValue, Request};
+use http::{HeaderName, HeaderValue, Request};
 use tower::Service;
 
 use super::RatePolicy;
@@ -20,7 +21,7 @@ use crate::request::reject::{AuthRejection, RejectionKind};
 use crate::request::state::AuthState;
 use crate::token_info::TokenInfo;
 
-use super::layer::{RATELIMIT, RATELIMIT_POLICY, RateLimitInfo, RateLimitLayer, missing_layer};
+use super::layer::{RateLimitInfo, RateLimitLayer, missing_layer};
 
 /// The service made by [`RateLimitLayer`].
 #[derive(Clone)]
@@ -78,7 +79,7 @@ where
         let (policy, outcome) = self.layer.check_local(auth.info());
         match self.layer.answer(&mut request, policy, outcome) {
             Ok(headers) => ResponseFuture::inner(self.inner.call(request), headers),
-            Err(response) => ResponseFuture::ready(response),
+            Err(response) => ResponseFuture::ready(*response),
         }
     }
 }
@@ -89,7 +90,8 @@ pub(crate) type SuccessHeaders = Option<LimitFields>;
 /// `RateLimit`, and `RateLimit-Policy` when the layer sends it on successes (or on a 429).
 pub(crate) struct LimitFields {
     state: HeaderValue,
-    policy: Option<HeaderValue>,
+    /// Boxed: rare on successes, and every response future carries room for this struct.
+    policy: Option<Box<HeaderValue>>,
 }
 
 impl RateLimitLayer {
@@ -125,13 +127,12 @@ impl RateLimitLayer {
     /// For the standalone layer: admitted, the quota goes into the auth layer's state and the
     /// fields to add (if any) come back; refused, the 429 (rendered by the auth layer's
     /// renderer).
-    #[allow(clippy::result_large_err)]
     pub(crate) fn answer<B>(
         &self,
         request: &mut Request<B>,
         policy: RatePolicy,
         outcome: Outcome,
-    ) -> Result<SuccessHeaders, Response> {
+    ) -> Result<SuccessHeaders, Refusal> {
         let settled = self.settle(policy, outcome, |kind| {
             match request.extensions().get::<AuthState>() {
                 Some(state) => state.reject(kind),
@@ -147,21 +148,23 @@ impl RateLimitLayer {
     }
 
     /// Turns a decision into the quota for handlers and the fields for the answer, or the 429
-    /// (through `reject`, which renders as the auth layer does).
-    #[allow(clippy::result_large_err)]
+    /// (through `reject`, which renders as the auth layer does). The refusal is boxed: the
+    /// admitted path, which every request takes, then moves a small value.
     pub(crate) fn settle(
         &self,
         policy: RatePolicy,
         outcome: Outcome,
         reject: impl FnOnce(RejectionKind) -> AuthRejection,
-    ) -> Result<(RateLimitInfo, SuccessHeaders), Response> {
+    ) -> Result<(RateLimitInfo, SuccessHeaders), Refusal> {
         match outcome {
             Outcome::Allowed { remaining, reset } => {
                 crate::telemetry::rate_limit("key", "allowed");
                 let config = &self.config;
                 let headers = config.headers_on_success.then(|| LimitFields {
                     state: self.state_header(remaining, reset),
-                    policy: config.policy_on_success.then(|| self.policy_value(policy)),
+                    policy: config
+                        .policy_on_success
+                        .then(|| Box::new(self.policy_value(policy))),
                 });
                 let info = RateLimitInfo {
                     policy,
@@ -170,34 +173,47 @@ impl RateLimitLayer {
                 };
                 Ok((info, headers))
             }
-            Outcome::Limited { retry_after } => {
-                crate::telemetry::rate_limit("key", "limited");
-                crate::telemetry::request(crate::telemetry::Outcome::RateLimited);
-                let rejection = reject(RejectionKind::RateLimited { retry_after });
-                let mut response = rejection.into_response();
-                if !response.headers().contains_key(RETRY_AFTER) {
-                    response.headers_mut().insert(
-                        RETRY_AFTER,
-                        HeaderValue::from(retry_after_secs(retry_after)),
-                    );
-                }
-                let fields = LimitFields {
-                    state: self.state_header(0, retry_after),
-                    policy: Some(self.policy_value(policy)),
-                };
-                add_headers(&mut response, Some(fields));
-                Err(response)
-            }
+            Outcome::Limited { retry_after } => Err(self.refuse(policy, retry_after, reject)),
         }
     }
+
+    /// The 429 for a refused request: the renderer's answer, with `Retry-After` (unless the
+    /// renderer set its own) and both fields.
+    #[cold]
+    fn refuse(
+        &self,
+        policy: RatePolicy,
+        retry_after: Duration,
+        reject: impl FnOnce(RejectionKind) -> AuthRejection,
+    ) -> Refusal {
+        crate::telemetry::rate_limit("key", "limited");
+        crate::telemetry::request(crate::telemetry::Outcome::RateLimited);
+        let rejection = reject(RejectionKind::RateLimited { retry_after });
+        let mut response = rejection.into_response();
+        if !response.headers().contains_key(RETRY_AFTER) {
+            response.headers_mut().insert(
+                RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(retry_after)),
+            );
+        }
+        let fields = LimitFields {
+            state: self.state_header(0, retry_after),
+            policy: Some(Box::new(self.policy_value(policy))),
+        };
+        add_headers(&mut response, Some(fields));
+        Box::new(response)
+    }
 }
+
+/// A refused request's answer (a 429), boxed so the admitted path's values stay small.
+pub(crate) type Refusal = Box<Response>;
 
 /// After an awaited decision: calls `inner` for an admitted request and adds the limit's fields
 /// to its answer; a refusal is the answer.
 pub(crate) async fn call_with_fields<S, B>(
     mut inner: S,
     request: Request<B>,
-    settled: Result<SuccessHeaders, Response>,
+    settled: Result<SuccessHeaders, Refusal>,
 ) -> Result<Response, S::Error>
 where
     S: Service<Request<B>, Response = Response>,
@@ -208,17 +224,24 @@ where
             add_headers(&mut response, headers);
             Ok(response)
         }
-        Err(response) => Ok(response),
+        Err(response) => Ok(*response),
     }
 }
+
+/// The field names as constants: each use is built in place from static bytes, where cloning
+/// the public statics goes through `Bytes`' clone function on every answer.
+#[allow(clippy::declare_interior_mutable_const)]
+const RATELIMIT_NAME: HeaderName = HeaderName::from_static("ratelimit");
+#[allow(clippy::declare_interior_mutable_const)]
+const RATELIMIT_POLICY_NAME: HeaderName = HeaderName::from_static("ratelimit-policy");
 
 /// Adds what [`RateLimitLayer::answer`] prepared to an admitted request's answer.
 pub(crate) fn add_headers(response: &mut Response, headers: SuccessHeaders) {
     if let Some(LimitFields { state, policy }) = headers {
         let map = response.headers_mut();
         if let Some(policy) = policy {
-            map.insert(RATELIMIT_POLICY.clone(), policy);
+            map.insert(RATELIMIT_POLICY_NAME, *policy);
         }
-        map.insert(RATELIMIT.clone(), state);
+        map.insert(RATELIMIT_NAME, state);
     }
 }

@@ -369,7 +369,7 @@ impl<S, V> ApiKeyService<S, V> {
             let (policy, outcome) = limits.check_local(auth.info());
             return match shared.admit_limited(limits, &mut request, auth, policy, outcome) {
                 Ok(headers) => ResponseFuture::inner(self.inner.call(request), headers),
-                Err(response) => ResponseFuture::ready(response),
+                Err(response) => ResponseFuture::ready(*response),
             };
         }
         shared.admit(&mut request, auth);
@@ -419,7 +419,6 @@ impl Authenticator {
     /// state carries the quota (one extension insert, as without a limit) and the answer's
     /// fields come back; refused, the 429, rendered as the layer renders.
     #[cfg(feature = "ratelimit")]
-    #[allow(clippy::result_large_err)]
     fn admit_limited<B>(
         &self,
         limits: &crate::ratelimit::RateLimitLayer,
@@ -427,7 +426,7 @@ impl Authenticator {
         auth: Authenticated,
         policy: crate::ratelimit::RatePolicy,
         outcome: crate::ratelimit::Outcome,
-    ) -> Result<SuccessHeaders, Response> {
+    ) -> Result<SuccessHeaders, crate::ratelimit::Refusal> {
         let (info, headers) = limits.settle(policy, outcome, |kind| self.reject(kind))?;
         if self.strip_authorization {
             request.headers_mut().remove(AUTHORIZATION);
