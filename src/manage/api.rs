@@ -4,17 +4,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use http::StatusCode;
 use http::request::Parts;
+use http::{StatusCode, Uri};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::manager::Manager;
 use super::ops::NewKey;
 use super::{ManageError, ManagerSource, Refusal, Shared};
 use crate::keys::{CreatedToken, KeyStore};
@@ -85,10 +86,22 @@ fn created(created: &CreatedToken, rotated: Option<(&str, Option<OffsetDateTime>
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
-fn refused(refusal: Refusal) -> Response {
-    match refusal {
-        Refusal::Manage(error) => error.into_response(),
-        Refusal::Response(response) => response,
+/// The manager a request acts for (CSRF-checked on unsafe methods), or the API's refusal:
+/// the first extractor of every handler, so nothing is parsed for an unknown caller.
+struct ApiManager(Manager);
+
+impl<S: KeyStore, M: ManagerSource> FromRequestParts<Arc<Shared<S, M>>> for ApiManager {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<Shared<S, M>>,
+    ) -> Result<Self, Self::Rejection> {
+        match app.manager(parts, None).await {
+            Ok(manager) => Ok(Self(manager)),
+            Err(Refusal::Manage(error)) => Err(error.into_response()),
+            Err(Refusal::Response(response)) => Err(response),
+        }
     }
 }
 
@@ -100,16 +113,16 @@ struct ListParams {
     user_id: Option<String>,
 }
 
-async fn list<S: KeyStore, M: ManagerSource>(State(app): App<S, M>, parts: Parts) -> Response {
-    let params = match Query::<ListParams>::try_from_uri(&parts.uri) {
+async fn list<S: KeyStore, M: ManagerSource>(
+    ApiManager(manager): ApiManager,
+    State(app): App<S, M>,
+    uri: Uri,
+) -> Response {
+    let params = match Query::<ListParams>::try_from_uri(&uri) {
         Ok(Query(params)) => params,
         Err(rejection) => {
             return ManageError::BadRequest(rejection.body_text().into()).into_response();
         }
-    };
-    let manager = match app.manager(&parts, None).await {
-        Ok(manager) => manager,
-        Err(refusal) => return refused(refusal),
     };
     match app
         .core
@@ -162,14 +175,10 @@ fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, ManageError> 
 }
 
 async fn create<S: KeyStore, M: ManagerSource>(
+    ApiManager(manager): ApiManager,
     State(app): App<S, M>,
-    parts: Parts,
     bytes: Bytes,
 ) -> Response {
-    let manager = match app.manager(&parts, None).await {
-        Ok(manager) => manager,
-        Err(refusal) => return refused(refusal),
-    };
     let request: CreateBody = match body(&bytes) {
         Ok(request) => request,
         Err(error) => return error.into_response(),
@@ -187,14 +196,10 @@ async fn create<S: KeyStore, M: ManagerSource>(
 }
 
 async fn show<S: KeyStore, M: ManagerSource>(
+    ApiManager(manager): ApiManager,
     State(app): App<S, M>,
     Path(token_id): Path<String>,
-    parts: Parts,
 ) -> Response {
-    let manager = match app.manager(&parts, None).await {
-        Ok(manager) => manager,
-        Err(refusal) => return refused(refusal),
-    };
     match app.core.get(&manager, &token_id).await {
         Ok(info) => Json(KeyView::from(&info)).into_response(),
         Err(error) => error.into_response(),
@@ -211,15 +216,11 @@ struct RotateBody {
 }
 
 async fn rotate<S: KeyStore, M: ManagerSource>(
+    ApiManager(manager): ApiManager,
     State(app): App<S, M>,
     Path(token_id): Path<String>,
-    parts: Parts,
     bytes: Bytes,
 ) -> Response {
-    let manager = match app.manager(&parts, None).await {
-        Ok(manager) => manager,
-        Err(refusal) => return refused(refusal),
-    };
     let request: RotateBody = match body(&bytes) {
         Ok(request) => request,
         Err(error) => return error.into_response(),
@@ -239,14 +240,10 @@ async fn rotate<S: KeyStore, M: ManagerSource>(
 }
 
 async fn revoke<S: KeyStore, M: ManagerSource>(
+    ApiManager(manager): ApiManager,
     State(app): App<S, M>,
     Path(token_id): Path<String>,
-    parts: Parts,
 ) -> Response {
-    let manager = match app.manager(&parts, None).await {
-        Ok(manager) => manager,
-        Err(refusal) => return refused(refusal),
-    };
     match app.core.revoke(&manager, &token_id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => error.into_response(),
