@@ -323,6 +323,81 @@ async fn quickstart_validates_with_scalekit_when_configured() {
     assert!(leaks.is_empty(), "keys in the output: {leaks:?}");
 }
 
+/// The flood check, against the process: in Scalekit mode with a slow upstream, 2,000
+/// random well-formed keys from one client cost at most 100 validate calls, while that
+/// client's cached key and another address's new key are answered 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_bounds_a_flood_of_random_keys_from_one_client() {
+    use axum_api_key::keys::CreateToken;
+    use axum_api_key::testing::{FakeScalekit, Fault, Op};
+
+    let fake = FakeScalekit::start().await;
+    let cached = fake.tokens().create(CreateToken::new("org_flood")).unwrap();
+    let fresh = fake.tokens().create(CreateToken::new("org_flood")).unwrap();
+    let url = fake.url();
+    let mut app = Quickstart::start_with(
+        &[
+            ("SCALEKIT_ENVIRONMENT_URL", &url),
+            ("SCALEKIT_CLIENT_ID", fake.client_id()),
+            ("SCALEKIT_CLIENT_SECRET", fake.client_secret()),
+            ("RUST_LOG", "warn"),
+        ],
+        &["REDIS_URL", "RATE_LIMIT"],
+    );
+    let base = app.wait_for_line("listening on ");
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let status = |client: reqwest::Client, key: String| {
+        let url = format!("{base}/api/me");
+        async move {
+            client
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let attacker = from([127, 0, 0, 1]);
+    let cached_key = cached.key.expose_secret().to_owned();
+    assert_eq!(
+        status(attacker.clone(), cached_key.clone()).await,
+        StatusCode::OK
+    );
+    fake.reset_counts();
+    fake.set_fault(Op::Validate, Some(Fault::Delay(Duration::from_millis(300))));
+
+    // 2,000 distinct keys, 20 at a time.
+    let mut answers = Vec::new();
+    for wave in 0..100u64 {
+        let requests =
+            (0..20u64).map(|i| status(attacker.clone(), support::unknown_key(wave * 20 + i)));
+        answers.extend(futures_util::future::join_all(requests).await);
+    }
+    assert!(
+        answers
+            .iter()
+            .all(|s| [401, 429, 503].contains(&s.as_u16())),
+        "{answers:?}"
+    );
+    let throttled = answers.iter().filter(|s| s.as_u16() == 429).count();
+    assert!(throttled >= 1_800, "{throttled} of 2,000 throttled");
+
+    // The attacker's cached key still works, and so does another address's new key.
+    assert_eq!(status(attacker, cached_key).await, StatusCode::OK);
+    let other = from([127, 0, 0, 2]);
+    let fresh_key = fresh.key.expose_secret().to_owned();
+    assert_eq!(status(other, fresh_key).await, StatusCode::OK);
+    let calls = fake.count(Op::Validate);
+    eprintln!("flood: {throttled} of 2,000 throttled, {calls} validate calls");
+    assert!(calls <= 100, "{calls} upstream validate calls");
+}
+
 #[tokio::test]
 async fn quickstart_limits_each_key_when_rate_limit_is_set() {
     let mut app = Quickstart::start_with(
