@@ -78,6 +78,15 @@ impl Quickstart {
         }
     }
 
+    /// Whether a line holding `needle` has been printed by now (reads what is there, no wait).
+    #[cfg(feature = "redis")]
+    fn has_printed(&mut self, needle: &str) -> bool {
+        while let Ok(line) = self.lines.try_recv() {
+            self.output.push(line);
+        }
+        self.output.iter().any(|line| line.contains(needle))
+    }
+
     fn drain(&mut self) {
         while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(300)) {
             self.output.push(line);
@@ -427,6 +436,107 @@ async fn quickstart_limits_each_key_when_rate_limit_is_set() {
     assert!(limited.headers().contains_key("ratelimit-policy"));
     // Another key has its own quota.
     assert_eq!(ping(&user_key).await.unwrap().status(), StatusCode::OK);
+}
+
+/// The Redis checks, against two processes: Scalekit mode, `RATE_LIMIT=20/min` and one
+/// `REDIS_URL`. One key's quota is held between both instances within 10%, a key whose claim is
+/// `rate_limit=5/min` gets its own limit, and with Redis stopped both keep answering.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_instances_share_the_limit_over_redis_and_answer_without_it() {
+    use axum_api_key::keys::CreateToken;
+    use axum_api_key::testing::FakeScalekit;
+
+    let Some(mut redis) = support::redis_server::RedisServer::start() else {
+        return;
+    };
+    let fake = FakeScalekit::start().await;
+    let mint = |create: CreateToken| {
+        let created = fake.tokens().create(create).unwrap();
+        created.key.expose_secret().to_owned()
+    };
+    let shared = mint(CreateToken::new("org_rl"));
+    let claimed = mint(CreateToken::new("org_rl").claim("rate_limit", "5/min"));
+    let warm = [
+        mint(CreateToken::new("org_warm")),
+        mint(CreateToken::new("org_warm")),
+    ];
+    let (url, redis_url) = (fake.url(), redis.url());
+    let env = [
+        ("SCALEKIT_ENVIRONMENT_URL", url.as_str()),
+        ("SCALEKIT_CLIENT_ID", fake.client_id()),
+        ("SCALEKIT_CLIENT_SECRET", fake.client_secret()),
+        ("RATE_LIMIT", "20/min"),
+        ("REDIS_URL", redis_url.as_str()),
+        ("RUST_LOG", "info"),
+    ];
+    let mut instances = [
+        Quickstart::start_with(&env, &[]),
+        Quickstart::start_with(&env, &[]),
+    ];
+    let bases = instances
+        .each_mut()
+        .map(|instance| instance.wait_for_line("listening on "));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let ping = |base: &str, key: &str| {
+        http.get(format!("{base}/api/ping"))
+            .bearer_auth(key.to_owned())
+            .send()
+    };
+    // Each instance connects to Redis on its first decision; until then its buckets decide.
+    for ((instance, base), warm) in instances.iter_mut().zip(&bases).zip(&warm) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !instance.has_printed("Redis rate limits: connected") {
+            assert!(std::time::Instant::now() < deadline, "never connected");
+            ping(base, warm).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    let mut admitted = [0usize; 2];
+    for i in 0..100 {
+        let status = ping(&bases[i % 2], &shared).await.unwrap().status();
+        match status {
+            StatusCode::OK => admitted[i % 2] += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let total = admitted[0] + admitted[1];
+    assert!(
+        (20..=22).contains(&total),
+        "admitted {total} ({admitted:?})"
+    );
+    assert!(admitted.iter().all(|n| *n > 0), "{admitted:?}");
+
+    // The claim's own limit, shared too.
+    let mut claimed_ok = 0;
+    for i in 0..12 {
+        if ping(&bases[i % 2], &claimed).await.unwrap().status() == StatusCode::OK {
+            claimed_ok += 1;
+        }
+    }
+    assert_eq!(claimed_ok, 5);
+
+    // Redis stopped: every request is still answered, on each instance's own buckets.
+    redis.kill();
+    for base in &bases {
+        let mut answers = Vec::new();
+        for _ in 0..10 {
+            answers.push(ping(base, &warm[1]).await.unwrap().status().as_u16());
+        }
+        assert!(
+            answers.iter().all(|s| *s == 200 || *s == 429),
+            "{answers:?}"
+        );
+        assert!(answers.contains(&200), "{answers:?}");
+    }
+    for instance in &mut instances {
+        assert!(instance.has_printed("Redis rate limits: degraded"));
+    }
 }
 
 /// The value of the series `name{labels}` in Prometheus text, if present.
