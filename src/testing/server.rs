@@ -62,33 +62,40 @@ async fn serve_connection(
             let mut router = router.clone();
             async move { Ok::<_, Infallible>(router.call(request).await.into_response()) }
         });
-    // HTTP/1.1 and HTTP/2 (h2c by prior knowledge, or h2 by ALPN) on the same port.
-    let builder =
-        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     match tls {
-        None => {
-            let connection =
-                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            tokio::select! {
-                _ = connection => {}
-                _ = kill.notified() => {}
-                _ = stop.changed() => {}
-            }
-        }
+        None => serve_io(stream, service, &kill, &mut stop).await,
         Some(acceptor) => {
             let Ok(Ok(stream)) =
                 tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
             else {
                 return;
             };
-            let connection =
-                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            tokio::select! {
-                _ = connection => {}
-                _ = kill.notified() => {}
-                _ = stop.changed() => {}
-            }
+            serve_io(stream, service, &kill, &mut stop).await;
         }
+    }
+}
+
+/// Serves one connection, plain or TLS, until it ends, a request kills it or the fake stops:
+/// HTTP/1.1 and HTTP/2 (h2c by prior knowledge, or h2 by ALPN) on the same port.
+async fn serve_io<I, S>(io: I, service: S, kill: &Notify, stop: &mut watch::Receiver<bool>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::select! {
+        _ = connection => {}
+        _ = kill.notified() => {}
+        _ = stop.changed() => {}
     }
 }
 
