@@ -79,7 +79,7 @@ impl Quickstart {
     }
 
     /// Whether a line holding `needle` has been printed by now (reads what is there, no wait).
-    #[cfg(feature = "redis")]
+    #[cfg(all(feature = "redis", feature = "test-util"))]
     fn has_printed(&mut self, needle: &str) -> bool {
         while let Ok(line) = self.lines.try_recv() {
             self.output.push(line);
@@ -335,6 +335,7 @@ async fn quickstart_validates_with_scalekit_when_configured() {
 /// The flood check, against the process: in Scalekit mode with a slow upstream, 2,000
 /// random well-formed keys from one client cost at most 100 validate calls, while that
 /// client's cached key and another address's new key are answered 200.
+#[cfg(feature = "test-util")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickstart_bounds_a_flood_of_random_keys_from_one_client() {
     use axum_api_key::keys::CreateToken;
@@ -441,7 +442,7 @@ async fn quickstart_limits_each_key_when_rate_limit_is_set() {
 /// The Redis checks, against two processes: Scalekit mode, `RATE_LIMIT=20/min` and one
 /// `REDIS_URL`. One key's quota is held between both instances within 10%, a key whose claim is
 /// `rate_limit=5/min` gets its own limit, and with Redis stopped both keep answering.
-#[cfg(feature = "redis")]
+#[cfg(all(feature = "redis", feature = "test-util"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickstart_instances_share_the_limit_over_redis_and_answer_without_it() {
     use axum_api_key::keys::CreateToken;
