@@ -27,9 +27,16 @@ pub const DEFAULT_CLAIM: &str = "rate_limit";
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
-pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub static RATELIMIT_POLICY: HeaderName = RATELIMIT_POLICY_NAME;
 /// `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
-pub static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub static RATELIMIT: HeaderName = RATELIMIT_NAME;
+
+// The names again as constants, which the answers insert: each use is built in place from
+// static bytes, where cloning the statics goes through `Bytes`' clone function on every answer.
+#[allow(clippy::declare_interior_mutable_const)]
+pub(super) const RATELIMIT_NAME: HeaderName = HeaderName::from_static("ratelimit");
+#[allow(clippy::declare_interior_mutable_const)]
+pub(super) const RATELIMIT_POLICY_NAME: HeaderName = HeaderName::from_static("ratelimit-policy");
 
 /// What a limit counts requests by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

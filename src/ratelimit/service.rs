@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
 use http::header::RETRY_AFTER;
-use http::{HeaderName, HeaderValue, Request};
+use http::{HeaderValue, Request};
 use tower::Service;
 
 use super::RatePolicy;
@@ -21,7 +21,9 @@ use crate::request::reject::{AuthRejection, RejectionKind};
 use crate::request::state::AuthState;
 use crate::token_info::TokenInfo;
 
-use super::layer::{RateLimitInfo, RateLimitLayer, missing_layer};
+use super::layer::{
+    RATELIMIT_NAME, RATELIMIT_POLICY_NAME, RateLimitInfo, RateLimitLayer, missing_layer,
+};
 
 /// The service made by [`RateLimitLayer`].
 #[derive(Clone)]
@@ -227,13 +229,6 @@ where
         Err(response) => Ok(*response),
     }
 }
-
-/// The field names as constants: each use is built in place from static bytes, where cloning
-/// the public statics goes through `Bytes`' clone function on every answer.
-#[allow(clippy::declare_interior_mutable_const)]
-const RATELIMIT_NAME: HeaderName = HeaderName::from_static("ratelimit");
-#[allow(clippy::declare_interior_mutable_const)]
-const RATELIMIT_POLICY_NAME: HeaderName = HeaderName::from_static("ratelimit-policy");
 
 /// Adds what [`RateLimitLayer::answer`] prepared to an admitted request's answer.
 pub(crate) fn add_headers(response: &mut Response, headers: SuccessHeaders) {
