@@ -734,7 +734,7 @@ async fn the_page_needs_a_session_and_escapes_everything() {
             "POST",
             "/keys/api",
             &admin,
-            Some(json!({"description": evil})),
+            Some(json!({"description": evil, "custom_claims": {"environment": evil}})),
         )
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -766,6 +766,8 @@ async fn the_page_needs_a_session_and_escapes_everything() {
         assert!(!csp.contains("unsafe-inline"));
         let html = response.text().await.unwrap();
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        // The key's claims are listed, escaped too.
+        assert!(html.contains("environment=&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(!html.contains("<script>alert"));
         assert!(!html.contains("<img src=x"));
         assert!(html.contains("form method=\"post\" action=\"/keys/create\""));

@@ -142,7 +142,7 @@ fn row(base: &str, csrf: &str, key: &TokenInfo, max_grace: Duration) -> Markup {
             td { (key.description().unwrap_or("—")) }
             td {
                 @match key.user_id() { Some(user) => { "user " code { (user) } } None => { "organization" } }
-                @if !key.claims().len() == 0 {
+                @if key.claims().len() != 0 {
                     br;
                     span.hint {
                         @for (i, (name, value)) in key.claims().enumerate() {
