@@ -167,3 +167,56 @@ async fn a_clean_client_s_concurrent_misses_are_not_throttled() {
         "one flight for all of them"
     );
 }
+
+/// Outside a router (the key-management API, an upgrade handler): `authenticate_parts` sees the
+/// client in the request's extensions and throttles as the layer does; `authenticate`, given
+/// headers only, knows no client.
+#[tokio::test]
+async fn authenticate_parts_throttles_like_the_layer() {
+    use axum::response::IntoResponse;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let layer = ApiKeyLayer::new(validator_fn(move |_key| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Err::<TokenInfo, _>(ValidateError::Invalid(InvalidReason::Unknown)) }
+    }));
+    let parts = |i: usize, peer: [u8; 4]| {
+        let mut request = http::Request::builder()
+            .header(
+                "authorization",
+                format!("Bearer sk_live_unknown_key_{i:04}"),
+            )
+            .body(())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(SocketAddr::from((peer, 4000))));
+        request.into_parts().0
+    };
+    let mut statuses = Vec::new();
+    for i in 0..15 {
+        let rejection = layer
+            .authenticate_parts(&parts(i, [127, 0, 0, 1]))
+            .await
+            .unwrap_err();
+        statuses.push(rejection.into_response().status().as_u16());
+    }
+    assert_eq!(statuses[..10], [401; 10]);
+    assert_eq!(statuses[10..], [429; 5]);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        10,
+        "no upstream call once throttled"
+    );
+
+    // Another client is unaffected; headers alone carry no client, so no throttle applies.
+    let other = layer.authenticate_parts(&parts(99, [127, 0, 0, 2])).await;
+    assert_eq!(other.unwrap_err().into_response().status().as_u16(), 401);
+    let headers_only = layer
+        .authenticate(&parts(100, [127, 0, 0, 1]).headers)
+        .await;
+    assert_eq!(
+        headers_only.unwrap_err().into_response().status().as_u16(),
+        401
+    );
+}

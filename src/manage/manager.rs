@@ -227,7 +227,7 @@ impl<V> ApiKeyManagers<V> {
 
 impl<V: Validator> ManagerSource for ApiKeyManagers<V> {
     async fn manager(&self, parts: &Parts) -> Result<Manager, ManagerRejection> {
-        match self.layer.authenticate(&parts.headers).await {
+        match self.layer.authenticate_parts(parts).await {
             Ok(Some(auth)) => {
                 let info = auth.info();
                 let admin = info.claim(&self.claim) == Some(self.value.as_str());

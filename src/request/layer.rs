@@ -201,16 +201,49 @@ impl<V: Validator> ApiKeyLayer<V> {
         self
     }
 
-    /// Authenticates a request's headers exactly as the layer does, for use outside a router
-    /// (a WebSocket upgrade, a gRPC interceptor, a job queue). `Ok(None)` means no credentials
-    /// in optional mode.
+    /// Authenticates a request's headers as the layer does, for use outside a router (a
+    /// WebSocket upgrade, a gRPC interceptor, a job queue). `Ok(None)` means no credentials in
+    /// optional mode. With headers alone the failed-key throttle knows no client (unless its
+    /// [`ClientSource`](crate::ratelimit::ClientSource) reads one from the headers) and is
+    /// skipped: inside a handler, prefer [`authenticate_parts`](Self::authenticate_parts).
     pub async fn authenticate(
         &self,
         headers: &HeaderMap,
     ) -> Result<Option<Authenticated>, AuthRejection> {
-        let step = self
-            .shared
-            .begin(&*self.validator, headers, &http::Extensions::new());
+        self.authenticate_with(headers, &http::Extensions::new())
+            .await
+    }
+
+    /// Authenticates a request exactly as the layer does, throttle included: the extensions
+    /// carry the client (`ConnectInfo`) the failed-key throttle counts refusals by.
+    ///
+    /// ```
+    /// use axum::http::request::Parts;
+    /// use axum::response::{IntoResponse, Response};
+    /// use axum_api_key::{ApiKeyLayer, InMemoryTokens};
+    ///
+    /// async fn upgrade(layer: ApiKeyLayer<InMemoryTokens>, parts: Parts) -> Response {
+    ///     match layer.authenticate_parts(&parts).await {
+    ///         Ok(Some(auth)) => format!("hello {}", auth.info().organization_id()).into_response(),
+    ///         Ok(None) => "anonymous".into_response(),
+    ///         Err(rejection) => rejection.into_response(),
+    ///     }
+    /// }
+    /// ```
+    pub async fn authenticate_parts(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<Option<Authenticated>, AuthRejection> {
+        self.authenticate_with(&parts.headers, &parts.extensions)
+            .await
+    }
+
+    async fn authenticate_with(
+        &self,
+        headers: &HeaderMap,
+        extensions: &http::Extensions,
+    ) -> Result<Option<Authenticated>, AuthRejection> {
+        let step = self.shared.begin(&*self.validator, headers, extensions);
         self.shared.run(&*self.validator, step).await
     }
 
