@@ -81,9 +81,9 @@ impl<S: KeyStore> Core<S> {
         }
         self.sweep(expired).await;
 
-        keys.sort_by(|a, b| Cursor::of(b).cmp(&Cursor::of(a)));
+        keys.sort_by(|a, b| position(b).cmp(&position(a)));
         let start = match &cursor {
-            Some(cursor) => keys.partition_point(|info| Cursor::of(info) >= *cursor),
+            Some(cursor) => keys.partition_point(|info| position(info) >= cursor.position()),
             None => 0,
         };
         let rest = keys.len().saturating_sub(start);
@@ -119,20 +119,31 @@ impl<S: KeyStore> Core<S> {
 }
 
 /// A position in the newest-first order: (creation time, token id), compared descending.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Cursor {
     created_nanos: i128,
     token_id: String,
 }
 
+/// A key's place in the order, borrowed (sorting compares it often; no copy of the id).
+fn position(info: &TokenInfo) -> (i128, &str) {
+    let created_nanos = info
+        .created_at()
+        .map_or(i128::MIN, OffsetDateTime::unix_timestamp_nanos);
+    (created_nanos, info.token_id())
+}
+
 impl Cursor {
     fn of(info: &TokenInfo) -> Self {
+        let (created_nanos, token_id) = position(info);
         Self {
-            created_nanos: info
-                .created_at()
-                .map_or(i128::MIN, OffsetDateTime::unix_timestamp_nanos),
-            token_id: info.token_id().to_owned(),
+            created_nanos,
+            token_id: token_id.to_owned(),
         }
+    }
+
+    fn position(&self) -> (i128, &str) {
+        (self.created_nanos, &self.token_id)
     }
 
     fn encode(&self) -> String {
