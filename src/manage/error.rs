@@ -4,7 +4,6 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
@@ -106,22 +105,6 @@ impl From<KeyStoreError> for ManageError {
 impl From<LimitError> for ManageError {
     fn from(limit: LimitError) -> Self {
         Self::Invalid(limit.to_string().into())
-    }
-}
-
-impl From<JsonRejection> for ManageError {
-    fn from(rejection: JsonRejection) -> Self {
-        match rejection {
-            // Well-formed JSON of the wrong shape (unknown fields, wrong types): 422.
-            JsonRejection::JsonDataError(e) => Self::Invalid(e.body_text().into()),
-            other => Self::BadRequest(other.body_text().into()),
-        }
-    }
-}
-
-impl From<FormRejection> for ManageError {
-    fn from(rejection: FormRejection) -> Self {
-        Self::BadRequest(rejection.body_text().into())
     }
 }
 

@@ -68,7 +68,12 @@ impl Manager {
         Self::new(organization_id.into(), None, false, actor.into())
     }
 
-    fn new(organization_id: String, user_id: Option<String>, admin: bool, actor: String) -> Self {
+    pub(super) fn new(
+        organization_id: String,
+        user_id: Option<String>,
+        admin: bool,
+        actor: String,
+    ) -> Self {
         Self {
             organization_id,
             user_id,
@@ -232,15 +237,13 @@ impl<V: Validator> ManagerSource for ApiKeyManagers<V> {
                 let info = auth.info();
                 let admin = info.claim(&self.claim) == Some(self.value.as_str());
                 let actor = format!("key:{}", info.token_id());
-                let manager = match info.user_id() {
-                    Some(user) => {
-                        Manager::user(info.organization_id().to_owned(), user.to_owned(), actor)
-                    }
-                    None => Manager::member(info.organization_id().to_owned(), actor),
-                };
-                Ok(manager
-                    .with_admin(admin)
-                    .with_credential_expiry(info.effective_expiry()))
+                let manager = Manager::new(
+                    info.organization_id().to_owned(),
+                    info.user_id().map(str::to_owned),
+                    admin,
+                    actor,
+                );
+                Ok(manager.with_credential_expiry(info.effective_expiry()))
             }
             Ok(None) => Err(ManagerRejection::NoCredentials),
             Err(rejection) if *rejection.kind() == RejectionKind::MissingCredentials => {

@@ -237,9 +237,7 @@ impl<S: KeyStore> Core<S> {
 
     /// Whether `manager` may see `info`: same organization, and admin or the key's own user.
     pub(super) fn visible(&self, manager: &Manager, info: &TokenInfo) -> bool {
-        info.organization_id() == manager.organization_id()
-            && (manager.is_admin()
-                || (manager.user_id().is_some() && info.user_id() == manager.user_id()))
+        may_see(manager, info.organization_id(), info.user_id())
     }
 
     fn check_claims(
@@ -345,11 +343,17 @@ impl<S: KeyStore> Core<S> {
 
     fn revoked_by_scope(&self, manager: &Manager, token_id: &str) -> bool {
         let memo = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
-        memo.scopes.get(token_id).is_some_and(|(org, user)| {
-            org == manager.organization_id()
-                && (manager.is_admin() || (user.is_some() && user.as_deref() == manager.user_id()))
-        })
+        memo.scopes
+            .get(token_id)
+            .is_some_and(|(org, user)| may_see(manager, org, user.as_deref()))
     }
+}
+
+/// The scope rule: a key of `manager`'s organization, and `manager` its admin or the key's own
+/// user.
+fn may_see(manager: &Manager, organization_id: &str, user_id: Option<&str>) -> bool {
+    organization_id == manager.organization_id()
+        && (manager.is_admin() || (user_id.is_some() && user_id == manager.user_id()))
 }
 
 /// 403 for a manager with no grant and no user.

@@ -216,16 +216,7 @@ impl SessionManagers {
         if expires <= OffsetDateTime::now_utc() {
             return None;
         }
-        let manager = match claims.u {
-            Some(user) => Manager::user(claims.o, user, claims.s),
-            None => Manager::member(claims.o, claims.s),
-        };
-        Some(
-            manager
-                .with_admin(claims.a)
-                .with_csrf_token(claims.c)
-                .with_credential_expiry(None),
-        )
+        Some(Manager::new(claims.o, claims.u, claims.a, claims.s).with_csrf_token(claims.c))
     }
 
     fn cookie_value<'a>(&self, parts: &'a Parts) -> Option<&'a str> {
