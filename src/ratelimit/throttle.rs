@@ -270,14 +270,10 @@ impl fmt::Debug for InFlight {
 impl FailedKeyThrottle {
     /// A throttle allowing `policy` refused keys per client, clients found by their peer address.
     pub fn new(policy: RatePolicy) -> Self {
-        Self::with_max_clients(policy, DEFAULT_MAX_CLIENTS)
-    }
-
-    fn with_max_clients(policy: RatePolicy, max_clients: usize) -> Self {
         Self {
             policy,
             source: ClientSource::PeerAddr,
-            cells: Cells::new(max_clients),
+            cells: Cells::new(DEFAULT_MAX_CLIENTS),
             refusals: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             in_flight: (0..IN_FLIGHT_STRIPES).map(|_| AtomicU32::new(0)).collect(),
@@ -329,11 +325,9 @@ impl FailedKeyThrottle {
 
     /// How many clients to track at most (default [`DEFAULT_MAX_CLIENTS`]).
     #[must_use]
-    pub fn max_clients(self, max_clients: usize) -> Self {
-        let mut throttle = Self::with_max_clients(self.policy, max_clients);
-        throttle.source = self.source;
-        throttle.max_in_flight = self.max_in_flight;
-        throttle
+    pub fn max_clients(mut self, max_clients: usize) -> Self {
+        self.cells = Cells::new(max_clients);
+        self
     }
 
     /// Where to find the client of a request (default [`ClientSource::PeerAddr`]).
