@@ -16,6 +16,7 @@ use tower::Service;
 use super::authenticator::{Authenticator, Mode, Step};
 use super::key::KeyFormat;
 use super::reject::{AuthRejection, RejectionHook, Renderer};
+use super::state::AuthState;
 #[cfg(feature = "ratelimit")]
 use crate::ratelimit::FailedKeyThrottle;
 use crate::token_info::Authenticated;
@@ -421,10 +422,15 @@ impl Authenticator {
     /// Lets an authenticated request in: the key leaves the headers (unless configured
     /// otherwise) and the outcome enters the extensions.
     fn admit<B>(&self, request: &mut Request<B>, auth: Authenticated) {
+        self.admit_state(request, self.state(Some(auth)));
+    }
+
+    /// [`admit`](Self::admit) with the state already made.
+    fn admit_state<B>(&self, request: &mut Request<B>, state: AuthState) {
         if self.strip_authorization {
             request.headers_mut().remove(AUTHORIZATION);
         }
-        request.extensions_mut().insert(self.state(Some(auth)));
+        request.extensions_mut().insert(state);
     }
 
     /// Lets in a request authenticated on an asynchronous path: the layer's own limit, if any,
@@ -461,12 +467,9 @@ impl Authenticator {
         outcome: crate::ratelimit::Outcome,
     ) -> Result<SuccessHeaders, crate::ratelimit::Refusal> {
         let (info, headers) = limits.settle(policy, outcome, |kind| self.reject(kind))?;
-        if self.strip_authorization {
-            request.headers_mut().remove(AUTHORIZATION);
-        }
         let mut state = self.state(Some(auth));
         state.rate_limit = Some(info);
-        request.extensions_mut().insert(state);
+        self.admit_state(request, state);
         Ok(headers)
     }
 }
