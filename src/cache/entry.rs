@@ -90,11 +90,13 @@ impl Entry {
         stale_window: Duration,
         vetted_epoch: u64,
     ) -> Option<Self> {
-        let left = time_left(&auth, OffsetDateTime::now_utc())?;
+        // The effective expiry: a rotated key's grace deadline ends its entries too.
+        let expires = auth.info().effective_expiry();
+        let left = time_left(expires, OffsetDateTime::now_utc())?;
         let fresh_for = ttl.min(left);
         let tsc_now = quanta::Instant::now();
         Some(Self {
-            expires: auth.info().effective_expiry(),
+            expires,
             auth,
             validated_at: Instant::now(),
             fresh_for,
@@ -114,9 +116,8 @@ impl Entry {
 
 /// How long the key has left, `Some(Duration::MAX)` when it does not expire, `None` when it
 /// has expired.
-fn time_left(auth: &Authenticated, now: OffsetDateTime) -> Option<Duration> {
-    // The effective expiry: a rotated key's grace deadline ends its entries too.
-    match auth.info().effective_expiry() {
+fn time_left(expires: Option<OffsetDateTime>, now: OffsetDateTime) -> Option<Duration> {
+    match expires {
         None => Some(Duration::MAX),
         Some(expiry) if expiry > now => Duration::try_from(expiry - now).ok(),
         Some(_) => None,
