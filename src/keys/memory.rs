@@ -121,16 +121,7 @@ impl InMemoryTokens {
                     break candidate;
                 }
             };
-            let mut info = TokenInfo::builder(token_id.clone(), request.organization_id)
-                .claims(request.custom_claims)
-                .expiry(request.expiry)
-                .created_at(OffsetDateTime::now_utc())
-                .set_description(request.description)
-                .token_suffix(key.suffix());
-            if let Some(user_id) = request.user_id {
-                info = info.user(user_id);
-            }
-            let info = info.build();
+            let info = request.info(token_id.clone(), &key);
             let seq = state.next_seq;
             state.next_seq += 1;
             state

@@ -83,6 +83,21 @@ pub struct CreateToken {
 }
 
 impl CreateToken {
+    /// The facts of the key this request mints, as a store answers them: `token_id`, the
+    /// key's suffix, created now.
+    pub(crate) fn info(&self, token_id: String, key: &ApiKey) -> TokenInfo {
+        let mut builder = TokenInfo::builder(token_id, self.organization_id.clone())
+            .claims(self.custom_claims.clone())
+            .expiry(self.expiry)
+            .created_at(OffsetDateTime::now_utc())
+            .set_description(self.description.clone())
+            .token_suffix(key.suffix());
+        if let Some(user) = &self.user_id {
+            builder = builder.user(user.clone());
+        }
+        builder.build()
+    }
+
     /// An organization-scoped key for `organization_id`.
     pub fn new(organization_id: impl Into<String>) -> Self {
         Self {

@@ -277,25 +277,6 @@ impl Validator for ScalekitClient {
     }
 }
 
-fn info_from_request(token_id: String, request: &CreateToken, key: &ApiKey) -> TokenInfo {
-    let mut builder = TokenInfo::builder(token_id, request.organization_id.clone())
-        .token_suffix(key.suffix())
-        .created_at(OffsetDateTime::now_utc());
-    if let Some(user) = &request.user_id {
-        builder = builder.user(user.clone());
-    }
-    for (name, value) in &request.custom_claims {
-        builder = builder.claim(name.clone(), value.clone());
-    }
-    if let Some(expiry) = request.expiry {
-        builder = builder.expiry(expiry);
-    }
-    if let Some(description) = &request.description {
-        builder = builder.description(description.clone());
-    }
-    builder.build()
-}
-
 /// The answer of validate: a `token_info` with its two ids, for a key that has not expired
 /// (an answer that contradicts itself fails closed, as "not found").
 pub(crate) fn decode_validate(body: &[u8]) -> Result<TokenInfo, ScalekitError> {
@@ -341,7 +322,7 @@ pub(crate) fn decode_create(
                 .token_id
                 .clone()
                 .ok_or_else(|| ScalekitError::Decode("create answer without token_id".into()))?;
-            info_from_request(token_id, request, &key)
+            request.info(token_id, &key)
         }
     };
     let token_id = answer
