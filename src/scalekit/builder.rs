@@ -14,7 +14,9 @@ use super::{
 };
 use crate::keys::KeyEvents;
 
-/// Configures a [`ScalekitClient`]; see [`ScalekitClient::builder`].
+/// Configures a [`ScalekitClient`]; see [`ScalekitClient::builder`]. A clone keeps its own
+/// copy of the secret, zeroized on drop like the original.
+#[derive(Clone)]
 #[must_use]
 pub struct ScalekitClientBuilder {
     pub(super) environment_url: String,

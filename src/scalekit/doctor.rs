@@ -107,7 +107,7 @@ impl ScalekitClientBuilder {
     pub async fn doctor(self, organization_id: &str) -> DoctorReport {
         let mut transports = Vec::new();
         for transport in [Transport::Rest, Transport::Grpc] {
-            let builder = self.clone_config().transport(transport);
+            let builder = self.clone().transport(transport);
             transports.push(match builder.build() {
                 Ok(client) => TransportReport {
                     transport,
@@ -122,21 +122,6 @@ impl ScalekitClientBuilder {
             });
         }
         DoctorReport { transports }
-    }
-
-    fn clone_config(&self) -> Self {
-        Self {
-            environment_url: self.environment_url.clone(),
-            client_id: self.client_id.clone(),
-            client_secret: self.client_secret.clone(),
-            validate_timeout: self.validate_timeout,
-            request_timeout: self.request_timeout,
-            token_timeout: self.token_timeout,
-            http: self.http.clone(),
-            api_version: self.api_version.clone(),
-            transport: self.transport,
-            roots: self.roots.clone(),
-        }
     }
 }
 
