@@ -14,6 +14,9 @@ use super::{
 };
 use crate::keys::KeyEvents;
 
+/// What both transports send as `User-Agent`.
+const USER_AGENT: &str = concat!("axum-api-key/", env!("CARGO_PKG_VERSION"), " (rust)");
+
 /// Configures a [`ScalekitClient`]; see [`ScalekitClient::builder`]. A clone keeps its own
 /// copy of the secret, zeroized on drop like the original.
 #[derive(Clone)]
@@ -143,11 +146,8 @@ impl ScalekitClientBuilder {
         }
         let api_version = HeaderValue::from_str(&self.api_version)
             .map_err(|_| ScalekitError::Config("bad api version".into()))?;
-        let user_agent = HeaderValue::from_static(concat!(
-            "axum-api-key/",
-            env!("CARGO_PKG_VERSION"),
-            " (rust)"
-        ));
+        let user_agent = HeaderValue::from_static(USER_AGENT);
+        let connect_timeout = self.validate_timeout.min(DEFAULT_TOKEN_TIMEOUT);
         let mut roots = Vec::new();
         for pem in &self.roots {
             let bundle = reqwest::Certificate::from_pem_bundle(pem)
@@ -166,7 +166,7 @@ impl ScalekitClientBuilder {
                     // A redirect would re-send the bearer token somewhere else, and turn POSTs
                     // into GETs: an answer we do not expect is an error, not a hop.
                     .redirect(reqwest::redirect::Policy::none())
-                    .connect_timeout(self.validate_timeout.min(DEFAULT_TOKEN_TIMEOUT));
+                    .connect_timeout(connect_timeout);
                 for root in roots {
                     builder = builder.add_root_certificate(root);
                 }
@@ -179,9 +179,11 @@ impl ScalekitClientBuilder {
         let grpc = match self.transport {
             Transport::Grpc => Some(super::grpc::GrpcTransport::new(
                 &base_url,
+                &parsed,
                 &self.roots,
-                self.validate_timeout.min(DEFAULT_TOKEN_TIMEOUT),
-                user_agent.to_str().unwrap_or("axum-api-key"),
+                connect_timeout,
+                USER_AGENT,
+                &api_version,
             )?),
             Transport::Rest => None,
         };

@@ -101,7 +101,7 @@ impl ScalekitClient {
         let inner = &self.inner;
         #[cfg(feature = "grpc")]
         if let Some(grpc) = &inner.grpc {
-            return grpc.send(call, token, &inner.api_version).await;
+            return grpc.send(call, token, remaining).await;
         }
         let url = format!("{}{}", inner.base_url, call.path);
         let mut request = inner

@@ -74,6 +74,8 @@ pub(crate) const ERROR_INFO_TYPE: &str = "type.googleapis.com/scalekit.v1.errdet
 /// The gRPC side of a [`ScalekitClient`](super::ScalekitClient).
 pub(crate) struct GrpcTransport {
     endpoint: Endpoint,
+    /// `x-api-version`, the client's, converted once.
+    api_version: MetadataValue<tonic::metadata::Ascii>,
     /// Opened on first use (a `Channel` needs a running runtime), then shared by every call.
     client: OnceLock<ApiTokenServiceClient<Channel>>,
 }
@@ -82,12 +84,15 @@ impl GrpcTransport {
     /// Checks the URL and the TLS settings; connects nothing yet.
     pub(crate) fn new(
         base_url: &str,
+        url: &reqwest::Url,
         extra_roots: &[Vec<u8>],
         connect_timeout: Duration,
-        user_agent: &str,
+        user_agent: &'static str,
+        api_version: &http::HeaderValue,
     ) -> Result<Self, ScalekitError> {
         let config = |e: &dyn std::fmt::Display| ScalekitError::Config(format!("gRPC: {e}"));
-        let url = reqwest::Url::parse(base_url).map_err(|e| config(&e))?;
+        let api_version = MetadataValue::try_from(api_version.as_bytes())
+            .map_err(|_| ScalekitError::Config("bad api version".into()))?;
         if url.path() != "/" && !url.path().is_empty() {
             // gRPC paths are absolute from the host: a path prefix cannot be honoured.
             return Err(config(&"the environment URL must not have a path for gRPC"));
@@ -106,7 +111,7 @@ impl GrpcTransport {
                 }
                 endpoint = endpoint.tls_config(tls).map_err(|e| config(&e))?;
             }
-            "http" if is_loopback(&url) => {}
+            "http" if is_loopback(url) => {}
             _ => {
                 return Err(config(
                     &"plaintext (http://) gRPC is only allowed to a loopback address",
@@ -115,6 +120,7 @@ impl GrpcTransport {
         }
         Ok(Self {
             endpoint,
+            api_version,
             client: OnceLock::new(),
         })
     }
@@ -129,22 +135,19 @@ impl GrpcTransport {
     }
 
     /// Sends `call` as the matching RPC; the answer comes back as the REST route's JSON.
+    /// `remaining`: the time left before the call's deadline (not zero; the caller checked).
     pub(crate) async fn send(
         &self,
         call: &Call<'_>,
         token: &AccessToken,
-        api_version: &http::HeaderValue,
+        remaining: Duration,
     ) -> Result<Bytes, ScalekitError> {
-        let remaining = call.deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(ScalekitError::Timeout);
-        }
         let body: Value = match &call.body {
             Some(bytes) => serde_json::from_slice(bytes)
                 .map_err(|_| ScalekitError::Decode("encoding: request body is not JSON".into()))?,
             None => Value::Null,
         };
-        let headers = Headers::new(token, api_version, remaining)?;
+        let headers = Headers::new(token, &self.api_version, remaining)?;
         let mut client = self.client();
         let rpc = async {
             let answer = match (&call.method, call.path) {
@@ -231,7 +234,7 @@ struct Headers {
 impl Headers {
     fn new(
         token: &AccessToken,
-        api_version: &http::HeaderValue,
+        api_version: &MetadataValue<tonic::metadata::Ascii>,
         timeout: Duration,
     ) -> Result<Self, ScalekitError> {
         let authorization =
@@ -241,11 +244,9 @@ impl Headers {
                     message: "the access token is not a valid header value".into(),
                 }
             })?;
-        let api_version = MetadataValue::try_from(api_version.as_bytes())
-            .map_err(|_| ScalekitError::Config("bad api version".into()))?;
         Ok(Self {
             authorization,
-            api_version,
+            api_version: api_version.clone(),
             timeout,
         })
     }
