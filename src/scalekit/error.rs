@@ -127,13 +127,7 @@ impl ScalekitError {
             return Self::Timeout;
         }
         // reqwest's Display names the URL (no key: keys travel in bodies only) and the cause.
-        let mut message = error.to_string();
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
+        let message = with_causes(error.to_string(), error);
         if error.is_decode() {
             Self::Decode(truncate(&message))
         } else {
@@ -169,6 +163,17 @@ impl ScalekitError {
             code => Self::Upstream { status: code },
         }
     }
+}
+
+/// `head`, then each cause of `error` in turn, `: `-separated.
+pub(crate) fn with_causes(mut head: String, error: &dyn std::error::Error) -> String {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        head.push_str(": ");
+        head.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    head
 }
 
 /// A `google.rpc.Status` body, read defensively: any field may be missing or mistyped.

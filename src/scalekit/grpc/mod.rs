@@ -22,7 +22,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::ScalekitError;
 use super::auth::AccessToken;
-use super::error::{retry_after, scrub, truncate};
+use super::error::{retry_after, scrub, truncate, with_causes};
 use super::transport::{Call, MAX_BODY};
 
 mod convert;
@@ -297,30 +297,19 @@ pub(crate) fn classify(status: &tonic::Status, secret: Option<&str>) -> Scalekit
         Code::Cancelled => rejected(499),
         Code::Unavailable if std::error::Error::source(status).is_some() => {
             // No answer at all: refused, reset, TLS, DNS.
-            ScalekitError::Connect(truncate(&transport_message(status)))
+            ScalekitError::Connect(truncate(&with_causes(status.message().to_owned(), status)))
         }
         Code::Unavailable => ScalekitError::Upstream { status: 503 },
         Code::DeadlineExceeded => ScalekitError::Upstream { status: 504 },
         Code::Unimplemented => ScalekitError::Upstream { status: 501 },
         Code::Unknown | Code::Internal | Code::DataLoss => {
             if std::error::Error::source(status).is_some() {
-                ScalekitError::Connect(truncate(&transport_message(status)))
+                ScalekitError::Connect(truncate(&with_causes(status.message().to_owned(), status)))
             } else {
                 ScalekitError::Upstream { status: 500 }
             }
         }
     }
-}
-
-fn transport_message(status: &tonic::Status) -> String {
-    let mut message = status.message().to_owned();
-    let mut source = std::error::Error::source(status);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// The first `ErrorInfo.error_code` in a `google.rpc.Status` (empty codes skipped).
