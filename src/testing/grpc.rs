@@ -30,7 +30,8 @@ use crate::scalekit::grpc::{ERROR_INFO_TYPE, RpcStatus};
 
 mod convert;
 
-use convert::{encode_answer, timestamp_text};
+use crate::scalekit::grpc::convert::format_timestamp;
+use convert::encode_answer;
 
 /// The most the fake reads of a gRPC request.
 const MAX_REQUEST: usize = 1024 * 1024;
@@ -141,7 +142,7 @@ fn to_rest(method: &str, message: &[u8]) -> Option<RestCall> {
                 if !t.custom_claims.is_empty() {
                     body.insert("custom_claims".into(), claims(t.custom_claims));
                 }
-                if let Some(at) = t.expiry.and_then(|at| timestamp_text(&at)) {
+                if let Some(at) = t.expiry.and_then(|at| format_timestamp(&at)) {
                     body.insert("expiry".into(), at.into());
                 }
                 if !t.description.is_empty() {

@@ -36,12 +36,7 @@ pub(super) fn claims_field(body: &Value) -> std::collections::HashMap<String, St
 pub(super) fn create_request(body: &Value) -> Result<pb::CreateTokenRequest, ScalekitError> {
     let expiry = match opt_str_field(body, "expiry") {
         Some(text) => {
-            let at = OffsetDateTime::parse(&text, &Rfc3339)
-                .map_err(|_| ScalekitError::Decode("bad expiry".into()))?;
-            Some(prost_types::Timestamp {
-                seconds: at.unix_timestamp(),
-                nanos: i32::try_from(at.nanosecond()).unwrap_or(0),
-            })
+            Some(parse_timestamp(&text).ok_or_else(|| ScalekitError::Decode("bad expiry".into()))?)
         }
         None => None,
     };
@@ -80,12 +75,27 @@ pub(super) fn update_request(body: &Value) -> pb::UpdateTokenRequest {
 }
 
 pub(super) fn timestamp_json(at: &prost_types::Timestamp) -> Result<Value, ScalekitError> {
-    let nanos = i128::from(at.seconds) * 1_000_000_000 + i128::from(at.nanos);
-    let at = OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .map_err(|_| ScalekitError::Decode("timestamp out of range".into()))?;
-    at.format(&Rfc3339)
+    format_timestamp(at)
         .map(Value::String)
-        .map_err(|_| ScalekitError::Decode("timestamp out of range".into()))
+        .ok_or_else(|| ScalekitError::Decode("timestamp out of range".into()))
+}
+
+/// RFC 3339 text (the REST shape) as a protobuf `Timestamp`; `None` when it is not RFC 3339.
+pub(crate) fn parse_timestamp(text: &str) -> Option<prost_types::Timestamp> {
+    let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    Some(prost_types::Timestamp {
+        seconds: at.unix_timestamp(),
+        nanos: i32::try_from(at.nanosecond()).ok()?,
+    })
+}
+
+/// A protobuf `Timestamp` as RFC 3339 text; `None` when it is out of range.
+pub(crate) fn format_timestamp(at: &prost_types::Timestamp) -> Option<String> {
+    let nanos = i128::from(at.seconds) * 1_000_000_000 + i128::from(at.nanos);
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()?
+        .format(&Rfc3339)
+        .ok()
 }
 
 /// A `Token` as protojson (`UseProtoNames`) would write it.

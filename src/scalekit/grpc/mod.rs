@@ -25,7 +25,7 @@ use super::auth::AccessToken;
 use super::error::{retry_after, scrub, truncate, with_causes};
 use super::transport::{Call, MAX_BODY};
 
-mod convert;
+pub(crate) mod convert;
 
 use convert::{
     create_json, create_request, info_json, list_json, list_request, str_field, update_request,

@@ -4,29 +4,14 @@ use std::collections::HashMap;
 
 use prost::Message;
 use serde_json::Value;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
+use crate::scalekit::grpc::convert::parse_timestamp;
 use crate::scalekit::grpc::proto::tokens as pb;
-
-pub(super) fn timestamp_text(at: &prost_types::Timestamp) -> Option<String> {
-    let nanos = i128::from(at.seconds) * 1_000_000_000 + i128::from(at.nanos);
-    OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()?
-        .format(&Rfc3339)
-        .ok()
-}
 
 pub(super) fn timestamp(value: Option<&Value>) -> Result<Option<prost_types::Timestamp>, ()> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => {
-            let at = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| ())?;
-            Ok(Some(prost_types::Timestamp {
-                seconds: at.unix_timestamp(),
-                nanos: i32::try_from(at.nanosecond()).map_err(|_| ())?,
-            }))
-        }
+        Some(Value::String(text)) => parse_timestamp(text).map(Some).ok_or(()),
         Some(_) => Err(()),
     }
 }
