@@ -175,8 +175,7 @@ impl Core {
         }
         match self.admit(fingerprint, &entry) {
             Admission::Accept => {
-                self.counters.stale_served.bump();
-                crate::telemetry::cache_lookup("stale");
+                self.counters.stale_served();
                 tracing::warn!(
                     cache = "stale",
                     %fingerprint,

@@ -146,14 +146,12 @@ impl<V: Validator> CachedValidator<V> {
         if let Some(entry) = self.core.fresh.get(&cache_key).await {
             match self.core.judge(cache_key, &entry).await {
                 Some(Ok(auth)) => {
-                    self.core.counters.hits.bump();
-                    crate::telemetry::cache_lookup("hit");
+                    self.core.counters.hit();
                     tracing::trace!(cache = "hit", %fingerprint, token_id = %auth.info().token_id());
                     return Ok(auth);
                 }
                 Some(Err(reason)) => {
-                    self.core.counters.negative_hits.bump();
-                    crate::telemetry::cache_lookup("negative");
+                    self.core.counters.negative_hit();
                     tracing::debug!(cache = "negative", %fingerprint, %reason, "cached API key refused");
                     return Err(ValidateError::Invalid(reason));
                 }
@@ -161,13 +159,11 @@ impl<V: Validator> CachedValidator<V> {
             }
         }
         if let Some(reason) = self.core.negative.get(&cache_key) {
-            self.core.counters.negative_hits.bump();
-            crate::telemetry::cache_lookup("negative");
+            self.core.counters.negative_hit();
             tracing::trace!(cache = "negative", %fingerprint, %reason);
             return Err(ValidateError::Invalid(reason));
         }
-        self.core.counters.misses.bump();
-        crate::telemetry::cache_lookup("miss");
+        self.core.counters.miss();
         self.miss(key, cache_key).await
     }
 
@@ -337,8 +333,7 @@ impl<V: Validator> Validator for CachedValidator<V> {
                     let Some(reason) = self.core.negative.get(&cache_key) else {
                         return FingerprintLookup::Missed;
                     };
-                    self.core.counters.negative_hits.bump();
-                    crate::telemetry::cache_lookup("negative");
+                    self.core.counters.negative_hit();
                     tracing::trace!(cache = "negative", %fingerprint, %reason);
                     return FingerprintLookup::Answered(Err(ValidateError::Invalid(reason)));
                 }

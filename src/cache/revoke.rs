@@ -32,8 +32,7 @@ impl Core {
             Some(id) => Some(id.to_owned()),
             None => fingerprint.and_then(|fingerprint| self.token_id_of(fingerprint)),
         };
-        self.apply_revocation(fingerprint, token_id);
-        crate::telemetry::revocation("local");
+        self.apply_revocation(fingerprint, token_id, "local");
         self.outbound.publish(&KeyEvent::Revoked {
             token_id: resolved,
             fingerprint,
@@ -44,11 +43,16 @@ impl Core {
     /// included, so it wins over validations in flight) but not echoed to `outbound`.
     #[cfg(feature = "redis")]
     pub(super) fn revoke_remote(&self, token_id: &str) {
-        self.apply_revocation(None, Some(token_id));
-        crate::telemetry::revocation("remote");
+        self.apply_revocation(None, Some(token_id), "remote");
     }
 
-    fn apply_revocation(&self, fingerprint: Option<Fingerprint>, token_id: Option<&str>) {
+    /// `source` (`local`, `remote`) labels the revocation in the metrics.
+    fn apply_revocation(
+        &self,
+        fingerprint: Option<Fingerprint>,
+        token_id: Option<&str>,
+        source: &'static str,
+    ) {
         if fingerprint.is_none() && token_id.is_none() {
             return;
         }
@@ -58,6 +62,7 @@ impl Core {
         // without) asking the upstream, which matters when the upstream is down.
         self.revocations.revoke(fingerprint.or(indexed), token_id);
         self.counters.revocations.bump();
+        crate::telemetry::revocation(source);
         match fingerprint {
             Some(fingerprint) => {
                 tracing::debug!(cache = "revoke", %fingerprint, token_id, "API key revoked")

@@ -165,8 +165,7 @@ impl Core {
                 if mirror {
                     self.front.remember(cache_key, entry);
                 }
-                self.counters.hits.bump();
-                crate::telemetry::cache_lookup("hit");
+                self.counters.hit();
                 tracing::trace!(cache = "hit", fingerprint = %cache_key.0, token_id = %entry.auth.info().token_id());
                 Some(entry.auth.clone())
             }

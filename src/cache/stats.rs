@@ -54,6 +54,25 @@ pub(super) struct Counters {
 }
 
 impl Counters {
+    // The lookup outcomes: each counted here and in the `metrics` series at once, so no
+    // lookup site can count one and forget the other.
+    pub(super) fn hit(&self) {
+        self.hits.bump();
+        crate::telemetry::cache_lookup("hit");
+    }
+    pub(super) fn miss(&self) {
+        self.misses.bump();
+        crate::telemetry::cache_lookup("miss");
+    }
+    pub(super) fn negative_hit(&self) {
+        self.negative_hits.bump();
+        crate::telemetry::cache_lookup("negative");
+    }
+    pub(super) fn stale_served(&self) {
+        self.stale_served.bump();
+        crate::telemetry::cache_lookup("stale");
+    }
+
     pub(super) fn snapshot(&self, entries: u64, negative_entries: u64) -> CacheStats {
         CacheStats {
             hits: self.hits.get(),
