@@ -319,29 +319,29 @@ impl<V: Validator> Validator for CachedValidator<V> {
     /// makes no copy of the key on a hit.
     fn validate_fingerprint_now(&self, fingerprint: Fingerprint) -> FingerprintLookup {
         let cache_key = CacheKey(fingerprint);
+        let answered = |hit: Option<Authenticated>| {
+            hit.map_or(FingerprintLookup::Missed, |auth| {
+                FingerprintLookup::Answered(Ok(auth))
+            })
+        };
         // The mirror first: one lock-free lookup, no bookkeeping.
         let front = self.core.front.with(&cache_key, |entry| {
             self.core.hit_now(cache_key, entry, false)
         });
-        let hit = if let Some(hit) = front {
-            hit
-        } else {
-            match poll_once(self.core.fresh.get(&cache_key)) {
-                None => None,
-                Some(Some(entry)) => self.core.hit_now(cache_key, &entry, true),
-                Some(None) => {
-                    let Some(reason) = self.core.negative.get(&cache_key) else {
-                        return FingerprintLookup::Missed;
-                    };
+        if let Some(hit) = front {
+            return answered(hit);
+        }
+        match poll_once(self.core.fresh.get(&cache_key)) {
+            None => FingerprintLookup::Missed,
+            Some(Some(entry)) => answered(self.core.hit_now(cache_key, &entry, true)),
+            Some(None) => match self.core.negative.get(&cache_key) {
+                Some(reason) => {
                     self.core.counters.negative_hit();
                     tracing::trace!(cache = "negative", %fingerprint, %reason);
-                    return FingerprintLookup::Answered(Err(ValidateError::Invalid(reason)));
+                    FingerprintLookup::Answered(Err(ValidateError::Invalid(reason)))
                 }
-            }
-        };
-        match hit {
-            Some(auth) => FingerprintLookup::Answered(Ok(auth)),
-            None => FingerprintLookup::Missed,
+                None => FingerprintLookup::Missed,
+            },
         }
     }
 }
