@@ -113,6 +113,14 @@ pub(crate) enum Outcome {
     Limited { retry_after: Duration },
 }
 
+/// What [`Cells::standing`] found.
+pub(crate) struct Standing {
+    /// `Some(wait)` while the key is blocked.
+    pub(crate) blocked: Option<Duration>,
+    /// Whether the key spent anything within its last window.
+    pub(crate) active: bool,
+}
+
 /// Keys to GCRA cells, at most about `max` of them, hashed by `S`: SipHash (std's default) for
 /// keys a client picks (its address), a faster hasher for ids of validated keys.
 pub(crate) struct Cells<K, S = std::hash::RandomState> {
@@ -175,29 +183,26 @@ impl<K: Hash + Eq + Send + Sync + 'static, S: BuildHasher + Default> Cells<K, S>
             .decide()
     }
 
-    /// Whether `key` spent anything within its last window (it has a cell that is not idle).
-    pub(crate) fn is_active<Q>(&self, key: &Q) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let now = self.now();
-        self.map
-            .pin()
-            .get(key)
-            .is_some_and(|cell| !cell.idle_for_a_window(now))
-    }
-
-    /// Whether `key` is blocked (the throttle's check): `Some(wait)` while it is.
-    pub(crate) fn blocked<Q>(&self, key: &Q) -> Option<Duration>
+    /// `key`'s standing, from one lookup: whether it is blocked (the throttle's check) and
+    /// whether it spent anything within its last window (it has a cell that is not idle).
+    pub(crate) fn standing<Q>(&self, key: &Q) -> Standing
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let now = self.now();
         let map = self.map.pin();
-        let until = map.get(key)?.blocked_until.load(Ordering::Relaxed);
-        (until > now).then(|| Duration::from_nanos(until - now))
+        let Some(cell) = map.get(key) else {
+            return Standing {
+                blocked: None,
+                active: false,
+            };
+        };
+        let until = cell.blocked_until.load(Ordering::Relaxed);
+        Standing {
+            blocked: (until > now).then(|| Duration::from_nanos(until - now)),
+            active: !cell.idle_for_a_window(now),
+        }
     }
 
     /// Spends one request of `key` under `policy`, and when that empties its bucket (or it was
@@ -357,13 +362,13 @@ mod tests {
         let p = policy("3/min");
         cells.spend_and_block("c", p);
         cells.spend_and_block("c", p);
-        assert_eq!(cells.blocked("c"), None);
+        assert_eq!(cells.standing("c").blocked, None);
         cells.spend_and_block("c", p);
-        let wait = cells.blocked("c").expect("blocked after three");
+        let wait = cells.standing("c").blocked.expect("blocked after three");
         assert!(
             wait > Duration::from_secs(19) && wait <= Duration::from_secs(21),
             "{wait:?}"
         );
-        assert_eq!(cells.blocked("other"), None);
+        assert_eq!(cells.standing("other").blocked, None);
     }
 }

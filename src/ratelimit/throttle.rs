@@ -298,18 +298,19 @@ impl FailedKeyThrottle {
     /// in-flight bound. `Ok` carries a ticket that counts the call until dropped; call
     /// [`InFlight::refused`] when the validator refuses the key.
     pub fn begin(self: &Arc<Self>, client: ClientKey) -> Result<InFlight, RetryAfter> {
-        self.check(&client)?;
+        let standing = self.cells.standing(&client);
+        if let Some(wait) = standing.blocked {
+            return Err(self.refuse(wait));
+        }
         // Only a client that presented a refused key lately is held to the in-flight bound: a
         // clean client's concurrent requests (a key whose cache entry just expired, a cache
         // turned off) all go through, as the validator's own bounds allow.
-        let stripe = if self.cells.is_active(&client) {
+        let stripe = if standing.active {
             let stripe = (self.stripe_hasher.hash_one(&client) as usize) % IN_FLIGHT_STRIPES;
             let counter = &self.in_flight[stripe];
             if counter.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight {
                 counter.fetch_sub(1, Ordering::AcqRel);
-                self.throttled.fetch_add(1, Ordering::Relaxed);
-                crate::telemetry::rate_limit("failed_key", "limited");
-                return Err(RetryAfter(Duration::from_secs(1)));
+                return Err(self.refuse(Duration::from_secs(1)));
             }
             Some(stripe)
         } else {
@@ -366,14 +367,17 @@ impl FailedKeyThrottle {
     /// Before an upstream call for a key that is not cached: `Err` while `client` has no
     /// refusals left.
     pub fn check(&self, client: &ClientKey) -> Result<(), RetryAfter> {
-        match self.cells.blocked(client) {
+        match self.cells.standing(client).blocked {
             None => Ok(()),
-            Some(wait) => {
-                self.throttled.fetch_add(1, Ordering::Relaxed);
-                crate::telemetry::rate_limit("failed_key", "limited");
-                Err(RetryAfter(wait))
-            }
+            Some(wait) => Err(self.refuse(wait)),
         }
+    }
+
+    /// A throttled request, counted.
+    fn refuse(&self, wait: Duration) -> RetryAfter {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::rate_limit("failed_key", "limited");
+        RetryAfter(wait)
     }
 
     /// After the validator refused a key `client` presented.
