@@ -59,7 +59,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let Some(state) = request.extensions().get::<AuthState>() else {
+        let Some(state) = request.extensions_mut().get_mut::<AuthState>() else {
             return ResponseFuture::ready(missing_layer(None).into_response());
         };
         let Some(auth) = state.auth.as_ref() else {
@@ -73,13 +73,17 @@ where
             let layer = self.layer.clone();
             return ResponseFuture::boxed(Box::pin(async move {
                 let (policy, outcome) = layer.check(auth.info()).await;
-                let settled = layer.answer(&mut request, policy, outcome);
+                let settled = match request.extensions_mut().get_mut::<AuthState>() {
+                    Some(state) => layer.answer(state, policy, outcome),
+                    // `call` found it, and nothing takes it out meanwhile.
+                    None => Err(Box::new(missing_layer(None).into_response())),
+                };
                 call_with_fields(inner, request, settled).await
             }));
         }
 
         let (policy, outcome) = self.layer.check_local(auth.info());
-        match self.layer.answer(&mut request, policy, outcome) {
+        match self.layer.answer(state, policy, outcome) {
             Ok(headers) => ResponseFuture::inner(self.inner.call(request), headers),
             Err(response) => ResponseFuture::ready(*response),
         }
@@ -126,26 +130,17 @@ impl RateLimitLayer {
         self.check_local(info)
     }
 
-    /// For the standalone layer: admitted, the quota goes into the auth layer's state and the
-    /// fields to add (if any) come back; refused, the 429 (rendered by the auth layer's
+    /// For the standalone layer: admitted, the quota goes into the auth layer's `state` and
+    /// the fields to add (if any) come back; refused, the 429 (rendered by the auth layer's
     /// renderer).
-    pub(crate) fn answer<B>(
+    pub(crate) fn answer(
         &self,
-        request: &mut Request<B>,
+        state: &mut AuthState,
         policy: RatePolicy,
         outcome: Outcome,
     ) -> Result<SuccessHeaders, Refusal> {
-        let settled = self.settle(policy, outcome, |kind| {
-            match request.extensions().get::<AuthState>() {
-                Some(state) => state.reject(kind),
-                None => AuthRejection::without_layer(kind),
-            }
-        });
-        let (info, headers) = settled?;
-        // The auth layer's state is there (`call` found it): the quota goes with it.
-        if let Some(state) = request.extensions_mut().get_mut::<AuthState>() {
-            state.rate_limit = Some(info);
-        }
+        let (info, headers) = self.settle(policy, outcome, |kind| state.reject(kind))?;
+        state.rate_limit = Some(info);
         Ok(headers)
     }
 
