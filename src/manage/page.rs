@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::NestedPathRejection;
-use axum::extract::{NestedPath, Path, Query, State};
+use axum::extract::{FromRequest, NestedPath, Path, Query, Request, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -120,32 +120,37 @@ fn fields(form: Vec<(String, String)>) -> Result<BTreeMap<String, String>, Manag
 }
 
 /// A posted form and who posted it: the fields (bounded), and the manager, once its CSRF token
-/// (a form field) and origin checks hold. `Err` is the page to answer with.
-async fn signed_form<S: KeyStore, M: ManagerSource>(
-    app: &Shared<S, M>,
-    parts: &Parts,
-    form: Vec<(String, String)>,
-) -> Result<(Manager, BTreeMap<String, String>), Response> {
-    let mut fields = fields(form).map_err(|error| error_page(&app.title, &error))?;
-    let token = fields.remove("csrf_token");
-    let manager = app
-        .manager(parts, token.as_deref())
-        .await
-        .map_err(|refusal| refused(&app.title, refusal))?;
-    Ok((manager, fields))
+/// (a form field) and origin checks hold. The rejection is the page to answer with.
+struct SignedForm {
+    manager: Manager,
+    fields: BTreeMap<String, String>,
+}
+
+impl<S: KeyStore, M: ManagerSource> FromRequest<Arc<Shared<S, M>>> for SignedForm {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, app: &Arc<Shared<S, M>>) -> Result<Self, Response> {
+        let (parts, body) = request.into_parts();
+        let form_request = Request::from_parts(parts.clone(), body);
+        let Form(form) = Form::<Vec<(String, String)>>::from_request(form_request, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let mut fields = fields(form).map_err(|error| error_page(&app.title, &error))?;
+        let token = fields.remove("csrf_token");
+        let manager = app
+            .manager(&parts, token.as_deref())
+            .await
+            .map_err(|refusal| refused(&app.title, refusal))?;
+        Ok(Self { manager, fields })
+    }
 }
 
 async fn create<S: KeyStore, M: ManagerSource>(
     State(app): App<S, M>,
     nested: Result<NestedPath, NestedPathRejection>,
-    parts: Parts,
-    Form(form): Form<Vec<(String, String)>>,
+    SignedForm { manager, fields }: SignedForm,
 ) -> Response {
     let base = base(nested.as_ref().ok());
-    let (manager, fields) = match signed_form(&app, &parts, form).await {
-        Ok(signed) => signed,
-        Err(response) => return response,
-    };
     let new = match new_key(&app, fields) {
         Ok(new) => new,
         Err(error) => return render_error(&app, &manager, &base, &error).await,
@@ -207,14 +212,9 @@ async fn rotate<S: KeyStore, M: ManagerSource>(
     State(app): App<S, M>,
     nested: Result<NestedPath, NestedPathRejection>,
     Path(token_id): Path<String>,
-    parts: Parts,
-    Form(form): Form<Vec<(String, String)>>,
+    SignedForm { manager, fields }: SignedForm,
 ) -> Response {
     let base = base(nested.as_ref().ok());
-    let (manager, fields) = match signed_form(&app, &parts, form).await {
-        Ok(signed) => signed,
-        Err(response) => return response,
-    };
     let grace = match fields.get("grace_seconds").map(|g| g.trim().parse::<u64>()) {
         None => Duration::ZERO,
         Some(Ok(secs)) => Duration::from_secs(secs),
@@ -247,14 +247,9 @@ async fn revoke<S: KeyStore, M: ManagerSource>(
     State(app): App<S, M>,
     nested: Result<NestedPath, NestedPathRejection>,
     Path(token_id): Path<String>,
-    parts: Parts,
-    Form(form): Form<Vec<(String, String)>>,
+    SignedForm { manager, fields }: SignedForm,
 ) -> Response {
     let base = base(nested.as_ref().ok());
-    let (manager, fields) = match signed_form(&app, &parts, form).await {
-        Ok(signed) => signed,
-        Err(response) => return response,
-    };
     if fields.get("confirm").map(String::as_str) != Some("yes") {
         // No confirmation: ask for it (a page of its own, so it works without <details>).
         return match app.core.get(&manager, &token_id).await {
