@@ -21,10 +21,11 @@ use crate::request::key::{ApiKey, Fingerprint, KeyFormat};
 use crate::token_info::{Authenticated, TokenInfo};
 use crate::validator::contract::{InvalidReason, ValidateError, Validator};
 
-const TOKENS: &str = "/api/v1/tokens";
-const VALIDATE: &str = "/api/v1/tokens:validate";
-const UPDATE: &str = "/api/v1/tokens:update";
-const INVALIDATE: &str = "/api/v1/tokens:invalidate";
+// The REST routes; the gRPC transport dispatches on them too.
+pub(super) const TOKENS: &str = "/api/v1/tokens";
+pub(super) const VALIDATE: &str = "/api/v1/tokens:validate";
+pub(super) const UPDATE: &str = "/api/v1/tokens:update";
+pub(super) const INVALIDATE: &str = "/api/v1/tokens:invalidate";
 
 /// `list_all_tokens` gives up after this many pages (300 000 keys at 30 a page): a server
 /// that never ends its cursor chain must not keep us looping.

@@ -23,6 +23,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use super::ScalekitError;
 use super::auth::AccessToken;
 use super::error::{retry_after, scrub, truncate, with_causes};
+use super::ops::{INVALIDATE, TOKENS, UPDATE, VALIDATE};
 use super::transport::{Call, MAX_BODY};
 
 pub(crate) mod convert;
@@ -151,30 +152,30 @@ impl GrpcTransport {
         let mut client = self.client();
         let rpc = async {
             let answer = match (&call.method, call.path) {
-                (&Method::POST, "/api/v1/tokens") => {
+                (&Method::POST, TOKENS) => {
                     let answer = client
                         .create_token(headers.wrap(create_request(&body)?))
                         .await;
                     answer.map(|r| create_json(r.into_inner()))
                 }
-                (&Method::POST, "/api/v1/tokens:validate") => {
+                (&Method::POST, VALIDATE) => {
                     let request = pb::ValidateTokenRequest {
                         token: str_field(&body, "token"),
                     };
                     let answer = client.validate_token(headers.wrap(request)).await;
                     answer.map(|r| info_json(r.into_inner().token_info))
                 }
-                (&Method::GET, "/api/v1/tokens") => {
+                (&Method::GET, TOKENS) => {
                     let answer = client.list_tokens(headers.wrap(list_request(call))).await;
                     answer.map(|r| list_json(r.into_inner()))
                 }
-                (&Method::POST, "/api/v1/tokens:update") => {
+                (&Method::POST, UPDATE) => {
                     let answer = client
                         .update_token(headers.wrap(update_request(&body)))
                         .await;
                     answer.map(|r| info_json(r.into_inner().token_info))
                 }
-                (&Method::POST, "/api/v1/tokens:invalidate") => {
+                (&Method::POST, INVALIDATE) => {
                     let request = pb::InvalidateTokenRequest {
                         token: str_field(&body, "token"),
                     };
