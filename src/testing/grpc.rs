@@ -180,19 +180,20 @@ fn to_rest(method: &str, message: &[u8]) -> Option<RestCall> {
             let decoded = pb::ListTokensRequest::decode(message);
             let path = match &decoded {
                 Ok(r) => {
-                    let mut query = form_urlencoded(&[("organization_id", &r.organization_id)]);
+                    let mut pairs = vec![("organization_id", r.organization_id.clone())];
                     if let Some(user) = &r.user_id {
-                        query.push('&');
-                        query.push_str(&form_urlencoded(&[("user_id", user)]));
+                        pairs.push(("user_id", user.clone()));
                     }
                     if r.page_size != 0 {
-                        query.push_str(&format!("&page_size={}", r.page_size));
+                        pairs.push(("page_size", r.page_size.to_string()));
                     }
                     if !r.page_token.is_empty() {
-                        query.push('&');
-                        query.push_str(&form_urlencoded(&[("page_token", &r.page_token)]));
+                        pairs.push(("page_token", r.page_token.clone()));
                     }
-                    format!("/api/v1/tokens?{query}")
+                    let mut url = reqwest::Url::parse("http://fake/api/v1/tokens")
+                        .expect("a constant, valid URL");
+                    url.query_pairs_mut().extend_pairs(pairs);
+                    format!("{}?{}", url.path(), url.query().unwrap_or_default())
                 }
                 Err(_) => "/api/v1/tokens".into(),
             };
@@ -200,26 +201,6 @@ fn to_rest(method: &str, message: &[u8]) -> Option<RestCall> {
         }
         _ => return None,
     })
-}
-
-/// `key=value&...` with every byte outside `[A-Za-z0-9_.~-]` percent-encoded.
-fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
-    let encode = |text: &str| {
-        text.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect::<String>()
-    };
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 fn grpc_headers(response: &mut Response) {
