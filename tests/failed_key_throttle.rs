@@ -3,7 +3,7 @@
 //! while its cached keys keep working and other clients are unaffected.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -13,6 +13,8 @@ use axum::routing::get;
 use axum_api_key::cache::CachedValidator;
 use axum_api_key::validator::InvalidReason;
 use axum_api_key::{ApiKeyLayer, TokenInfo, ValidateError, validator_fn};
+
+mod support;
 
 const VALID: [&str; 2] = [
     "sk_live_valid_key_number_one",
@@ -51,13 +53,6 @@ async fn serve(calls: Arc<AtomicUsize>) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-fn client_from(ip: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(ip.parse::<IpAddr>().unwrap())
-        .build()
-        .unwrap()
-}
-
 async fn status(client: &reqwest::Client, addr: SocketAddr, key: &str) -> u16 {
     client
         .get(format!("http://{addr}/"))
@@ -73,7 +68,7 @@ async fn status(client: &reqwest::Client, addr: SocketAddr, key: &str) -> u16 {
 async fn a_flood_of_random_keys_costs_a_bounded_number_of_upstream_calls() {
     let calls = Arc::new(AtomicUsize::new(0));
     let addr = serve(calls.clone()).await;
-    let attacker = client_from("127.0.0.1");
+    let attacker = support::client_from([127, 0, 0, 1]);
     assert_eq!(status(&attacker, addr, VALID[0]).await, 200); // cached from now on
     let before = calls.load(Ordering::SeqCst);
 
@@ -110,7 +105,7 @@ async fn a_flood_of_random_keys_costs_a_bounded_number_of_upstream_calls() {
     assert!(statuses.iter().filter(|s| **s == 429).count() >= 450);
 
     // ...and another client's new key is validated as usual.
-    let other = client_from("127.0.0.2");
+    let other = support::client_from([127, 0, 0, 2]);
     assert_eq!(status(&other, addr, VALID[1]).await, 200);
 }
 
@@ -118,7 +113,7 @@ async fn a_flood_of_random_keys_costs_a_bounded_number_of_upstream_calls() {
 async fn a_throttled_answer_is_a_429_with_retry_after() {
     let calls = Arc::new(AtomicUsize::new(0));
     let addr = serve(calls.clone()).await;
-    let client = client_from("127.0.0.1");
+    let client = support::client_from([127, 0, 0, 1]);
     for i in 0..10 {
         assert_eq!(
             status(&client, addr, &format!("sk_live_unknown_key_{i:04}")).await,
@@ -151,7 +146,7 @@ async fn a_clean_client_s_concurrent_misses_are_not_throttled() {
     // does each time its key's cache entry expires): every request gets 200.
     let calls = Arc::new(AtomicUsize::new(0));
     let addr = serve(calls.clone()).await;
-    let client = client_from("127.0.0.1");
+    let client = support::client_from([127, 0, 0, 1]);
     let requests: Vec<_> = (0..32)
         .map(|_| {
             let client = client.clone();

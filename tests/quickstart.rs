@@ -355,12 +355,6 @@ async fn quickstart_bounds_a_flood_of_random_keys_from_one_client() {
         &["REDIS_URL", "RATE_LIMIT"],
     );
     let base = app.wait_for_line("listening on ");
-    let from = |ip: [u8; 4]| {
-        reqwest::Client::builder()
-            .local_address(std::net::IpAddr::from(ip))
-            .build()
-            .unwrap()
-    };
     let status = |client: reqwest::Client, key: String| {
         let url = format!("{base}/api/me");
         async move {
@@ -373,7 +367,7 @@ async fn quickstart_bounds_a_flood_of_random_keys_from_one_client() {
                 .status()
         }
     };
-    let attacker = from([127, 0, 0, 1]);
+    let attacker = support::client_from([127, 0, 0, 1]);
     let cached_key = cached.key.expose_secret().to_owned();
     assert_eq!(
         status(attacker.clone(), cached_key.clone()).await,
@@ -400,7 +394,7 @@ async fn quickstart_bounds_a_flood_of_random_keys_from_one_client() {
 
     // The attacker's cached key still works, and so does another address's new key.
     assert_eq!(status(attacker, cached_key).await, StatusCode::OK);
-    let other = from([127, 0, 0, 2]);
+    let other = support::client_from([127, 0, 0, 2]);
     let fresh_key = fresh.key.expose_secret().to_owned();
     assert_eq!(status(other, fresh_key).await, StatusCode::OK);
     let calls = fake.count(Op::Validate);

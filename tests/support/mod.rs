@@ -72,3 +72,12 @@ pub fn unknown_key(seed: u64) -> String {
     let digits = format!("{seed:020}");
     format!("{}{}", "Zz9".repeat(19), digits)
 }
+
+/// An HTTP client whose connections come from `ip` (any 127.0.0.0/8 address reaches a server
+/// on 127.0.0.1): a second client address for the per-client throttle.
+pub fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .build()
+        .unwrap()
+}
