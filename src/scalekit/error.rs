@@ -143,24 +143,41 @@ impl ScalekitError {
         body: &[u8],
         secret: Option<&str>,
     ) -> Self {
-        match status.as_u16() {
+        Self::from_answer(
+            status.as_u16(),
+            || retry_after(headers),
+            || {
+                let status_body = RpcStatus::parse(body);
+                let code = status_body.as_ref().and_then(|s| s.code);
+                let message = status_body.and_then(|s| s.message);
+                (code, message.map(|m| scrub(&m, secret)).unwrap_or_default())
+            },
+        )
+    }
+
+    /// The error for an answer with HTTP `status` (a gRPC status maps to one first): the
+    /// `Retry-After` delay and the server's (code, scrubbed message) are read only when the
+    /// status needs them.
+    pub(crate) fn from_answer(
+        status: u16,
+        retry_after: impl FnOnce() -> Option<Duration>,
+        detail: impl FnOnce() -> (Option<i32>, String),
+    ) -> Self {
+        match status {
             404 => Self::NotFound,
             401 => Self::Unauthorized,
             429 => Self::RateLimited {
-                retry_after: retry_after(headers),
+                retry_after: retry_after(),
             },
-            code @ 400..=499 => {
-                let status_body = RpcStatus::parse(body);
+            400..=499 => {
+                let (code, message) = detail();
                 Self::Rejected {
-                    status: code,
-                    code: status_body.as_ref().and_then(|s| s.code),
-                    message: status_body
-                        .and_then(|s| s.message)
-                        .map(|m| scrub(&m, secret))
-                        .unwrap_or_default(),
+                    status,
+                    code,
+                    message,
                 }
             }
-            code => Self::Upstream { status: code },
+            status => Self::Upstream { status },
         }
     }
 }

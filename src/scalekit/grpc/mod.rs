@@ -276,41 +276,37 @@ pub(crate) fn classify(status: &tonic::Status, secret: Option<&str>) -> Scalekit
         }
         truncate(&text)
     };
-    let rejected = |http: u16| ScalekitError::Rejected {
-        status: http,
-        code: Some(code as i32),
-        message: message(),
-    };
-    match code {
-        Code::Ok => ScalekitError::Decode("gRPC status OK without a message".into()),
-        Code::NotFound => ScalekitError::NotFound,
-        Code::Unauthenticated => ScalekitError::Unauthorized,
-        Code::ResourceExhausted => ScalekitError::RateLimited {
-            retry_after: retry_after(&status.metadata().clone().into_headers()),
-        },
+    let from_source = || std::error::Error::source(status).is_some();
+    let http = match code {
+        Code::Ok => return ScalekitError::Decode("gRPC status OK without a message".into()),
         // tonic's own verdict on an answer over our size cap, not the server's.
         Code::OutOfRange if status.message().contains("too large") => {
-            ScalekitError::Decode(format!("answer larger than {MAX_BODY} bytes"))
+            return ScalekitError::Decode(format!("answer larger than {MAX_BODY} bytes"));
         }
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => rejected(400),
-        Code::PermissionDenied => rejected(403),
-        Code::AlreadyExists | Code::Aborted => rejected(409),
-        Code::Cancelled => rejected(499),
-        Code::Unavailable if std::error::Error::source(status).is_some() => {
-            // No answer at all: refused, reset, TLS, DNS.
-            ScalekitError::Connect(truncate(&with_causes(status.message().to_owned(), status)))
+        // No answer at all: refused, reset, TLS, DNS.
+        Code::Unavailable | Code::Unknown | Code::Internal | Code::DataLoss if from_source() => {
+            return ScalekitError::Connect(truncate(&with_causes(
+                status.message().to_owned(),
+                status,
+            )));
         }
-        Code::Unavailable => ScalekitError::Upstream { status: 503 },
-        Code::DeadlineExceeded => ScalekitError::Upstream { status: 504 },
-        Code::Unimplemented => ScalekitError::Upstream { status: 501 },
-        Code::Unknown | Code::Internal | Code::DataLoss => {
-            if std::error::Error::source(status).is_some() {
-                ScalekitError::Connect(truncate(&with_causes(status.message().to_owned(), status)))
-            } else {
-                ScalekitError::Upstream { status: 500 }
-            }
-        }
-    }
+        Code::NotFound => 404,
+        Code::Unauthenticated => 401,
+        Code::ResourceExhausted => 429,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => 400,
+        Code::PermissionDenied => 403,
+        Code::AlreadyExists | Code::Aborted => 409,
+        Code::Cancelled => 499,
+        Code::Unavailable => 503,
+        Code::DeadlineExceeded => 504,
+        Code::Unimplemented => 501,
+        Code::Unknown | Code::Internal | Code::DataLoss => 500,
+    };
+    ScalekitError::from_answer(
+        http,
+        || retry_after(&status.metadata().clone().into_headers()),
+        || (Some(code as i32), message()),
+    )
 }
 
 /// The first `ErrorInfo.error_code` in a `google.rpc.Status` (empty codes skipped).
