@@ -743,3 +743,48 @@ async fn an_update_through_the_cache_forgets_that_key_only() {
     assert_eq!(auth.info().claim("env"), Some("staging"));
     assert_eq!(cache.stats().upstream_calls, before + 1);
 }
+
+/// Validates `key` through `cache` until its `env` claim reads `want`, for at most two seconds.
+async fn claim_becomes(cache: &CachedValidator<InMemoryTokens>, key: &str, want: &str) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        let auth = cache.validate(&ApiKey::new(key)).await.unwrap();
+        if auth.info().claim("env") == Some(want) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_through_the_store_itself_reaches_a_cache_subscribed_to_it() {
+    use axum_api_key::keys::UpdateToken;
+
+    let tokens = InMemoryTokens::new();
+    let (a, a_id) = new_key(&tokens);
+    let (b, _) = new_key(&tokens);
+    // A TTL longer than the test: only the store's event can make the cache ask again.
+    let cache = CachedValidator::builder(tokens.clone())
+        .ttl(Duration::from_secs(3600))
+        .build();
+    for key in [&a, &b] {
+        cache.validate(&ApiKey::new(key.as_str())).await.unwrap();
+    }
+    let before = cache.stats().upstream_calls;
+
+    // Through the store, not the cache (an admin client sharing the validator's events).
+    let claims = [("env".to_owned(), "staging".to_owned())].into();
+    tokens
+        .update(UpdateToken::new(a_id).custom_claims(claims))
+        .unwrap();
+
+    assert!(
+        claim_becomes(&cache, &a, "staging").await,
+        "the cache kept serving the key's old facts"
+    );
+    // One new upstream call for the updated key; the other key is still a hit.
+    assert_eq!(cache.stats().upstream_calls, before + 1);
+    cache.validate(&ApiKey::new(b.as_str())).await.unwrap();
+    assert_eq!(cache.stats().upstream_calls, before + 1);
+}

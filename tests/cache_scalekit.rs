@@ -168,3 +168,54 @@ async fn a_flood_of_garbage_keys_is_bounded_by_the_budget_and_cached_keys_keep_f
     );
     assert!(cache.stats().budget_rejections > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_through_the_client_reaches_its_cache_before_the_ttl() {
+    use axum_api_key::ApiKey;
+    use axum_api_key::Validator;
+    use axum_api_key::keys::UpdateToken;
+
+    let fake = FakeScalekit::start().await;
+    let created = fake
+        .tokens()
+        .create(CreateToken::new("org_upd").claim("plan", "free"))
+        .unwrap();
+    let client = fake.client();
+    let cache = CachedValidator::builder(client.clone())
+        .ttl(Duration::from_secs(3600))
+        .build();
+    let key = ApiKey::new(created.key.expose_secret());
+    let plan = |auth: axum_api_key::Authenticated| auth.info().claim("plan").map(str::to_owned);
+    assert_eq!(
+        plan(cache.validate(&key).await.unwrap()).as_deref(),
+        Some("free")
+    );
+    assert_eq!(
+        plan(cache.validate(&key).await.unwrap()).as_deref(),
+        Some("free")
+    );
+    assert_eq!(fake.count(Op::Validate), 1, "the second lookup is a hit");
+
+    let claims = [("plan".to_owned(), "pro".to_owned())].into();
+    client
+        .update_token(UpdateToken::new(&created.token_id).custom_claims(claims))
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if plan(cache.validate(&key).await.unwrap()).as_deref() == Some("pro") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cache kept serving the old claims"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        fake.count(Op::Validate),
+        2,
+        "one validate call for the new facts"
+    );
+}

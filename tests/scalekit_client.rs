@@ -244,6 +244,8 @@ async fn update_replaces_claims_and_clears_description() {
         .create_token(CreateToken::new("org_1").claim("a", "1").description("old"))
         .await
         .unwrap();
+    let recorder = Recorder::new();
+    client.key_events().subscribe(recorder.clone());
     let claims = BTreeMap::from([("b".to_owned(), "2".to_owned())]);
     let info = client
         .update_token(UpdateToken::new(&created.token_id).custom_claims(claims))
@@ -264,6 +266,12 @@ async fn update_replaces_claims_and_clears_description() {
         .await
         .unwrap_err();
     assert_eq!(error, ScalekitError::NotFound);
+    // Each successful update, by id or by key, is published by id (caches forget the old
+    // facts); the failed one is not.
+    let updated = KeyEvent::Updated {
+        token_id: created.token_id.clone(),
+    };
+    assert_eq!(recorder.events(), vec![updated.clone(), updated]);
 }
 
 #[tokio::test]

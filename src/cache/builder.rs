@@ -158,8 +158,8 @@ impl<V: Validator> CacheBuilder<V> {
         self
     }
 
-    /// Also listens to `events` (revocations and creations published elsewhere, for example by
-    /// an admin client that is not the validator).
+    /// Also listens to `events` (revocations, creations and updates published elsewhere, for
+    /// example by an admin client that is not the validator).
     pub fn events(mut self, events: &KeyEvents) -> Self {
         self.sources.push(events.clone());
         self
@@ -167,7 +167,8 @@ impl<V: Validator> CacheBuilder<V> {
 
     /// Builds the cache and subscribes it to the inner validator's [`KeyEvents`], so a key
     /// revoked through that validator (`InMemoryTokens::invalidate`, the Scalekit client's
-    /// invalidate) is refused by this cache before the revoking call returns.
+    /// invalidate) is refused by this cache before the revoking call returns, and a key
+    /// updated through it (new claims) is asked again instead of served with its old facts.
     ///
     /// For a validator that publishes no events, use [`build_standalone`](Self::build_standalone).
     pub fn build(self) -> CachedValidator<V>

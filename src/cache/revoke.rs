@@ -17,6 +17,7 @@ impl Core {
                 fingerprint,
             } => self.revoke(*fingerprint, token_id.as_deref()),
             KeyEvent::Created { fingerprint, .. } => self.forget_invalid(*fingerprint),
+            KeyEvent::Updated { token_id } => self.forget_facts_soon(token_id),
         }
     }
 
@@ -108,6 +109,31 @@ impl Core {
         // Awaited, unlike `evict`: once the update returns, no hit serves the old facts (moka's
         // eviction listener also drops any mirror row a hit re-created meanwhile).
         self.fresh.invalidate(&key).await;
+    }
+
+    /// [`forget_facts_of`](Self::forget_facts_of) from a synchronous listener (an update made
+    /// through the store itself, not through this cache). No tombstone stands behind an
+    /// update, so moka's fresh entry is removed here when its removal is ready at once (the
+    /// usual case), and from a task only when it would wait.
+    fn forget_facts_soon(&self, token_id: &str) {
+        let Some(fingerprint) = self.ids.get(token_id) else {
+            return;
+        };
+        let key = self.forget_synchronously(fingerprint);
+        if super::poll_once(self.fresh.invalidate(&key)).is_some() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let fresh = self.fresh.clone();
+                runtime.spawn(async move { fresh.invalidate(&key).await });
+            }
+            // Outside a runtime and with moka busy: the old facts may be served until the TTL.
+            Err(_) => tracing::debug!(
+                cache = "update",
+                "an updated key's cached answer is left to its TTL (no runtime to evict from)"
+            ),
+        }
     }
 
     /// Drops a key's mirror row and stale record (the parts that go without a task); the

@@ -1,8 +1,10 @@
-//! Key lifecycle events, so caches hear about revocations made through the crate.
+//! Key lifecycle events, so caches hear about revocations (and creations and updates) made
+//! through the crate.
 //!
 //! [`InMemoryTokens`](crate::InMemoryTokens) and the Scalekit client publish a [`KeyEvent`] to
-//! their [`KeyEvents`] *before* `create` / `invalidate` return, so a cache subscribed to them
-//! evicts a revoked key before the caller can observe the revocation (revoke wins).
+//! their [`KeyEvents`] *before* `create` / `update` / `invalidate` return, so a cache
+//! subscribed to them evicts a revoked key before the caller can observe the revocation (revoke
+//! wins), and drops an updated key's old facts.
 
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -28,9 +30,15 @@ pub enum KeyEvent {
         /// The key's fingerprint, when the revocation named the key itself.
         fingerprint: Option<Fingerprint>,
     },
+    /// A key's facts changed (its claims or description; a rotation's grace deadline is a
+    /// claim): answers cached for it are stale. The key itself is still valid.
+    Updated {
+        /// The key's id.
+        token_id: String,
+    },
 }
 
-/// Receives [`KeyEvent`]s. Called synchronously on the revoking task: keep it quick and
+/// Receives [`KeyEvent`]s. Called synchronously on the publishing task: keep it quick and
 /// never block on I/O (hand the event to a channel for anything slow).
 pub trait KeyEventListener: Send + Sync + 'static {
     /// Handles one event.

@@ -211,26 +211,34 @@ impl InMemoryTokens {
     }
 
     /// Changes the description and/or the claims of an active key (by key or token id).
+    /// Listeners hear [`KeyEvent::Updated`] before this returns.
     pub fn update(&self, request: UpdateToken) -> Result<TokenInfo, KeyStoreError> {
         request.check()?;
-        let mut state = self.write();
-        let id = state
-            .id_of(&request.token, |key| self.hash(key))
-            .ok_or(KeyStoreError::NotFound)?;
-        let now = OffsetDateTime::now_utc();
-        let record = state.records.get_mut(&id).ok_or(KeyStoreError::NotFound)?;
-        if !record.active || record.info.is_expired_at(now) {
-            return Err(KeyStoreError::NotFound);
-        }
-        let mut changed = record.info.to_builder();
-        if let Some(description) = request.description {
-            changed = changed.set_description((!description.is_empty()).then_some(description));
-        }
-        if let Some(claims) = request.custom_claims {
-            changed = changed.claims(claims);
-        }
-        record.info = changed.build();
-        Ok(record.info.clone())
+        let updated = {
+            let mut state = self.write();
+            let id = state
+                .id_of(&request.token, |key| self.hash(key))
+                .ok_or(KeyStoreError::NotFound)?;
+            let now = OffsetDateTime::now_utc();
+            let record = state.records.get_mut(&id).ok_or(KeyStoreError::NotFound)?;
+            if !record.active || record.info.is_expired_at(now) {
+                return Err(KeyStoreError::NotFound);
+            }
+            let mut changed = record.info.to_builder();
+            if let Some(description) = request.description {
+                changed = changed.set_description((!description.is_empty()).then_some(description));
+            }
+            if let Some(claims) = request.custom_claims {
+                changed = changed.claims(claims);
+            }
+            record.info = changed.build();
+            record.info.clone()
+        };
+        // Outside the lock: listeners run synchronously and may read the store.
+        self.inner.events.publish(&KeyEvent::Updated {
+            token_id: updated.token_id().to_owned(),
+        });
+        Ok(updated)
     }
 
     /// Revokes a key (by key or token id). Idempotent: an unknown or already revoked key is

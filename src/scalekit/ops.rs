@@ -163,7 +163,8 @@ impl ScalekitClient {
     }
 
     /// Changes an active key's description and/or claims (`POST /api/v1/tokens:update`), by
-    /// key or token id. Claims sent replace the whole claim map.
+    /// key or token id. Claims sent replace the whole claim map. Listeners hear
+    /// [`KeyEvent::Updated`] before this returns.
     pub async fn update_token(&self, request: UpdateToken) -> Result<TokenInfo, ScalekitError> {
         request.check()?;
         let body = json_body(&UpdateBody::new(&request))?;
@@ -176,7 +177,11 @@ impl ScalekitClient {
                 Some(&request.token),
             )
             .await?;
-        decode_update(&answer)
+        let updated = decode_update(&answer)?;
+        self.inner.events.publish(&KeyEvent::Updated {
+            token_id: updated.token_id().to_owned(),
+        });
+        Ok(updated)
     }
 
     /// Revokes a key, by key or token id (`POST /api/v1/tokens:invalidate`). Idempotent: an
