@@ -139,36 +139,38 @@ impl RateLimitLayer {
         policy: RatePolicy,
         outcome: Outcome,
     ) -> Result<SuccessHeaders, Refusal> {
-        let (info, headers) = self.settle(policy, outcome, |kind| state.reject(kind))?;
-        state.rate_limit = Some(info);
+        let mut quota = None;
+        let headers = self.settle(&mut quota, policy, outcome, |kind| state.reject(kind))?;
+        state.rate_limit = quota;
         Ok(headers)
     }
 
-    /// Turns a decision into the quota for handlers and the fields for the answer, or the 429
-    /// (through `reject`, which renders as the auth layer does). The refusal is boxed: the
-    /// admitted path, which every request takes, then moves a small value.
+    /// Turns a decision into the quota for handlers (written into `quota`, in place) and the
+    /// fields for the answer, or the 429 (through `reject`, which renders as the auth layer
+    /// does). The refusal is boxed and the quota written where it lives: the admitted path,
+    /// which every request takes, then moves one small value.
     pub(crate) fn settle(
         &self,
+        quota: &mut Option<RateLimitInfo>,
         policy: RatePolicy,
         outcome: Outcome,
         reject: impl FnOnce(RejectionKind) -> AuthRejection,
-    ) -> Result<(RateLimitInfo, SuccessHeaders), Refusal> {
+    ) -> Result<SuccessHeaders, Refusal> {
         match outcome {
             Outcome::Allowed { remaining, reset } => {
                 crate::telemetry::rate_limit("key", "allowed");
+                *quota = Some(RateLimitInfo {
+                    policy,
+                    remaining,
+                    reset_after: reset,
+                });
                 let config = &self.config;
-                let headers = config.headers_on_success.then(|| LimitFields {
+                Ok(config.headers_on_success.then(|| LimitFields {
                     state: self.state_header(remaining, reset),
                     policy: config
                         .policy_on_success
                         .then(|| Box::new(self.policy_value(policy))),
-                });
-                let info = RateLimitInfo {
-                    policy,
-                    remaining,
-                    reset_after: reset,
-                };
-                Ok((info, headers))
+                }))
             }
             Outcome::Limited { retry_after } => Err(self.refuse(policy, retry_after, reject)),
         }

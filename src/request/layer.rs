@@ -466,9 +466,10 @@ impl Authenticator {
         policy: crate::ratelimit::RatePolicy,
         outcome: crate::ratelimit::Outcome,
     ) -> Result<SuccessHeaders, crate::ratelimit::Refusal> {
-        let (info, headers) = limits.settle(policy, outcome, |kind| self.reject(kind))?;
         let mut state = self.state(Some(auth));
-        state.rate_limit = Some(info);
+        let headers = limits.settle(&mut state.rate_limit, policy, outcome, |kind| {
+            self.reject(kind)
+        })?;
         self.admit_state(request, state);
         Ok(headers)
     }
