@@ -114,7 +114,9 @@ impl Core {
     /// [`forget_facts_of`](Self::forget_facts_of) from a synchronous listener (an update made
     /// through the store itself, not through this cache). No tombstone stands behind an
     /// update, so moka's fresh entry is removed here when its removal is ready at once (the
-    /// usual case), and from a task only when it would wait.
+    /// usual case), and from a task only when it would wait. Dropping moka's pending removal
+    /// is safe: its futures are cancel-safe by design (an interrupted write is kept and
+    /// retried by moka itself).
     fn forget_facts_soon(&self, token_id: &str) {
         let Some(fingerprint) = self.ids.get(token_id) else {
             return;
