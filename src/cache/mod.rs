@@ -347,8 +347,9 @@ impl<V: Validator> Validator for CachedValidator<V> {
 }
 
 /// Polls `future` once, with a waker that does nothing: its output if it is ready at once.
-/// moka's `get` is ready at once unless it would wait for housekeeping; dropping it then is
-/// safe, and the caller takes the asynchronous path instead.
+/// moka's `get` and `invalidate` are ready at once unless they would wait for housekeeping or
+/// a key lock; dropping them then is safe (moka's futures are cancel-safe), and the caller
+/// takes the asynchronous path instead.
 pub(super) fn poll_once<F: std::future::Future>(future: F) -> Option<F::Output> {
     let mut future = std::pin::pin!(future);
     let mut context = std::task::Context::from_waker(std::task::Waker::noop());

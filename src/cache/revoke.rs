@@ -87,13 +87,31 @@ impl Core {
         Some(entry.auth.info().token_id().to_owned())
     }
 
+    /// Drops every positive record of a key: the mirror row and stale record at once, moka's
+    /// fresh entry as [`drop_fresh`](Self::drop_fresh) can.
     pub(super) fn evict(&self, fingerprint: Fingerprint) {
         let key = self.forget_synchronously(fingerprint);
-        // moka's async cache only evicts from a task. Outside a runtime the entry stays until
-        // its next hit, which the tombstone refuses (and evicts) anyway.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let fresh = self.fresh.clone();
-            runtime.spawn(async move { fresh.invalidate(&key).await });
+        self.drop_fresh(key);
+    }
+
+    /// Removes moka's fresh entry for `key` from synchronous code: here when moka's removal is
+    /// ready at once (the usual case), else from a task. Dropping moka's pending removal is
+    /// safe: its futures are cancel-safe by design (an interrupted write is kept and retried
+    /// by moka itself). Outside a runtime, with moka busy, the entry stays until its next hit
+    /// (which a revocation's tombstone refuses and evicts) or its TTL.
+    fn drop_fresh(&self, key: CacheKey) {
+        if super::poll_once(self.fresh.invalidate(&key)).is_some() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let fresh = self.fresh.clone();
+                runtime.spawn(async move { fresh.invalidate(&key).await });
+            }
+            Err(_) => tracing::debug!(
+                cache = "evict",
+                "a cached answer is left to its next hit or its TTL (no runtime to evict from)"
+            ),
         }
     }
 
@@ -112,29 +130,11 @@ impl Core {
     }
 
     /// [`forget_facts_of`](Self::forget_facts_of) from a synchronous listener (an update made
-    /// through the store itself, not through this cache). No tombstone stands behind an
-    /// update, so moka's fresh entry is removed here when its removal is ready at once (the
-    /// usual case), and from a task only when it would wait. Dropping moka's pending removal
-    /// is safe: its futures are cancel-safe by design (an interrupted write is kept and
-    /// retried by moka itself).
+    /// through the store itself, not through this cache): no tombstone stands behind an
+    /// update, so the removal is [`evict`](Self::evict)'s, at once whenever moka allows.
     fn forget_facts_soon(&self, token_id: &str) {
-        let Some(fingerprint) = self.ids.get(token_id) else {
-            return;
-        };
-        let key = self.forget_synchronously(fingerprint);
-        if super::poll_once(self.fresh.invalidate(&key)).is_some() {
-            return;
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let fresh = self.fresh.clone();
-                runtime.spawn(async move { fresh.invalidate(&key).await });
-            }
-            // Outside a runtime and with moka busy: the old facts may be served until the TTL.
-            Err(_) => tracing::debug!(
-                cache = "update",
-                "an updated key's cached answer is left to its TTL (no runtime to evict from)"
-            ),
+        if let Some(fingerprint) = self.ids.get(token_id) {
+            self.evict(fingerprint);
         }
     }
 
