@@ -714,20 +714,32 @@ async fn stats_count_what_happened() {
 // ---------------------------------------------------------------------------------------------
 // Key management through the cache.
 
+/// A store with two keys, both validated through a cache built over it, whose TTL (an hour)
+/// outlasts any test: only an update can make it ask again. The keys, then the first's id.
+async fn two_cached_keys() -> (
+    InMemoryTokens,
+    CachedValidator<InMemoryTokens>,
+    [String; 2],
+    String,
+) {
+    let tokens = InMemoryTokens::new();
+    let (a, a_id) = new_key(&tokens);
+    let (b, _) = new_key(&tokens);
+    let cache = CachedValidator::builder(tokens.clone())
+        .ttl(Duration::from_secs(3600))
+        .build();
+    for key in [&a, &b] {
+        cache.validate(&ApiKey::new(key.as_str())).await.unwrap();
+    }
+    (tokens, cache, [a, b], a_id)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_through_the_cache_forgets_that_key_only() {
     use axum_api_key::KeyStore;
     use axum_api_key::keys::UpdateToken;
 
-    let tokens = InMemoryTokens::new();
-    let (a, a_id) = new_key(&tokens);
-    let (b, _) = new_key(&tokens);
-    let cache = CachedValidator::builder(tokens.clone())
-        .ttl(Duration::from_secs(60))
-        .build();
-    for key in [&a, &b] {
-        cache.validate(&ApiKey::new(key.as_str())).await.unwrap();
-    }
+    let (_tokens, cache, [a, b], a_id) = two_cached_keys().await;
     let before = cache.stats().upstream_calls;
 
     let claims = [("env".to_owned(), "staging".to_owned())].into();
@@ -761,16 +773,7 @@ async fn claim_becomes(cache: &CachedValidator<InMemoryTokens>, key: &str, want:
 async fn an_update_through_the_store_itself_reaches_a_cache_subscribed_to_it() {
     use axum_api_key::keys::UpdateToken;
 
-    let tokens = InMemoryTokens::new();
-    let (a, a_id) = new_key(&tokens);
-    let (b, _) = new_key(&tokens);
-    // A TTL longer than the test: only the store's event can make the cache ask again.
-    let cache = CachedValidator::builder(tokens.clone())
-        .ttl(Duration::from_secs(3600))
-        .build();
-    for key in [&a, &b] {
-        cache.validate(&ApiKey::new(key.as_str())).await.unwrap();
-    }
+    let (tokens, cache, [a, b], a_id) = two_cached_keys().await;
     let before = cache.stats().upstream_calls;
 
     // Through the store, not the cache (an admin client sharing the validator's events).
