@@ -791,3 +791,69 @@ async fn an_update_through_the_store_itself_reaches_a_cache_subscribed_to_it() {
     cache.validate(&ApiKey::new(b.as_str())).await.unwrap();
     assert_eq!(cache.stats().upstream_calls, before + 1);
 }
+
+/// Records the events a cache tells its `local_revocations` listeners.
+#[derive(Default)]
+struct Told(Mutex<Vec<KeyEvent>>);
+
+impl axum_api_key::keys::KeyEventListener for Told {
+    fn on_event(&self, event: &KeyEvent) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+impl Told {
+    fn updates_of(&self, token_id: &str) -> usize {
+        let told = self.0.lock().unwrap();
+        told.iter()
+            .filter(|event| matches!(event, KeyEvent::Updated { token_id: id } if id == token_id))
+            .count()
+    }
+}
+
+/// What a Redis feed relays: every update applied here from a local source is told exactly
+/// once, whether the store announced it too (a subscribed cache hears both the store's event
+/// and its own `update`), announced nothing (a cache that does not listen to its store), or the
+/// update was made through the store alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_local_update_is_told_to_listeners_once() {
+    use axum_api_key::KeyStore;
+    use axum_api_key::keys::UpdateToken;
+
+    let claims = || [("env".to_owned(), "staging".to_owned())].into();
+
+    // Subscribed: the store's event and the cache's own update are the same update.
+    let (tokens, cache, [a, _], a_id) = two_cached_keys().await;
+    let told = Arc::new(Told::default());
+    cache.local_revocations().subscribe(told.clone());
+    KeyStore::update(&cache, UpdateToken::new(&a_id).custom_claims(claims()))
+        .await
+        .unwrap();
+    assert_eq!(told.updates_of(&a_id), 1, "through the cache");
+    tokens
+        .update(UpdateToken::new(&a_id).description("again"))
+        .unwrap();
+    assert_eq!(told.updates_of(&a_id), 2, "through the store");
+    // A failed update tells nothing.
+    assert!(
+        KeyStore::update(&cache, UpdateToken::new("apit_unknown").description("x"))
+            .await
+            .is_err()
+    );
+    assert_eq!(told.0.lock().unwrap().len(), 2);
+
+    // Not listening to its store: the cache's own update is still told, once.
+    let standalone = CachedValidator::builder(tokens.clone())
+        .ttl(Duration::from_secs(3600))
+        .build_standalone();
+    standalone.validate(&ApiKey::new(a.as_str())).await.unwrap();
+    let told = Arc::new(Told::default());
+    standalone.local_revocations().subscribe(told.clone());
+    KeyStore::update(
+        &standalone,
+        UpdateToken::new(&a_id).description("standalone"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(told.updates_of(&a_id), 1);
+}

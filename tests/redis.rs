@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::{Router, routing::get};
 use axum_api_key::cache::CachedValidator;
-use axum_api_key::keys::{CreateToken, KeyEventSource, KeyEvents};
+use axum_api_key::keys::{CreateToken, KeyEventSource, KeyEvents, UpdateToken};
 use axum_api_key::redis::RedisRevocations;
 use axum_api_key::scalekit::ScalekitClient;
 use axum_api_key::testing::FakeScalekit;
@@ -104,6 +104,10 @@ impl Instance {
                 "/me",
                 get(|info: TokenInfo| async move { info.token_id().to_owned() }),
             )
+            .route(
+                "/env",
+                get(|info: TokenInfo| async move { info.claim("env").unwrap_or("-").to_owned() }),
+            )
             .layer(ApiKeyLayer::new(cache.clone()));
         let base = support::serve(app).await;
         Self {
@@ -124,6 +128,18 @@ impl Instance {
             .expect("request")
             .status()
             .as_u16()
+    }
+
+    /// The `env` claim this instance sees for `key` ("-" without one).
+    async fn env_claim(&self, key: &str) -> String {
+        let answer = reqwest::Client::new()
+            .get(format!("{}/env", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(answer.status(), 200);
+        answer.text().await.expect("body")
     }
 
     async fn wait_connected(&self, connected: bool) {
@@ -231,6 +247,54 @@ async fn a_revocation_by_token_id_reaches_the_other_instance() {
     assert_eq!(a.events_received, 0, "A skips its own messages");
     assert_eq!(b.events_received, 2);
     assert_eq!((a.malformed, b.malformed), (0, 0));
+}
+
+/// An update (new claims) made through instance A reaches B's cache at once: without the feed
+/// B would serve the old claims for its whole 300 s TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_reaches_the_other_instance() {
+    let Some(setup) = setup().await else { return };
+    let (key, token_id) = mint(&setup.fake);
+    cache_everywhere(&setup, &key).await;
+    assert_eq!(setup.b.env_claim(&key).await, "-");
+
+    // Through A's Scalekit client: its event reaches A's cache, which relays it.
+    let claims = [("env".to_owned(), "staging".to_owned())].into();
+    setup
+        .a
+        .client
+        .update_token(UpdateToken::new(&token_id).custom_claims(claims))
+        .await
+        .unwrap();
+    let took = eventually(PROPAGATION, "B serves the new claims", || async {
+        setup.b.env_claim(&key).await == "staging"
+    })
+    .await;
+    eprintln!("update propagated in {took:?}");
+    assert_eq!(setup.a.env_claim(&key).await, "staging");
+
+    // Updated outside every instance (the Scalekit dashboard, say), then announced by hand.
+    let claims = [("env".to_owned(), "production".to_owned())].into();
+    setup
+        .fake
+        .tokens()
+        .update(UpdateToken::new(&token_id).custom_claims(claims))
+        .unwrap();
+    assert_eq!(setup.b.env_claim(&key).await, "staging", "B's cache holds");
+    assert!(setup.a.feed.publish_updated(&token_id));
+    eventually(PROPAGATION, "B serves the newer claims", || async {
+        setup.b.env_claim(&key).await == "production"
+    })
+    .await;
+
+    // Still valid everywhere: an update is no revocation.
+    assert_eq!(setup.b.status(&key).await, 200);
+    let (a, b) = (setup.a.feed.stats(), setup.b.feed.stats());
+    assert_eq!(a.events_published, 2, "each update announced once");
+    assert_eq!(a.updates_received, 0, "A skips its own messages");
+    assert_eq!(b.updates_received, 2);
+    assert_eq!((a.events_received, b.events_received), (0, 0));
+    assert_eq!((a.unknown, b.unknown), (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -224,7 +224,8 @@ impl<V> CachedValidator<V> {
     }
 
     /// Applies a [`KeyEvent`]: `Revoked` revokes, `Created` forgets a cached "invalid" answer
-    /// for the new key. This is what subscriptions call.
+    /// for the new key, `Updated` forgets the key's cached answers (its facts changed). This is
+    /// what subscriptions call.
     pub fn apply_event(&self, event: &KeyEvent) {
         self.core.apply(event);
     }
@@ -248,11 +249,13 @@ impl<V> CachedValidator<V> {
         self.core.invalidate_all();
     }
 
-    /// Every revocation this cache applies from a local source, told to listeners right after
-    /// it is applied: [`revoke_token_id`](Self::revoke_token_id) & co., [`apply_event`](Self::apply_event),
-    /// and the events of the sources it is subscribed to (its inner validator's, say). A
-    /// revocation made by key carries the key's token id when this cache has seen the key
-    /// validated. Revocations received from a remote feed are not repeated here, so a feed can
+    /// Every revocation and update this cache applies from a local source, told to listeners
+    /// right after it is applied: [`revoke_token_id`](Self::revoke_token_id) & co.,
+    /// [`apply_event`](Self::apply_event), the events of the sources it is subscribed to (its
+    /// inner validator's, say), and updates made through the cache as a
+    /// [`KeyStore`](crate::keys::KeyStore) (once each, whether or not its store announced them
+    /// too). A revocation made by key carries the key's token id when this cache has seen the
+    /// key validated. Events received from a remote feed are not repeated here, so a feed can
     /// listen to this without echoing its own messages back.
     ///
     /// This is how `RedisRevocations` (feature `redis`)
@@ -267,7 +270,7 @@ impl<V> CachedValidator<V> {
     /// struct Log;
     /// impl KeyEventListener for Log {
     ///     fn on_event(&self, event: &KeyEvent) {
-    ///         println!("revoked here: {event:?}");
+    ///         println!("applied here: {event:?}");
     ///     }
     /// }
     ///
@@ -409,6 +412,15 @@ impl RemoteHandle {
         self.0
             .upgrade()
             .map(|core| core.revoke_remote(token_id))
+            .is_some()
+    }
+
+    /// Forgets what the cache knows of `token_id`'s facts (updated on another instance),
+    /// without telling [`CachedValidator::local_revocations`]. `false` once the cache is gone.
+    pub(crate) fn forget_facts(&self, token_id: &str) -> bool {
+        self.0
+            .upgrade()
+            .map(|core| core.forget_facts_remote(token_id))
             .is_some()
     }
 

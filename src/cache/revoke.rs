@@ -17,8 +17,63 @@ impl Core {
                 fingerprint,
             } => self.revoke(*fingerprint, token_id.as_deref()),
             KeyEvent::Created { fingerprint, .. } => self.forget_invalid(*fingerprint),
-            KeyEvent::Updated { token_id } => self.forget_facts_soon(token_id),
+            KeyEvent::Updated { token_id } => self.apply_update(token_id),
         }
+    }
+
+    /// A key was updated, as a local source tells (its store's event, an `apply_event` call):
+    /// forget its facts here, then tell [`Self::outbound`] listeners, which a feed relays to
+    /// other instances.
+    fn apply_update(&self, token_id: &str) {
+        self.forget_facts_soon(token_id);
+        {
+            let mut heard = self.lock_heard_update();
+            heard.count += 1;
+            if *heard.token_id != *token_id {
+                heard.token_id = token_id.into();
+            }
+        }
+        self.outbound.publish(&KeyEvent::Updated {
+            token_id: token_id.to_owned(),
+        });
+    }
+
+    /// How many updates this cache has heard of as events so far.
+    pub(super) fn updates_heard(&self) -> u64 {
+        self.lock_heard_update().count
+    }
+
+    /// An update made through this cache (see `KeyStore for CachedValidator`): tells
+    /// [`Self::outbound`] listeners, unless the store behind the cache already announced this
+    /// very update as an event since `heard_before` (then it was told, in
+    /// [`apply_update`](Self::apply_update)). Stores that announce nothing are announced for.
+    /// A concurrent update of another key can hide the store's announcement, and then the
+    /// update is told twice (harmless). Two concurrent updates of this same key, one of them
+    /// through the store alone, may share one announcement: then another instance may keep the
+    /// facts between the two for its TTL, the bound it has without a feed.
+    pub(super) fn announce_update(&self, token_id: &str, heard_before: u64) {
+        let told = {
+            let heard = self.lock_heard_update();
+            heard.count > heard_before && *heard.token_id == *token_id
+        };
+        if !told {
+            self.outbound.publish(&KeyEvent::Updated {
+                token_id: token_id.to_owned(),
+            });
+        }
+    }
+
+    fn lock_heard_update(&self) -> std::sync::MutexGuard<'_, super::state::HeardUpdate> {
+        self.last_update_heard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A key updated on another instance, as a remote feed tells: its facts are forgotten here
+    /// like a local update's, and not echoed to `outbound`.
+    #[cfg(feature = "redis")]
+    pub(super) fn forget_facts_remote(&self, token_id: &str) {
+        self.forget_facts_soon(token_id);
     }
 
     /// Revokes a key by either of its names, from a local source (a `revoke_*` call, an event

@@ -5,8 +5,8 @@
 //! reaches the upstream is in `flight`; how revocations and flushes change the state, in
 //! `revoke`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moka::future::Cache as AsyncCache;
@@ -42,15 +42,26 @@ pub(super) struct Core {
     /// a key revoked by key to other instances) is read from the cached entries.
     pub(super) ids: IdIndex,
     pub(super) revocations: Revocations,
-    /// Hears every revocation applied here from a local source (see
+    /// Hears every revocation and update applied here from a local source (see
     /// `CachedValidator::local_revocations`); remote ones are not echoed.
     pub(super) outbound: KeyEvents,
+    /// The last update this cache heard of as an event, so an update made through the cache
+    /// is announced once, not again after its store announced it.
+    pub(super) last_update_heard: Mutex<HeardUpdate>,
     /// Bumped by every `Created` event: a negative answer fetched across one is not kept.
     pub(super) creations: AtomicU64,
     pub(super) budget: Budget,
     pub(super) counters: Counters,
     pub(super) ttl: Duration,
     pub(super) stale_window: Duration,
+}
+
+/// The last `Updated` event applied, and how many were before it: one id and a count, so
+/// bounded.
+#[derive(Default)]
+pub(super) struct HeardUpdate {
+    pub(super) count: u64,
+    pub(super) token_id: Box<str>,
 }
 
 /// What a cached entry may be used for right now.
@@ -93,6 +104,7 @@ impl Core {
                 .build_with_hasher(PrefixHasherBuilder),
             ids: IdIndex::new(settings.capacity),
             outbound: KeyEvents::new(),
+            last_update_heard: Mutex::new(HeardUpdate::default()),
             revocations: Revocations::new(
                 longest_life.saturating_add(TOMBSTONE_MARGIN),
                 settings

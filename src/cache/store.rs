@@ -29,12 +29,16 @@ impl<V: Validator + KeyStore> KeyStore for CachedValidator<V> {
     }
     /// Updates the key, then forgets this cache's answers for that key only (its cached facts
     /// are stale: new claims, or a rotation's grace deadline), so one tenant's updates never
-    /// flush everyone's cache. Other instances see the change within their TTL, as with
-    /// revocations; so does this one for a validation that was in flight during the update.
+    /// flush everyone's cache, and tells [`local_revocations`](CachedValidator::local_revocations)
+    /// (a Redis feed relays it: other instances forget theirs too; without one they see the
+    /// change within their TTL). A validation in flight during the update may still cache the
+    /// old facts, for one TTL at most.
     async fn update(&self, request: UpdateToken) -> Result<TokenInfo, KeyStoreError> {
+        let heard_before = self.core.updates_heard();
         let answer = self.inner.update(request).await;
         if let Ok(info) = &answer {
             self.core.forget_facts_of(info.token_id()).await;
+            self.core.announce_update(info.token_id(), heard_before);
         }
         answer
     }

@@ -1,12 +1,15 @@
-//! The wire format of a revocation message: small, versioned JSON that names a key by its
-//! token id, never by the key or its fingerprint.
+//! The wire format of the feed's messages: small, versioned JSON that names a key by its
+//! token id, never by the key or its fingerprint. Two types: a revocation, and an update (the
+//! key's facts changed, its cached answers are stale; the key itself is still valid).
 //!
 //! ```json
 //! {"v":1,"type":"revoked","token_id":"<token id>","origin":"<instance id>","at":"2026-05-01T12:00:00Z"}
+//! {"v":1,"type":"updated","token_id":"<token id>","origin":"<instance id>","at":"2026-05-01T12:00:00Z"}
 //! ```
 //!
 //! Readers ignore fields they do not know, so later versions may add some; a message with
-//! another `v` or `type` is ignored (and counted), never guessed at.
+//! another `v` or `type` is ignored (and counted), never guessed at. (Releases that predate
+//! `updated` ignore it that way: they see updates within their cache TTL, as before.)
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -49,13 +52,14 @@ pub enum Rejected {
     /// names what was wrong and where (`"syntax error at line 1, column 7"`), never a value.
     #[error("malformed revocation message: {0}")]
     Malformed(String),
-    /// Well-formed, but of a version or type this crate does not know.
+    /// Well-formed, but of a version or type this crate does not know (or, from
+    /// [`RevocationMessage::decode`], an update rather than a revocation).
     #[error("unknown revocation message (v={version}, type={kind})")]
     Unknown {
         /// Its `v`.
         version: u32,
-        /// Its `type` when it is one this crate knows (`"revoked"`), else `"<other>"`: a
-        /// publisher's own words never reach a log.
+        /// Its `type` when it is one this crate knows (`"revoked"`, `"updated"`), else
+        /// `"<other>"`: a publisher's own words never reach a log.
         kind: String,
     },
 }
@@ -84,6 +88,30 @@ struct Incoming {
     at: Option<String>,
 }
 
+/// What a message announces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// The key was revoked: refuse it.
+    Revoked,
+    /// The key's facts changed: forget its cached answers.
+    Updated,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Revoked => "revoked",
+            Kind::Updated => "updated",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [Kind::Revoked, Kind::Updated]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+}
+
 impl RevocationMessage {
     /// A message published now.
     pub fn now(token_id: impl Into<String>, origin: impl Into<String>) -> Self {
@@ -96,9 +124,14 @@ impl RevocationMessage {
 
     /// The JSON text.
     pub fn encode(&self) -> String {
+        self.encode_as(Kind::Revoked)
+    }
+
+    /// The JSON text of a message of `kind` about this key.
+    pub(super) fn encode_as(&self, kind: Kind) -> String {
         serde_json::to_string(&Outgoing {
             v: VERSION,
-            kind: "revoked",
+            kind: kind.as_str(),
             token_id: &self.token_id,
             origin: &self.origin,
             at: self.at,
@@ -107,8 +140,20 @@ impl RevocationMessage {
         .unwrap_or_default()
     }
 
-    /// Parses a message. Never panics, whatever the bytes.
+    /// Parses a revocation; an update is [`Rejected::Unknown`] here (the feed reads both with
+    /// its own decoder). Never panics, whatever the bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, Rejected> {
+        match Self::decode_any(bytes)? {
+            (Kind::Revoked, message) => Ok(message),
+            (kind, _) => Err(Rejected::Unknown {
+                version: VERSION,
+                kind: kind.as_str().to_owned(),
+            }),
+        }
+    }
+
+    /// Parses a message of either kind. Never panics, whatever the bytes.
+    pub(super) fn decode_any(bytes: &[u8]) -> Result<(Kind, Self), Rejected> {
         if bytes.len() > MAX_MESSAGE_LEN {
             return Err(Rejected::Malformed(format!(
                 "{} bytes (at most {MAX_MESSAGE_LEN})",
@@ -119,17 +164,16 @@ impl RevocationMessage {
         // are kept.
         let incoming: Incoming =
             serde_json::from_slice(bytes).map_err(|error| Rejected::Malformed(describe(&error)))?;
-        if incoming.v != VERSION || incoming.kind != "revoked" {
-            let kind = if incoming.kind == "revoked" {
-                "revoked"
-            } else {
-                "<other>"
-            };
-            return Err(Rejected::Unknown {
-                version: incoming.v,
-                kind: kind.to_owned(),
-            });
-        }
+        let known = Kind::parse(&incoming.kind);
+        let kind = match known {
+            Some(kind) if incoming.v == VERSION => kind,
+            _ => {
+                return Err(Rejected::Unknown {
+                    version: incoming.v,
+                    kind: known.map_or("<other>", Kind::as_str).to_owned(),
+                });
+            }
+        };
         let token_id = incoming
             .token_id
             .filter(|id| is_token_id(id))
@@ -139,11 +183,12 @@ impl RevocationMessage {
                 .map_err(|_| Rejected::Malformed("at is not an RFC 3339 timestamp".into()))?,
             None => return Err(Rejected::Malformed("missing at".into())),
         };
-        Ok(Self {
+        let message = Self {
             token_id,
             origin: incoming.origin.unwrap_or_default(),
             at,
-        })
+        };
+        Ok((kind, message))
     }
 }
 
@@ -321,13 +366,46 @@ mod tests {
     }
 
     #[test]
+    fn updates_round_trip_and_are_not_revocations() {
+        let message = RevocationMessage::now("key_123", "host-1");
+        let text = message.encode_as(Kind::Updated);
+        assert!(text.starts_with(r#"{"v":1,"type":"updated","token_id":"key_123""#));
+        let (kind, decoded) = RevocationMessage::decode_any(text.as_bytes()).unwrap();
+        assert_eq!(
+            (kind, decoded.token_id.as_str()),
+            (Kind::Updated, "key_123")
+        );
+        // Read as a revocation, an update is refused, never taken for one.
+        assert_eq!(
+            RevocationMessage::decode(text.as_bytes()),
+            Err(Rejected::Unknown {
+                version: 1,
+                kind: "updated".into()
+            })
+        );
+        let (kind, _) = RevocationMessage::decode_any(message.encode().as_bytes()).unwrap();
+        assert_eq!(kind, Kind::Revoked);
+        // An update is held to the same rules as a revocation.
+        let bad = br#"{"v":1,"type":"updated","token_id":"key_1 x","at":"2026-01-01T00:00:00Z"}"#;
+        assert!(matches!(
+            RevocationMessage::decode_any(bad),
+            Err(Rejected::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn unknown_versions_and_types_are_told_apart() {
         for text in [
             r#"{"v":2,"type":"revoked","token_id":"key_1","at":"2026-01-01T00:00:00Z"}"#,
             r#"{"v":1,"type":"created","token_id":"key_1","at":"2026-01-01T00:00:00Z"}"#,
+            r#"{"v":2,"type":"updated","token_id":"key_1","at":"2026-01-01T00:00:00Z"}"#,
         ] {
             assert!(matches!(
                 RevocationMessage::decode(text.as_bytes()),
+                Err(Rejected::Unknown { .. })
+            ));
+            assert!(matches!(
+                RevocationMessage::decode_any(text.as_bytes()),
                 Err(Rejected::Unknown { .. })
             ));
         }

@@ -12,6 +12,11 @@
 //! - **Subscribing.** A background task subscribes to the channel and revokes each announced
 //!   token id in every attached cache: a tombstone, exactly like a local revocation, so an
 //!   announcement that lands while a validation of that key is in flight still wins.
+//! - **Updates.** A key updated through the crate (its claims, its description: the cache as a
+//!   [`KeyStore`](crate::keys::KeyStore), the Scalekit client's `update_token`,
+//!   `InMemoryTokens::update`) is announced the same way, once; other instances forget their
+//!   cached answers for that key (no tombstone: it stays valid) and ask the upstream on its
+//!   next request. [`RedisRevocations::publish_updated`] announces a key updated elsewhere.
 //! - **Gaps.** Redis pub/sub is at-most-once: messages sent while the subscription is down are
 //!   lost for good. So every time the subscription is (re)established, the attached caches drop
 //!   their positive entries ([`CachedValidator::flush_positive`]) before they are trusted again.
@@ -72,6 +77,8 @@ use tokio::task::AbortHandle;
 
 pub use builder::RedisRevocationsBuilder;
 pub use event::{Rejected, RevocationMessage, VERSION};
+
+use self::event::Kind;
 pub use stats::RedisStats;
 
 use self::stats::Counters;
@@ -139,7 +146,7 @@ pub(crate) struct Shared {
     timeout: Duration,
     caches: RwLock<Vec<RemoteHandle>>,
     counters: Counters,
-    outgoing: mpsc::Sender<RevocationMessage>,
+    outgoing: mpsc::Sender<Announcement>,
     /// Messages accepted into the queue so far.
     queued: AtomicU64,
     /// Messages published so far; [`RedisRevocations::drain`] waits on it.
@@ -215,8 +222,8 @@ impl RedisRevocations {
         Some(builder)
     }
 
-    /// Listens for revocations on behalf of `cache`, and publishes the revocations it applies
-    /// from local sources (see [`CachedValidator::local_revocations`]). Any number of caches
+    /// Listens for revocations and updates on behalf of `cache`, and publishes those it
+    /// applies from local sources (see [`CachedValidator::local_revocations`]). Any number of caches
     /// may be attached; each is flushed of positive entries now, since whatever it cached
     /// before had no feed to vet it.
     ///
@@ -235,8 +242,8 @@ impl RedisRevocations {
         self
     }
 
-    /// Publishes the revocations announced on `events` too: for a process that revokes keys
-    /// without a cache of its own (an admin tool with a
+    /// Publishes the revocations and updates announced on `events` too: for a process that
+    /// revokes or updates keys without a cache of its own (an admin tool with a
     /// [`ScalekitClient`](crate::scalekit::ScalekitClient), say). Do not combine it with
     /// [`attach`](Self::attach) on a cache that already listens to the same `events`: each
     /// revocation would then be published twice (harmless, but wasted).
@@ -268,7 +275,16 @@ impl RedisRevocations {
     /// Returns at once; `false` when the queue is full (Redis long unreachable) and the
     /// announcement was dropped.
     pub fn publish_revoked(&self, token_id: &str) -> bool {
-        self.shared().enqueue(token_id)
+        self.shared().enqueue(Kind::Revoked, token_id)
+    }
+
+    /// Announces that `token_id`'s facts changed (its claims, its description), so other
+    /// instances forget their cached answers for it and ask the upstream again on its next
+    /// request: for a key updated outside this process (in the Scalekit dashboard, say).
+    /// Updates made through an attached cache, or through a store whose events are published
+    /// here, are announced without this. Returns at once; `false` when the queue is full.
+    pub fn publish_updated(&self, token_id: &str) -> bool {
+        self.shared().enqueue(Kind::Updated, token_id)
     }
 
     /// Waits until every announcement queued before this call has been published, up to
@@ -319,20 +335,27 @@ impl fmt::Debug for RedisRevocations {
 
 impl Shared {
     /// Queues an announcement; never waits.
-    fn enqueue(&self, token_id: &str) -> bool {
+    fn enqueue(&self, kind: Kind, token_id: &str) -> bool {
         let message = RevocationMessage::now(token_id, &self.origin);
-        match self.outgoing.try_send(message) {
+        match self.outgoing.try_send(Announcement { kind, message }) {
             Ok(()) => {
                 self.queued.fetch_add(1, Ordering::AcqRel);
                 true
             }
             Err(_) => {
                 self.counters.publish_dropped.bump();
-                tracing::warn!(
-                    redis = "publish",
-                    token_id,
-                    "revocation queue full (Redis unreachable for long?): not announced; other instances refuse the key within their cache TTL"
-                );
+                match kind {
+                    Kind::Revoked => tracing::warn!(
+                        redis = "publish",
+                        token_id,
+                        "revocation queue full (Redis unreachable for long?): not announced; other instances refuse the key within their cache TTL"
+                    ),
+                    Kind::Updated => tracing::warn!(
+                        redis = "publish",
+                        token_id,
+                        "revocation queue full (Redis unreachable for long?): update not announced; other instances see it within their cache TTL"
+                    ),
+                }
                 false
             }
         }
@@ -346,7 +369,13 @@ impl Shared {
     }
 }
 
-/// Hands the revocations of a [`KeyEvents`] list to the publisher.
+/// What the publisher sends: a message and its type.
+struct Announcement {
+    kind: Kind,
+    message: RevocationMessage,
+}
+
+/// Hands the revocations and updates of a [`KeyEvents`] list to the publisher.
 struct Publishing(Arc<Shared>);
 
 impl KeyEventListener for Publishing {
@@ -356,7 +385,10 @@ impl KeyEventListener for Publishing {
                 token_id: Some(token_id),
                 ..
             } => {
-                self.0.enqueue(token_id);
+                self.0.enqueue(Kind::Revoked, token_id);
+            }
+            KeyEvent::Updated { token_id } => {
+                self.0.enqueue(Kind::Updated, token_id);
             }
             KeyEvent::Revoked { token_id: None, .. } => {
                 // Naming the key (or its per-process fingerprint) to other instances is not an

@@ -1,24 +1,25 @@
-//! The publisher task: sends queued revocations, one at a time, retrying each until Redis
-//! takes it. Revocation is final, so a late announcement is still right; order does not
-//! matter either.
+//! The publisher task: sends queued announcements, one at a time, retrying each until Redis
+//! takes it. Revocation is final, so a late announcement is still right; an update only makes
+//! other instances forget cached answers, so a late or repeated one is harmless too. Order
+//! does not matter either.
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
+use super::Announcement;
 use super::Shared;
-use super::event::RevocationMessage;
 use super::subscriber::Backoff;
 
-pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<RevocationMessage>) {
+pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Announcement>) {
     let mut backoff = Backoff::new(shared.min_backoff, shared.max_backoff);
     let mut connection: Option<::redis::aio::MultiplexedConnection> = None;
     let config = ::redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(shared.timeout))
         .set_response_timeout(Some(shared.timeout));
-    while let Some(message) = queue.recv().await {
-        let payload = message.encode();
+    while let Some(Announcement { kind, message }) = queue.recv().await {
+        let payload = message.encode_as(kind);
         let mut failures = 0u32;
         loop {
             let attempt = async {
@@ -41,7 +42,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Revocatio
                 Ok(Ok(receivers)) => {
                     shared.counters.events_published.bump();
                     shared.published.send_modify(|count| *count += 1);
-                    tracing::debug!(redis = "publish", token_id = %message.token_id, receivers, "revocation announced");
+                    tracing::debug!(redis = "publish", token_id = %message.token_id, ?kind, receivers, "announced");
                     backoff.reset();
                     break;
                 }
@@ -52,7 +53,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Revocatio
             shared.counters.publish_failures.bump();
             failures += 1;
             if failures == 1 {
-                tracing::warn!(redis = "publish", token_id = %message.token_id, %error, "cannot announce a revocation yet; retrying with backoff");
+                tracing::warn!(redis = "publish", token_id = %message.token_id, ?kind, %error, "cannot announce yet; retrying with backoff");
             }
             tokio::time::sleep(backoff.next()).await;
         }

@@ -23,15 +23,17 @@ pub struct RedisStats {
     pub flushes: u64,
     /// Revocations received from other instances and applied.
     pub events_received: u64,
-    /// Revocations published.
+    /// Updates received from other instances and applied (the key's cached answers dropped).
+    pub updates_received: u64,
+    /// Announcements published: revocations and updates.
     pub events_published: u64,
     /// Failed attempts to publish (each is retried).
     pub publish_failures: u64,
-    /// Revocations not announced because the queue was full.
+    /// Announcements not sent because the queue was full.
     pub publish_dropped: u64,
     /// Revocations by key not announced because the key's token id was unknown here.
     pub unresolved: u64,
-    /// Messages on the channel that were not valid JSON revocations (ignored).
+    /// Messages on the channel that were not valid JSON announcements (ignored).
     pub malformed: u64,
     /// Well-formed messages of an unknown version or type (ignored).
     pub unknown: u64,
@@ -44,6 +46,7 @@ pub(super) struct Counters {
     pub(super) gaps: Counter,
     pub(super) flushes: Counter,
     pub(super) events_received: Counter,
+    pub(super) updates_received: Counter,
     pub(super) events_published: Counter,
     pub(super) publish_failures: Counter,
     pub(super) publish_dropped: Counter,
@@ -68,6 +71,7 @@ impl Counters {
             gaps: self.gaps.get(),
             flushes: self.flushes.get(),
             events_received: self.events_received.get(),
+            updates_received: self.updates_received.get(),
             events_published: self.events_published.get(),
             publish_failures: self.publish_failures.get(),
             publish_dropped: self.publish_dropped.get(),

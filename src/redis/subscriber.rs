@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use tokio::time::{MissedTickBehavior, interval, timeout};
 
 use super::Shared;
-use super::event::{Rejected, RevocationMessage, loggable_origin};
+use super::event::{Kind, Rejected, RevocationMessage, loggable_origin};
 
 pub(super) async fn run(shared: Arc<Shared>) {
     let mut backoff = Backoff::new(shared.min_backoff, shared.max_backoff);
@@ -109,27 +109,48 @@ async fn listen(
     }
 }
 
-/// One message: revoke its token id everywhere, or count and ignore it. Never panics; never
-/// logs the payload (whoever publishes garbage may publish a secret): only what was validated
-/// and bounded (a token id, a plain origin) or written here (a rejection's category and place).
+/// One message: revoke its token id everywhere (or forget its facts, for an update), or count
+/// and ignore it. Never panics; never logs the payload (whoever publishes garbage may publish a
+/// secret): only what was validated and bounded (a token id, a plain origin) or written here
+/// (a rejection's category and place).
 fn apply(shared: &Shared, payload: &[u8]) {
-    match RevocationMessage::decode(payload) {
-        Ok(message) if message.origin == shared.origin => {
+    match RevocationMessage::decode_any(payload) {
+        Ok((_, message)) if message.origin == shared.origin => {
             // Our own announcement: applied locally before it was sent.
         }
-        Ok(message) => {
-            shared.counters.events_received.bump();
-            for cache in shared.caches() {
-                cache.revoke_token_id(&message.token_id);
-            }
+        Ok((kind, message)) => {
             let lag_ms = (time::OffsetDateTime::now_utc() - message.at).whole_milliseconds();
-            tracing::info!(
-                redis = "event",
-                token_id = %message.token_id,
-                origin = loggable_origin(&message.origin),
-                lag_ms = i64::try_from(lag_ms).unwrap_or(i64::MAX),
-                "API key revoked on another instance: evicted here"
-            );
+            let lag_ms = i64::try_from(lag_ms).unwrap_or(i64::MAX);
+            let origin = loggable_origin(&message.origin);
+            let token_id = message.token_id.as_str();
+            match kind {
+                Kind::Revoked => {
+                    shared.counters.events_received.bump();
+                    for cache in shared.caches() {
+                        cache.revoke_token_id(token_id);
+                    }
+                    tracing::info!(
+                        redis = "event",
+                        token_id,
+                        origin,
+                        lag_ms,
+                        "API key revoked on another instance: evicted here"
+                    );
+                }
+                Kind::Updated => {
+                    shared.counters.updates_received.bump();
+                    for cache in shared.caches() {
+                        cache.forget_facts(token_id);
+                    }
+                    tracing::info!(
+                        redis = "event",
+                        token_id,
+                        origin,
+                        lag_ms,
+                        "API key updated on another instance: its cached answers dropped here"
+                    );
+                }
+            }
         }
         Err(rejected @ Rejected::Malformed(_)) => {
             shared.counters.malformed.bump();
