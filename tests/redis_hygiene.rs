@@ -26,6 +26,7 @@ async fn nothing_a_publisher_writes_reaches_the_log_unvalidated() {
     let tokens = InMemoryTokens::new();
     let created = tokens.create(CreateToken::new("org_1")).unwrap();
     let key = created.key.expose_secret().to_owned();
+    let token_id = created.token_id.clone();
     let cache = CachedValidator::new(tokens.clone());
     let channel = format!("hygiene:{}", std::process::id());
     let feed = RedisRevocations::builder(redis.url())
@@ -55,6 +56,8 @@ async fn nothing_a_publisher_writes_reaches_the_log_unvalidated() {
         format!(r#"{{"v":1,"type":"revoked","token_id":"apit_1","at":"{key}"}}"#),
         format!(r#"{{"v":1,"type":"revoked","token_id":"apit_1","at":"{at}","origin":{key}}}"#),
         format!(r#"{{"v":1,"type":"revoked","token_id":"apit_1","at":"{at}","origin":7}}"#),
+        format!(r#"{{"v":1,"type":"updated","token_id":"{key}","at":"{at}"}}"#),
+        format!(r#"{{"v":1,"type":"updated","token_id":"apit_1","at":"{key}"}}"#),
     ];
     let unknown = [
         format!(r#"{{"v":1,"type":"{key}","token_id":"apit_1","at":"{at}"}}"#),
@@ -87,6 +90,11 @@ async fn nothing_a_publisher_writes_reaches_the_log_unvalidated() {
             r#"{{"v":1,"type":"revoked","token_id":"apit_hostile{i}","origin":"{origin}","at":"{at}"}}"#
         ))
         .await;
+        // The same origins on updates (of the cached key's own id: forgotten, never refused).
+        publish(format!(
+            r#"{{"v":1,"type":"updated","token_id":"{token_id}","origin":"{origin}","at":"{at}"}}"#
+        ))
+        .await;
     }
 
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -95,6 +103,7 @@ async fn nothing_a_publisher_writes_reaches_the_log_unvalidated() {
         if stats.malformed == malformed.len() as u64
             && stats.unknown == unknown.len() as u64
             && stats.events_received == hostile.len() as u64
+            && stats.updates_received == hostile.len() as u64
         {
             break;
         }
@@ -137,7 +146,7 @@ async fn nothing_a_publisher_writes_reaches_the_log_unvalidated() {
     );
     assert_eq!(
         log.matches(r#"origin="<invalid>""#).count(),
-        hostile.len(),
+        2 * hostile.len(),
         "every hostile origin is logged as <invalid>:\n{log}"
     );
 }
