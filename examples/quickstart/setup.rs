@@ -214,7 +214,7 @@ fn revocation_feed() -> Result<Feed, Box<dyn std::error::Error>> {
         tracing::info!(
             channel = feed.channel(),
             origin = feed.origin(),
-            "sharing revocations over Redis"
+            "sharing revocations and key updates over Redis"
         );
     }
     Ok(feed)
