@@ -28,9 +28,20 @@ enum Form {
 }
 
 async fn instance(tokens: &InMemoryTokens, url: &str, policy: &str, form: Form) -> Instance {
+    instance_with(tokens, url, policy, form, false).await
+}
+
+async fn instance_with(
+    tokens: &InMemoryTokens,
+    url: &str,
+    policy: &str,
+    form: Form,
+    local_first: bool,
+) -> Instance {
     let redis = RedisLimiter::builder(url)
         .prefix("test:rl")
         .timeout(Duration::from_millis(50))
+        .local_first(local_first)
         .build()
         .unwrap();
     let limit = RateLimitLayer::new(policy.parse().unwrap()).redis(redis.clone());
@@ -121,6 +132,65 @@ async fn two_instances_share_one_quota_within_ten_percent() {
             .unwrap();
         assert!(ttl > 0 && ttl <= 60_001, "{bucket}: {ttl}");
     }
+}
+
+/// Local-first: tokens leased from Redis in twentieths of the burst (20 here) and spent
+/// locally. Under concurrent load on two instances the pair never admits more than the shared
+/// quota, admits at least the quota less the leases left unspent (one and a half leases per
+/// instance at most), and most admitted requests made no round trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_first_instances_never_exceed_the_shared_quota() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let tokens = InMemoryTokens::new();
+    let key = tokens.create(CreateToken::new("org_a")).unwrap().key;
+    let key = key.expose_secret().to_owned();
+    let warm = tokens.create(CreateToken::new("org_w")).unwrap().key;
+    // Per hour: the bucket refills by one token every 9 s, so the loop sees no refill.
+    let policy = "400/h";
+    let a = instance_with(&tokens, &server.url(), policy, Form::Layer, true).await;
+    let b = instance_with(&tokens, &server.url(), policy, Form::AuthLayerOption, true).await;
+    let client = reqwest::Client::new();
+    until_connected(&client, &a, warm.expose_secret()).await;
+    until_connected(&client, &b, warm.expose_secret()).await;
+    let fallbacks = a.redis.stats().fallbacks + b.redis.stats().fallbacks;
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..4 {
+        let (client, key) = (client.clone(), key.clone());
+        let base = if task % 2 == 0 { &a.base } else { &b.base }.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0usize;
+            for _ in 0..150 {
+                match status(&client, &base, &key).await {
+                    StatusCode::OK => ok += 1,
+                    StatusCode::TOO_MANY_REQUESTS => {}
+                    other => panic!("unexpected {other}"),
+                }
+            }
+            ok
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    let refills = (started.elapsed().as_secs() / 9) as usize + 1;
+    // Never more than the quota; at most 2 x 30 leased tokens left unspent.
+    assert!(
+        (340..=400 + refills).contains(&total),
+        "admitted {total} of 600 (quota 400)"
+    );
+    let (sa, sb) = (a.redis.stats(), b.redis.stats());
+    eprintln!("admitted {total} of 600 (quota 400); A {sa:?}; B {sb:?}");
+    assert_eq!(sa.fallbacks + sb.fallbacks, fallbacks, "Redis reachable");
+    assert!(
+        (sa.leased + sb.leased) as usize * 2 > total,
+        "most admitted requests spent a leased token: {sa:?} {sb:?}"
+    );
+    assert!(sa.leases >= 1 && sb.leases >= 1, "{sa:?} {sb:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,8 @@
 //!   trusted `X-Forwarded-For` entry via [`forwarded_client`], or your own function), so a
 //!   client flooding random keys waits without costing upstream calls.
 //! - [`RedisLimiter`] (feature `redis`) shares the limits across instances: one atomic Lua
-//!   script per decision, a deadline on every call, local limits when Redis is down.
+//!   script per decision (or per lease of a few tokens, local-first), a deadline on every call,
+//!   local limits when Redis is down.
 //!
 //! ```
 //! use axum::{routing::get, Router};
@@ -32,6 +33,8 @@
 mod cells;
 mod fields;
 mod layer;
+#[cfg(feature = "redis")]
+mod lease;
 mod policy;
 #[cfg(feature = "redis")]
 mod redis;
@@ -43,6 +46,8 @@ pub use layer::{
     DEFAULT_CLAIM, DEFAULT_MAX_KEYS, LimitBy, RATELIMIT, RATELIMIT_POLICY, RateLimitInfo,
     RateLimitLayer,
 };
+#[cfg(feature = "redis")]
+pub use lease::LEASE_TTL;
 pub use policy::{MAX_LIMIT, PolicyError, RatePolicy};
 #[cfg(feature = "redis")]
 pub use redis::{

@@ -10,6 +10,7 @@ use ::redis::aio::MultiplexedConnection;
 
 use super::RatePolicy;
 use super::cells::Outcome;
+use super::lease::{Grant, Leases, Taken, lease_size};
 
 /// The key prefix unless [`RedisLimiterBuilder::prefix`] says otherwise.
 pub const DEFAULT_PREFIX: &str = "axum-api-key:rl";
@@ -18,24 +19,28 @@ pub const DEFAULT_PREFIX: &str = "axum-api-key:rl";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// GCRA with the server's clock. KEYS[1]: the bucket; ARGV[1]: the emission interval in µs;
-/// ARGV[2]: the burst. Returns {allowed, remaining, wait_us, reset_us}. The key holds the
-/// "theoretical arrival time" and expires when the bucket would be full again, so idle
-/// buckets vanish by themselves.
+/// ARGV[2]: the burst; ARGV[3]: how many tokens to take at most (1 per decision; a lease takes
+/// more). Returns {granted, remaining, wait_us, reset_us}: `granted` is 0 when the bucket has
+/// no token (then `wait_us` says when it will), else as many as asked that the bucket has. The
+/// key holds the "theoretical arrival time" and expires when the bucket would be full again,
+/// so idle buckets vanish by themselves.
 const SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
 local tau = interval * burst
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - tau
-if now < allow_at then
-  return {0, 0, allow_at - now, tat - now}
+local available = math.floor((now + tau - tat) / interval)
+if available < 1 then
+  return {0, 0, tat + interval - tau - now, tat - now}
 end
+local granted = math.min(want, available)
+local new_tat = tat + granted * interval
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.floor((new_tat - now) / 1000) + 1)
-return {1, math.floor((now + tau - new_tat) / interval), 0, new_tat - now}
+return {granted, available - granted, 0, new_tat - now}
 ";
 
 /// Limits shared through Redis: give the same one (or one built from the same URL and prefix)
@@ -51,6 +56,9 @@ return {1, math.floor((now + tau - new_tat) / interval), 0, new_tat - now}
 ///   closed. Reconnection runs in the background with backoff (100 ms doubling to 5 s).
 /// - **Observable**: each change between connected and degraded is logged (warn when degraded,
 ///   info when back) and counted in [`RedisLimiterStats`].
+/// - **Local-first, if asked** ([`RedisLimiterBuilder::local_first`]): tokens leased a few at
+///   a time and spent without a round trip; the instances together still never admit more
+///   than the limit.
 ///
 /// ```no_run
 /// use axum_api_key::ratelimit::{RateLimitLayer, RedisLimiter};
@@ -81,6 +89,9 @@ struct Inner {
     decisions: AtomicU64,
     fallbacks: AtomicU64,
     state_changes: AtomicU64,
+    /// Local-first mode: tokens leased from the shared buckets.
+    leases: Option<Leases>,
+    leased: AtomicU64,
 }
 
 /// Counters of a [`RedisLimiter`].
@@ -95,6 +106,11 @@ pub struct RedisLimiterStats {
     pub fallbacks: u64,
     /// Changes between connected and degraded.
     pub state_changes: u64,
+    /// Local-first mode: decisions made here without a round trip (a leased token spent, or a
+    /// refusal Redis made still standing).
+    pub leased: u64,
+    /// Local-first mode: buckets with a lease on this instance now.
+    pub leases: usize,
 }
 
 /// Builds a [`RedisLimiter`].
@@ -104,6 +120,7 @@ pub struct RedisLimiterBuilder {
     url: String,
     prefix: String,
     timeout: Duration,
+    local_first: bool,
 }
 
 /// Why a [`RedisLimiter`] could not be built.
@@ -118,6 +135,7 @@ impl RedisLimiter {
             url: url.into(),
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
+            local_first: false,
         }
     }
 
@@ -129,6 +147,8 @@ impl RedisLimiter {
             decisions: inner.decisions.load(Ordering::Relaxed),
             fallbacks: inner.fallbacks.load(Ordering::Relaxed),
             state_changes: inner.state_changes.load(Ordering::Relaxed),
+            leased: inner.leased.load(Ordering::Relaxed),
+            leases: inner.leases.as_ref().map_or(0, Leases::len),
         }
     }
 
@@ -143,6 +163,11 @@ impl RedisLimiter {
         self.inner.clone().spawn_connect();
     }
 
+    /// Whether tokens are leased ([`RedisLimiterBuilder::local_first`]).
+    pub(crate) fn is_local_first(&self) -> bool {
+        self.inner.leases.is_some()
+    }
+
     /// The Redis key of a bucket.
     pub(crate) fn key(&self, name: &str, id: &str, policy: RatePolicy) -> String {
         format!("{}:{name}:{policy}:{id}", self.inner.prefix)
@@ -150,50 +175,142 @@ impl RedisLimiter {
 
     /// One decision by Redis, or `None` when Redis cannot decide within the deadline.
     pub(crate) async fn check(&self, key: &str, policy: RatePolicy) -> Option<Outcome> {
-        let inner = &self.inner;
-        let connection = inner
-            .connection
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let Some(mut connection) = connection else {
-            inner.clone().spawn_connect();
-            inner.fallbacks.fetch_add(1, Ordering::Relaxed);
-            return None;
+        let Some(leases) = &self.inner.leases else {
+            return self
+                .inner
+                .take(key, policy, 1)
+                .await
+                .map(|(outcome, _)| outcome);
         };
-        let interval = u64::try_from(policy.interval().as_micros()).unwrap_or(u64::MAX);
-        let mut invocation = inner.script.key(key);
-        invocation.arg(interval).arg(policy.limit());
-        let call = invocation.invoke_async::<(i64, i64, i64, i64)>(&mut connection);
-        match tokio::time::timeout(inner.timeout, call).await {
-            Ok(Ok((allowed, remaining, wait_us, reset_us))) => {
-                inner.set_connected(true, "");
-                inner.decisions.fetch_add(1, Ordering::Relaxed);
-                let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
-                Some(if allowed == 1 {
-                    Outcome::Allowed {
-                        remaining: u32::try_from(remaining).unwrap_or(0),
-                        reset: micros(reset_us),
-                    }
-                } else {
-                    Outcome::Limited {
-                        retry_after: micros(wait_us),
-                    }
-                })
+        // Local-first: a lease for this request and the next few.
+        let (outcome, grant) = self.inner.take(key, policy, lease_size(policy)).await?;
+        match (outcome, grant) {
+            (_, Some(grant)) if grant.tokens > 1 => leases.keep(
+                key,
+                Grant {
+                    tokens: grant.tokens - 1,
+                    ..grant
+                },
+            ),
+            (Outcome::Limited { retry_after }, _) => leases.keep_refusal(key, retry_after),
+            _ => {}
+        }
+        Some(outcome)
+    }
+
+    /// Local-first mode: spends a token this instance leased for `key`, without a round trip;
+    /// `None` when there is none (then [`check`](Self::check) asks Redis). Fetches the next
+    /// lease in the background when this one runs low.
+    pub(crate) fn check_leased(&self, key: &str, policy: RatePolicy) -> Option<Outcome> {
+        let leases = self.inner.leases.as_ref()?;
+        let outcome = match leases.take(key, policy) {
+            Taken::Spent {
+                outcome,
+                fetch_ahead,
+            } => {
+                if fetch_ahead {
+                    self.fetch_ahead(key, policy);
+                }
+                outcome
             }
-            Ok(Err(error)) => {
-                inner.fail(&format!("{:?}", error.kind()));
-                None
+            Taken::Refused(outcome) => outcome,
+            Taken::Empty => return None,
+        };
+        self.inner.leased.fetch_add(1, Ordering::Relaxed);
+        Some(outcome)
+    }
+
+    /// Leases the next tokens of `key` in a task, so the request that spends the last one
+    /// does not wait for Redis.
+    fn fetch_ahead(&self, key: &str, policy: RatePolicy) {
+        let inner = self.inner.clone();
+        let owned = key.to_owned();
+        let fetch = async move {
+            if let Some(leases) = &inner.leases {
+                let want = lease_size(policy);
+                if let Some((_, Some(grant))) = inner.take(&owned, policy, want).await {
+                    leases.keep(&owned, grant);
+                }
+                leases.fetched(&owned);
             }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(fetch)),
+            // No runtime to fetch from: the next request asks Redis itself.
             Err(_) => {
-                inner.fail("timeout");
-                None
+                if let Some(leases) = &self.inner.leases {
+                    leases.fetched(key);
+                }
             }
         }
     }
 }
 
 impl Inner {
+    /// Takes up to `want` tokens of `key`'s shared bucket: the decision for the request at
+    /// hand, and what was granted (`None` when refused). `None` when Redis did not answer in
+    /// time (then the local buckets decide).
+    async fn take(
+        self: &Arc<Self>,
+        key: &str,
+        policy: RatePolicy,
+        want: u32,
+    ) -> Option<(Outcome, Option<Grant>)> {
+        let connection = self
+            .connection
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(mut connection) = connection else {
+            self.clone().spawn_connect();
+            self.fallbacks.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let interval = u64::try_from(policy.interval().as_micros()).unwrap_or(u64::MAX);
+        let mut invocation = self.script.key(key);
+        invocation
+            .arg(interval)
+            .arg(policy.limit())
+            .arg(want.max(1));
+        let call = invocation.invoke_async::<(i64, i64, i64, i64)>(&mut connection);
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok((granted, remaining, wait_us, reset_us))) => {
+                self.set_connected(true, "");
+                self.decisions.fetch_add(1, Ordering::Relaxed);
+                let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
+                let remaining = u32::try_from(remaining).unwrap_or(0);
+                Some(match u32::try_from(granted).unwrap_or(0) {
+                    0 => (
+                        Outcome::Limited {
+                            retry_after: micros(wait_us),
+                        },
+                        None,
+                    ),
+                    // The request at hand spends one; the others are the caller's to keep.
+                    tokens => (
+                        Outcome::Allowed {
+                            remaining: remaining.saturating_add(tokens - 1),
+                            reset: micros(reset_us),
+                        },
+                        Some(Grant {
+                            tokens,
+                            shared_left: remaining,
+                            refill: micros(reset_us),
+                        }),
+                    ),
+                })
+            }
+            Ok(Err(error)) => {
+                self.fail(&format!("{:?}", error.kind()));
+                None
+            }
+            Err(_) => {
+                self.fail("timeout");
+                None
+            }
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -276,6 +393,30 @@ impl RedisLimiterBuilder {
         self
     }
 
+    /// Local-first mode (off by default): each instance leases tokens from the shared buckets
+    /// a few at a time (a twentieth of the burst, 1 to 64) and spends them without a round
+    /// trip; the next lease is fetched in the background when one runs half out. Redis never
+    /// hands out more tokens than a bucket has, so the instances together still admit at most
+    /// the limit (a token is spent at most [`LEASE_TTL`](super::LEASE_TTL) after Redis counted
+    /// it); tokens leased and left unspent expire with their lease, so near a spent-out bucket
+    /// the instances admit a little less than the limit, at most one and a half leases each.
+    /// `RateLimit`'s `r` is then this instance's view: the shared bucket at the last lease plus
+    /// its own leased tokens.
+    ///
+    /// ```no_run
+    /// use axum_api_key::ratelimit::{RateLimitLayer, RedisLimiter};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let redis = RedisLimiter::builder("redis://127.0.0.1:6379").local_first(true).build()?;
+    /// let limit = RateLimitLayer::new("1000/min".parse()?).redis(redis); // leases of 50
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn local_first(mut self, on: bool) -> Self {
+        self.local_first = on;
+        self
+    }
+
     /// Builds the limiter; it connects in the background on first use (or on
     /// [`RedisLimiter::connect`]).
     pub fn build(self) -> Result<RedisLimiter, RedisLimiterError> {
@@ -296,6 +437,10 @@ impl RedisLimiterBuilder {
                 decisions: AtomicU64::new(0),
                 fallbacks: AtomicU64::new(0),
                 state_changes: AtomicU64::new(0),
+                leases: self
+                    .local_first
+                    .then(|| Leases::new(super::DEFAULT_MAX_KEYS)),
+                leased: AtomicU64::new(0),
             }),
         })
     }

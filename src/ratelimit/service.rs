@@ -67,7 +67,7 @@ where
             return ResponseFuture::inner(self.inner.call(request), None);
         };
 
-        if self.layer.is_shared() {
+        let Some((policy, outcome)) = self.layer.check_now(auth.info()) else {
             let auth = auth.clone();
             let inner = take_ready(&mut self.inner);
             let layer = self.layer.clone();
@@ -80,9 +80,7 @@ where
                 };
                 call_with_fields(inner, request, settled).await
             }));
-        }
-
-        let (policy, outcome) = self.layer.check_local(auth.info());
+        };
         match self.layer.answer(state, policy, outcome) {
             Ok(headers) => ResponseFuture::inner(self.inner.call(request), headers),
             Err(response) => ResponseFuture::ready(*response),
@@ -109,25 +107,52 @@ impl RateLimitLayer {
         false
     }
 
-    /// Spends one request of `info`'s bucket in this instance's buckets.
-    pub(crate) fn check_local(&self, info: &TokenInfo) -> (RatePolicy, Outcome) {
+    /// Spends one request of `info`'s bucket when that needs no waiting: in this instance's
+    /// buckets, or from a token leased from Redis (local-first mode). `None`: the decision
+    /// needs Redis ([`check`](Self::check)).
+    #[inline]
+    pub(crate) fn check_now(&self, info: &TokenInfo) -> Option<(RatePolicy, Outcome)> {
+        if !self.is_shared() {
+            let (id, policy) = self.resolve(info);
+            return Some((policy, self.cells.check(id, policy)));
+        }
+        self.check_leased(info)
+    }
+
+    /// A token leased from Redis, in local-first mode.
+    #[cfg(feature = "redis")]
+    fn check_leased(&self, info: &TokenInfo) -> Option<(RatePolicy, Outcome)> {
+        let redis = self.config.redis.as_ref()?;
+        if !redis.is_local_first() {
+            return None;
+        }
         let (id, policy) = self.resolve(info);
-        (policy, self.cells.check(id, policy))
+        let key = redis.key(&self.config.name, id, policy);
+        Some((policy, redis.check_leased(&key, policy)?))
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn check_leased(&self, _info: &TokenInfo) -> Option<(RatePolicy, Outcome)> {
+        None
     }
 
     /// Spends one request of `info`'s bucket: on Redis when the layer shares its buckets and
-    /// Redis answers in time, else locally.
+    /// Redis answers in time (from a leased token when there is one), else locally.
     pub(crate) async fn check(&self, info: &TokenInfo) -> (RatePolicy, Outcome) {
         #[cfg(feature = "redis")]
         if let Some(redis) = &self.config.redis {
             let (id, policy) = self.resolve(info);
             let key = redis.key(&self.config.name, id, policy);
+            if let Some(outcome) = redis.check_leased(&key, policy) {
+                return (policy, outcome);
+            }
             if let Some(outcome) = redis.check(&key, policy).await {
                 return (policy, outcome);
             }
             return (policy, self.cells.check(id, policy));
         }
-        self.check_local(info)
+        let (id, policy) = self.resolve(info);
+        (policy, self.cells.check(id, policy))
     }
 
     /// For the standalone layer: admitted, the quota goes into the auth layer's `state` and

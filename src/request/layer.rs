@@ -378,7 +378,8 @@ where
 
 impl<S, V> ApiKeyService<S, V> {
     /// Lets in a request authenticated on the spot: the layer's own limit, if any, decides
-    /// first (on the spot for local buckets, in a boxed future for Redis-shared ones).
+    /// first (on the spot for local buckets and leased tokens, in a boxed future when Redis
+    /// must answer).
     fn let_in<B>(
         &mut self,
         mut request: Request<B>,
@@ -393,14 +394,13 @@ impl<S, V> ApiKeyService<S, V> {
         let shared = &self.core.shared;
         #[cfg(feature = "ratelimit")]
         if let Some(limits) = &shared.limits {
-            if limits.is_shared() {
+            let Some((policy, outcome)) = limits.check_now(auth.info()) else {
                 let inner = take_ready(&mut self.inner);
                 let core = self.core.clone();
                 return ResponseFuture::boxed(Box::pin(async move {
                     core.shared.let_in_awaited(request, auth, inner).await
                 }));
-            }
-            let (policy, outcome) = limits.check_local(auth.info());
+            };
             return match shared.admit_limited(limits, &mut request, auth, policy, outcome) {
                 Ok(headers) => ResponseFuture::inner(self.inner.call(request), headers),
                 Err(response) => ResponseFuture::ready(*response),
