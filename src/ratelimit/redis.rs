@@ -279,7 +279,8 @@ impl Inner {
                 self.decisions.fetch_add(1, Ordering::Relaxed);
                 let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
                 let remaining = u32::try_from(remaining).unwrap_or(0);
-                Some(match u32::try_from(granted).unwrap_or(0) {
+                // Never more than asked, whatever the reply says.
+                Some(match u32::try_from(granted).unwrap_or(0).min(want.max(1)) {
                     0 => (
                         Outcome::Limited {
                             retry_after: micros(wait_us),
