@@ -193,6 +193,46 @@ async fn local_first_instances_never_exceed_the_shared_quota() {
     assert!(sa.leases >= 1 && sb.leases >= 1, "{sa:?} {sb:?}");
 }
 
+/// Local-first with sparse traffic: a lease taken for requests that do not come expires and
+/// burns the shared quota with no request behind it. Requests slower than leases live must
+/// cost their own tokens only: after four of them, a burst gets the rest of the quota (less
+/// at most what one lease left unspent on the other instance).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_first_sparse_requests_cost_only_their_own_tokens() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let tokens = InMemoryTokens::new();
+    let key = tokens.create(CreateToken::new("org_a")).unwrap().key;
+    let key = key.expose_secret();
+    let warm = tokens.create(CreateToken::new("org_w")).unwrap().key;
+    // 60 per hour: one token a minute comes back, and leases would be of 3.
+    let a = instance_with(&tokens, &server.url(), "60/h", Form::Layer, true).await;
+    let b = instance_with(&tokens, &server.url(), "60/h", Form::AuthLayerOption, true).await;
+    let client = reqwest::Client::new();
+    until_connected(&client, &a, warm.expose_secret()).await;
+    until_connected(&client, &b, warm.expose_secret()).await;
+
+    // Each instance sees one request every 2.4 s, longer than a lease lives.
+    let started = Instant::now();
+    for i in 0..4 {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        assert_eq!(status(&client, base, key).await, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    let mut burst = 0;
+    for _ in 0..70 {
+        if status(&client, &a.base, key).await == StatusCode::OK {
+            burst += 1;
+        }
+    }
+    let refills = (started.elapsed().as_secs() / 60) as usize;
+    assert!(
+        (54..=56 + refills).contains(&burst),
+        "after 4 sparse requests a burst got {burst} of the 56 left"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_run_requests_keep_answering_on_local_limits() {
     let Some(mut server) = RedisServer::start() else {

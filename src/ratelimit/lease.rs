@@ -5,8 +5,12 @@
 //! Why leases rather than counting locally and syncing the counts later: Redis only ever hands
 //! out tokens the shared bucket has, so the instances together never admit more than the limit
 //! (a token is spent at most [`LEASE_TTL`] after Redis counted it). What a lease costs is the
-//! other way: tokens leased and left unspent expire unused, so under a spent-out bucket the
-//! instances admit a little less than the limit, at most one lease and a half each.
+//! other way: tokens leased and left unspent expire unused, burning the shared quota with no
+//! request behind them. So a lease is sized by demand, not by the limit: about half of what
+//! this instance saw of the bucket's requests in the last [`LEASE_TTL`] (at most a twentieth
+//! of the burst, 1 to 64), so it is spent well before it expires unless demand drops at once;
+//! a bucket seeing fewer than four requests a lease lifetime here leases one token at a time
+//! and fetches none ahead, which is the strict mode's one decision per request.
 //!
 //! A refusal is kept too, until the moment Redis named for the bucket's next token: no
 //! instance can make that moment come sooner (others only spend), so refusing locally until
@@ -25,9 +29,9 @@ pub const LEASE_TTL: Duration = Duration::from_secs(1);
 /// The most tokens one lease takes.
 const MAX_LEASE: u32 = 64;
 
-/// Tokens asked for per lease under `policy`: a twentieth of the burst, 1 to [`MAX_LEASE`].
-/// Small limits lease one token at a time (then only the fetch ahead saves round trips).
-pub(super) fn lease_size(policy: RatePolicy) -> u32 {
+/// The most tokens a lease takes under `policy`: a twentieth of the burst, 1 to
+/// [`MAX_LEASE`].
+pub(super) fn max_lease(policy: RatePolicy) -> u32 {
     (policy.limit() / 20).clamp(1, MAX_LEASE)
 }
 
@@ -54,6 +58,11 @@ struct Lease {
     fetching: AtomicBool,
     /// Nanoseconds since the map's origin until which Redis refuses the bucket (0: not).
     refused_until: AtomicU64,
+    /// Demand: requests seen since `window_start` (nanoseconds since the map's origin), and in
+    /// the window of one lease lifetime before it.
+    window_start: AtomicU64,
+    window_count: AtomicU32,
+    last_count: AtomicU32,
 }
 
 impl Lease {
@@ -65,7 +74,38 @@ impl Lease {
             full_at: AtomicU64::new(0),
             fetching: AtomicBool::new(false),
             refused_until: AtomicU64::new(0),
+            window_start: AtomicU64::new(0),
+            window_count: AtomicU32::new(0),
+            last_count: AtomicU32::new(0),
         }
+    }
+
+    /// Counts a request at `now` (approximate under races, which only sizes leases).
+    fn note_request(&self, now: u64, window: u64) {
+        let start = self.window_start.load(Ordering::Relaxed);
+        let elapsed = now.saturating_sub(start);
+        if elapsed < window {
+            self.window_count.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let ended = self.window_count.swap(1, Ordering::Relaxed);
+        // More than one window ago: the window just before this one saw nothing.
+        let last = if elapsed < window.saturating_mul(2) {
+            ended
+        } else {
+            0
+        };
+        self.last_count.store(last, Ordering::Relaxed);
+        self.window_start.store(now, Ordering::Relaxed);
+    }
+
+    /// Tokens to lease next under `policy`: half the recent demand per lease lifetime.
+    fn size(&self, policy: RatePolicy) -> u32 {
+        let demand = self
+            .last_count
+            .load(Ordering::Relaxed)
+            .max(self.window_count.load(Ordering::Relaxed));
+        (demand / 2).clamp(1, max_lease(policy))
     }
 
     /// Neither a spendable token nor a standing refusal: nothing left to keep.
@@ -93,13 +133,21 @@ pub(super) struct Leases {
     map: papaya::HashMap<String, Lease, foldhash::fast::RandomState>,
     max: usize,
     origin: Instant,
+    /// A lease's lifetime in nanoseconds ([`LEASE_TTL`]; shorter in unit tests), which is
+    /// also the window demand is counted over.
+    window: u64,
     /// Leases granted but not kept because the map was full of live ones.
     pub(super) unkept: AtomicU64,
 }
 
 impl Leases {
     pub(super) fn new(max: usize) -> Self {
+        Self::with_ttl(max, LEASE_TTL)
+    }
+
+    fn with_ttl(max: usize, ttl: Duration) -> Self {
         Self {
+            window: nanos(ttl),
             map: papaya::HashMap::builder()
                 .hasher(foldhash::fast::RandomState::default())
                 .build(),
@@ -120,6 +168,7 @@ impl Leases {
             return Taken::Empty;
         };
         let now = self.now();
+        lease.note_request(now, self.window);
         // Leased tokens first: Redis granted them, so they are spendable even when a later
         // call (racing a fetch ahead that took the bucket's last tokens) was refused.
         let spent = (now < lease.expires.load(Ordering::Acquire))
@@ -148,19 +197,29 @@ impl Leases {
                 .saturating_add(left),
             reset: Duration::from_nanos(full_at.saturating_sub(now)),
         };
+        let size = lease.size(policy);
         let fetch_ahead =
-            left <= lease_size(policy) / 2 && !lease.fetching.swap(true, Ordering::AcqRel);
+            size > 1 && left <= size / 2 && !lease.fetching.swap(true, Ordering::AcqRel);
         Taken::Spent {
             outcome,
             fetch_ahead,
         }
     }
 
+    /// How many tokens to lease for `key` now: by its recent demand here, one when it has no
+    /// lease entry yet.
+    pub(super) fn wanted(&self, key: &str, policy: RatePolicy) -> u32 {
+        self.map
+            .pin()
+            .get(key)
+            .map_or(1, |lease| lease.size(policy))
+    }
+
     /// Keeps `grant`'s tokens for `key` (the caller spent none of them), added to what a live
     /// lease still holds; a void lease's tokens are dropped first.
     pub(super) fn keep(&self, key: &str, grant: Grant) {
         let now = self.now();
-        let expires = now.saturating_add(nanos(LEASE_TTL));
+        let expires = now.saturating_add(self.window);
         let full_at = now.saturating_add(nanos(grant.refill));
         self.with_lease(key, now, |lease| {
             if now >= lease.expires.load(Ordering::Acquire) {
@@ -245,17 +304,45 @@ mod tests {
     }
 
     #[test]
-    fn lease_sizes_follow_the_limit() {
-        assert_eq!(lease_size(policy("20/min")), 1);
-        assert_eq!(lease_size(policy("200/min")), 10);
-        assert_eq!(lease_size(policy("1000000/s")), MAX_LEASE);
+    fn leases_are_sized_by_demand_up_to_a_twentieth_of_the_burst() {
+        assert_eq!(max_lease(policy("20/min")), 1);
+        assert_eq!(max_lease(policy("200/min")), 10);
+        assert_eq!(max_lease(policy("1000000/s")), MAX_LEASE);
+
+        let leases = Leases::with_ttl(10, Duration::from_millis(100));
+        let p = policy("1000/min"); // at most 50
+        assert_eq!(leases.wanted("k", p), 1, "no demand seen yet");
+        leases.keep("k", grant(0));
+        for _ in 0..30 {
+            leases.take("k", p);
+        }
+        assert_eq!(leases.wanted("k", p), 15, "half the demand of this window");
+        std::thread::sleep(Duration::from_millis(110));
+        leases.take("k", p);
+        assert_eq!(
+            leases.wanted("k", p),
+            15,
+            "half the demand of the last window"
+        );
+        for _ in 0..200 {
+            leases.take("k", p);
+        }
+        assert_eq!(leases.wanted("k", p), 50, "capped");
+        // Demand gone for two windows: one token at a time again.
+        std::thread::sleep(Duration::from_millis(210));
+        leases.take("k", p);
+        assert_eq!(leases.wanted("k", p), 1);
     }
 
     #[test]
     fn a_lease_spends_exactly_its_tokens_and_asks_for_more_once_at_half() {
         let leases = Leases::new(10);
-        let p = policy("200/min"); // leases of 10
+        let p = policy("400/min"); // leases of up to 20
         assert!(matches!(leases.take("k", p), Taken::Empty));
+        leases.keep("k", grant(0));
+        for _ in 0..20 {
+            leases.take("k", p); // demand: 20 a lease lifetime, so leases of 10
+        }
         leases.keep("k", grant(9));
         let mut fetches = 0;
         for left in (0..9).rev() {
@@ -269,6 +356,17 @@ mod tests {
         leases.keep("k", grant(2));
         assert!(spent(leases.take("k", p)).is_some_and(|(_, ahead)| ahead));
         assert!(matches!(leases.take("other", p), Taken::Empty));
+    }
+
+    #[test]
+    fn sparse_demand_fetches_nothing_ahead() {
+        let leases = Leases::new(10);
+        let p = policy("1000/min");
+        leases.keep("k", grant(3));
+        for _ in 0..3 {
+            let (_, fetch_ahead) = spent(leases.take("k", p)).expect("a token");
+            assert!(!fetch_ahead, "three requests do not call for a lease ahead");
+        }
     }
 
     #[test]

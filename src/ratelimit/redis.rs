@@ -10,7 +10,7 @@ use ::redis::aio::MultiplexedConnection;
 
 use super::RatePolicy;
 use super::cells::Outcome;
-use super::lease::{Grant, Leases, Taken, lease_size};
+use super::lease::{Grant, Leases, Taken};
 
 /// The key prefix unless [`RedisLimiterBuilder::prefix`] says otherwise.
 pub const DEFAULT_PREFIX: &str = "axum-api-key:rl";
@@ -182,18 +182,21 @@ impl RedisLimiter {
                 .await
                 .map(|(outcome, _)| outcome);
         };
-        // Local-first: a lease for this request and the next few.
-        let (outcome, grant) = self.inner.take(key, policy, lease_size(policy)).await?;
+        // Local-first: a lease for this request and, if demand calls for it, the next few.
+        let want = leases.wanted(key, policy);
+        let (outcome, grant) = self.inner.take(key, policy, want).await?;
         match (outcome, grant) {
-            (_, Some(grant)) if grant.tokens > 1 => leases.keep(
+            // Kept even when this request spent the only token: the entry counts the demand
+            // that sizes the next leases.
+            (_, Some(grant)) => leases.keep(
                 key,
                 Grant {
                     tokens: grant.tokens - 1,
                     ..grant
                 },
             ),
-            (Outcome::Limited { retry_after }, _) => leases.keep_refusal(key, retry_after),
-            _ => {}
+            (Outcome::Limited { retry_after }, None) => leases.keep_refusal(key, retry_after),
+            (Outcome::Allowed { .. }, None) => {}
         }
         Some(outcome)
     }
@@ -227,7 +230,7 @@ impl RedisLimiter {
         let owned = key.to_owned();
         let fetch = async move {
             if let Some(leases) = &inner.leases {
-                let want = lease_size(policy);
+                let want = leases.wanted(&owned, policy);
                 if let Some((_, Some(grant))) = inner.take(&owned, policy, want).await {
                     leases.keep(&owned, grant);
                 }
@@ -395,12 +398,15 @@ impl RedisLimiterBuilder {
     }
 
     /// Local-first mode (off by default): each instance leases tokens from the shared buckets
-    /// a few at a time (a twentieth of the burst, 1 to 64) and spends them without a round
-    /// trip; the next lease is fetched in the background when one runs half out. Redis never
-    /// hands out more tokens than a bucket has, so the instances together still admit at most
-    /// the limit (a token is spent at most [`LEASE_TTL`](super::LEASE_TTL) after Redis counted
-    /// it); tokens leased and left unspent expire with their lease, so near a spent-out bucket
-    /// the instances admit a little less than the limit, at most one and a half leases each.
+    /// a few at a time and spends them without a round trip; the next lease is fetched in the
+    /// background when one runs half out. A lease is sized by demand: half of this instance's
+    /// requests for the bucket in the last [`LEASE_TTL`](super::LEASE_TTL), at most a
+    /// twentieth of the burst (1 to 64), so a bucket with few requests here leases one token at
+    /// a time and fetches none ahead (the strict mode's one round trip per request). Redis
+    /// never hands out more tokens than a bucket has, so the instances together still admit at
+    /// most the limit (a token is spent at most `LEASE_TTL` after Redis counted it); tokens
+    /// leased and left unspent expire with their lease, so when demand stops short the
+    /// instances admit a little less than the limit, at most one and a half leases each.
     /// `RateLimit`'s `r` is then this instance's view: the shared bucket at the last lease plus
     /// its own leased tokens.
     ///
@@ -409,7 +415,7 @@ impl RedisLimiterBuilder {
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let redis = RedisLimiter::builder("redis://127.0.0.1:6379").local_first(true).build()?;
-    /// let limit = RateLimitLayer::new("1000/min".parse()?).redis(redis); // leases of 50
+    /// let limit = RateLimitLayer::new("1000/min".parse()?).redis(redis); // leases of 1 to 50
     /// # Ok(())
     /// # }
     /// ```

@@ -137,15 +137,14 @@ impl RateLimitLayer {
     }
 
     /// Spends one request of `info`'s bucket: on Redis when the layer shares its buckets and
-    /// Redis answers in time (from a leased token when there is one), else locally.
+    /// Redis answers in time, else locally. (Leased tokens are tried by
+    /// [`check_now`](Self::check_now) first; a request that reaches this after an awaited
+    /// validation makes one round trip, which also leases for the next ones.)
     pub(crate) async fn check(&self, info: &TokenInfo) -> (RatePolicy, Outcome) {
         #[cfg(feature = "redis")]
         if let Some(redis) = &self.config.redis {
             let (id, policy) = self.resolve(info);
             let key = redis.key(&self.config.name, id, policy);
-            if let Some(outcome) = redis.check_leased(&key, policy) {
-                return (policy, outcome);
-            }
             if let Some(outcome) = redis.check(&key, policy).await {
                 return (policy, outcome);
             }
