@@ -138,6 +138,7 @@ pub(super) struct Leases {
     window: u64,
     /// Leases granted but not kept because the map was full of live ones.
     pub(super) unkept: AtomicU64,
+    sweeping: AtomicBool,
 }
 
 impl Leases {
@@ -154,6 +155,7 @@ impl Leases {
             max: max.max(1),
             origin: Instant::now(),
             unkept: AtomicU64::new(0),
+            sweeping: AtomicBool::new(false),
         }
     }
 
@@ -251,7 +253,11 @@ impl Leases {
             return change(lease);
         }
         if map.len() >= self.max {
-            map.retain(|_, lease| !lease.is_void(now));
+            // One sweeper at a time: a map full of live leases is not scanned once per request.
+            if !self.sweeping.swap(true, Ordering::Acquire) {
+                map.retain(|_, lease| !lease.is_void(now));
+                self.sweeping.store(false, Ordering::Release);
+            }
             if map.len() >= self.max {
                 self.unkept.fetch_add(1, Ordering::Relaxed);
                 return;
