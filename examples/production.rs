@@ -57,19 +57,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .client_source(ClientSource::ForwardedFor { trusted_proxies: 1 });
 
     #[cfg(feature = "redis")]
-    let (per_org, per_key, _feed) = {
-        // Revocations by any instance reach every cache; limits hold across instances.
+    let (per_org, per_key, throttle, _feed) = {
+        // Revocations and updates by any instance reach every cache; limits and the refused-key
+        // allowance hold across instances. (The cache listens to `scalekit`'s events, so
+        // attaching it publishes this process's revocations made through the client too.)
         let feed = axum_api_key::redis::RedisRevocations::from_env()?;
         if let Some(feed) = &feed {
-            feed.attach(&cache)
-                .publish_events_of(axum_api_key::keys::KeyEventSource::key_events(&scalekit));
+            feed.attach(&cache);
         }
         match std::env::var("REDIS_URL") {
             Ok(url) => {
                 let limiter = axum_api_key::ratelimit::RedisLimiter::builder(url).build()?;
-                (per_org.redis(limiter.clone()), per_key.redis(limiter), feed)
+                (
+                    per_org.redis(limiter.clone()),
+                    per_key.redis(limiter.clone()),
+                    throttle.redis(limiter),
+                    feed,
+                )
             }
-            Err(_) => (per_org, per_key, feed),
+            Err(_) => (per_org, per_key, throttle, feed),
         }
     };
 

@@ -233,6 +233,109 @@ async fn local_first_sparse_requests_cost_only_their_own_tokens() {
     );
 }
 
+/// An instance whose failed-key throttle shares its allowance over Redis, in front of an
+/// upstream that knows no key and counts its calls.
+async fn throttled_instance(
+    url: &str,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> std::net::SocketAddr {
+    use axum_api_key::ratelimit::FailedKeyThrottle;
+    use axum_api_key::validator::InvalidReason;
+    use axum_api_key::{TokenInfo, ValidateError, validator_fn};
+
+    let upstream = validator_fn(move |_key| {
+        let calls = calls.clone();
+        async move {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err::<TokenInfo, _>(ValidateError::Invalid(InvalidReason::Unknown))
+        }
+    });
+    let redis = RedisLimiter::builder(url)
+        .prefix("test:throttle")
+        .build()
+        .unwrap();
+    redis.connect();
+    let throttle = FailedKeyThrottle::new("10/min".parse().unwrap()).redis(redis);
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(ApiKeyLayer::new(upstream).failed_key_throttle(throttle));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    addr
+}
+
+/// The failed-key throttle shared over Redis: a client sending random keys to two instances
+/// gets one allowance (10 refused keys a minute) across both, plus about one refusal per
+/// instance (each learns of the block on its next refusal), not 10 on each; another client
+/// is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failed_key_allowance_is_shared_across_instances() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let a = throttled_instance(&server.url(), calls.clone()).await;
+    let b = throttled_instance(&server.url(), calls.clone()).await;
+    // Give both limiters time to connect (a refusal before that counts locally only).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let attacker = support::client_from([127, 0, 0, 1]);
+    let mut throttled = 0;
+    for i in 0..40 {
+        let addr = if i % 2 == 0 { a } else { b };
+        let key = format!("sk_live_random_{i:04}_{}", "x".repeat(20));
+        match status(&attacker, &format!("http://{addr}"), &key).await {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::TOO_MANY_REQUESTS => throttled += 1,
+            other => panic!("unexpected {other}"),
+        }
+        // Let the refusal's shared accounting land (it runs after the answer).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let upstream = calls.load(Ordering::SeqCst);
+    eprintln!("{upstream} upstream calls, {throttled} throttled");
+    // Unshared, each instance would allow 10: 20 calls. Shared: 10, plus one per instance
+    // (11 in every run here; one more of slack for a refusal whose accounting lands late).
+    assert!(
+        (10..=13).contains(&upstream),
+        "{upstream} upstream calls for 40 random keys"
+    );
+    assert_eq!(throttled, 40 - upstream);
+    // Both instances now refuse this client's unknown keys without a call.
+    for addr in [a, b] {
+        let answer = status(
+            &attacker,
+            &format!("http://{addr}"),
+            "sk_live_one_more_key_xxxxxxxxxx",
+        )
+        .await;
+        assert_eq!(answer, StatusCode::TOO_MANY_REQUESTS);
+    }
+    // Another client is unaffected.
+    let other = support::client_from([127, 0, 0, 2]);
+    assert_eq!(
+        status(
+            &other,
+            &format!("http://{a}"),
+            "sk_live_other_client_key_xxxxxxx"
+        )
+        .await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), upstream + 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_run_requests_keep_answering_on_local_limits() {
     let Some(mut server) = RedisServer::start() else {

@@ -93,7 +93,9 @@ async fn my_tasks(
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     metrics::serve_from_env().await?; // METRICS_PORT: Prometheus text on 127.0.0.1 only
     let setup = setup::from_env().await?;
-    let mut auth = ApiKeyLayer::new(setup.validator()).realm("quickstart");
+    let mut auth = ApiKeyLayer::new(setup.validator())
+        .realm("quickstart")
+        .failed_key_throttle(setup::failed_key_throttle()?); // on by default; shared over REDIS_URL
     if let Some(limit) = setup.rate_limit() {
         auth = auth.rate_limit(limit); // per-key limits when RATE_LIMIT is set
     }

@@ -9,8 +9,9 @@
 //! - `CACHE_TTL_SECS`: how long a validation is reused, default 30; `0` turns the cache off.
 //! - `RATE_LIMIT`: a per-key limit such as `30/min` (default off); a key's custom claim
 //!   `rate_limit` overrides it.
-//! - `REDIS_URL` (feature `redis`): revocations shared with every other instance over Redis
-//!   pub/sub (`REDIS_CHANNEL`, default `axum-api-key:revocations`), and `RATE_LIMIT` shared too.
+//! - `REDIS_URL` (feature `redis`): revocations and key updates shared with every other
+//!   instance over Redis pub/sub (`REDIS_CHANNEL`, default `axum-api-key:revocations`), and
+//!   `RATE_LIMIT` and the failed-key throttle's allowance per client shared too.
 //! - `METRICS_PORT`: serve Prometheus metrics on `127.0.0.1:$METRICS_PORT/metrics` (see
 //!   `metrics.rs`; the crate records them with feature `metrics`).
 //! - `RUST_LOG`: default `info`.
@@ -33,7 +34,7 @@ use axum::routing::get;
 use axum_api_key::cache::CachedValidator;
 use axum_api_key::keys::{CreateToken, KeyEventSource, KeyStore};
 use axum_api_key::manage::{ApiKeyManagers, KeyManagement, Session, SessionManagers};
-use axum_api_key::ratelimit::{RateLimitLayer, RatePolicy};
+use axum_api_key::ratelimit::{FailedKeyThrottle, RateLimitLayer, RatePolicy};
 use axum_api_key::scalekit::ScalekitClient;
 use axum_api_key::validator::BoxValidator;
 use axum_api_key::{ApiKeyLayer, InMemoryTokens, Validator};
@@ -149,6 +150,19 @@ pub async fn from_env() -> Result<Setup, Box<dyn std::error::Error>> {
         listener,
         _feed: feed,
     })
+}
+
+/// The failed-key throttle (on by default), its allowance shared over `REDIS_URL` with
+/// feature `redis`.
+pub fn failed_key_throttle() -> Result<FailedKeyThrottle, Box<dyn std::error::Error>> {
+    let throttle = FailedKeyThrottle::default();
+    #[cfg(feature = "redis")]
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        let limiter = axum_api_key::ratelimit::RedisLimiter::builder(url).build()?;
+        tracing::info!("refused-key allowance per client shared over Redis");
+        return Ok(throttle.redis(limiter));
+    }
+    Ok(throttle)
 }
 
 /// `RATE_LIMIT` (e.g. `30/min`), per key; shared over `REDIS_URL` with feature `redis`.

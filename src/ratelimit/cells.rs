@@ -227,6 +227,25 @@ impl<K: Hash + Eq + Send + Sync + 'static, S: BuildHasher + Default> Cells<K, S>
         outcome
     }
 
+    /// Blocks `key` for `wait` from now (a decision made elsewhere: another instance's
+    /// refusals, through Redis), making its cell under `policy` if it has none.
+    #[cfg(feature = "redis")]
+    pub(crate) fn block<Q>(&self, key: &Q, policy: RatePolicy, wait: Duration)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let now = self.now();
+        let until = now.saturating_add(nanos(wait)).saturating_add(1);
+        let map = self.map.pin();
+        if map.get(key).is_none() && map.len() >= self.max {
+            self.make_room(now);
+        }
+        map.get_or_insert_with(key.to_owned(), || self.new_cell(policy, now))
+            .blocked_until
+            .fetch_max(until, Ordering::Relaxed);
+    }
+
     /// Drops the cells idle for a whole window (lossless); if the map is still full, drops an
     /// eighth of it at random. One sweeper at a time; the others insert meanwhile (the bound is
     /// overshot by at most the number of concurrent inserts).

@@ -168,6 +168,25 @@ impl RedisLimiter {
         self.inner.leases.is_some()
     }
 
+    /// The Redis key of a client's failed-key allowance. `!` cannot occur in a limit's name,
+    /// so no rate-limit bucket shares it.
+    pub(crate) fn failed_keys_key(
+        &self,
+        policy: RatePolicy,
+        client: &super::throttle::ClientKey,
+    ) -> String {
+        format!("{}:!failed-keys:{policy}:{client}", self.inner.prefix)
+    }
+
+    /// One strict decision by Redis (no lease, whatever the mode), or `None` when Redis
+    /// cannot decide within the deadline.
+    pub(crate) async fn spend_shared(&self, key: &str, policy: RatePolicy) -> Option<Outcome> {
+        self.inner
+            .take(key, policy, 1)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
     /// The Redis key of a bucket.
     pub(crate) fn key(&self, name: &str, id: &str, policy: RatePolicy) -> String {
         format!("{}:{name}:{policy}:{id}", self.inner.prefix)
@@ -176,11 +195,7 @@ impl RedisLimiter {
     /// One decision by Redis, or `None` when Redis cannot decide within the deadline.
     pub(crate) async fn check(&self, key: &str, policy: RatePolicy) -> Option<Outcome> {
         let Some(leases) = &self.inner.leases else {
-            return self
-                .inner
-                .take(key, policy, 1)
-                .await
-                .map(|(outcome, _)| outcome);
+            return self.spend_shared(key, policy).await;
         };
         // Local-first: a lease for this request and, if demand calls for it, the next few.
         let want = leases.wanted(key, policy);

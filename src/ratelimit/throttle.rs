@@ -211,7 +211,11 @@ pub struct ThrottleStats {
 pub struct FailedKeyThrottle {
     policy: RatePolicy,
     source: ClientSource,
-    cells: Cells<ClientKey>,
+    /// Shared with the tasks that apply what Redis says of a client.
+    cells: Arc<Cells<ClientKey>>,
+    /// Where the refusals of every instance are counted together (feature `redis`).
+    #[cfg(feature = "redis")]
+    shared: Option<super::redis::RedisLimiter>,
     refusals: AtomicU64,
     throttled: AtomicU64,
     /// Upstream validations in flight per client that presented a refused key within its
@@ -273,7 +277,9 @@ impl FailedKeyThrottle {
         Self {
             policy,
             source: ClientSource::PeerAddr,
-            cells: Cells::new(DEFAULT_MAX_CLIENTS),
+            cells: Arc::new(Cells::new(DEFAULT_MAX_CLIENTS)),
+            #[cfg(feature = "redis")]
+            shared: None,
             refusals: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             in_flight: (0..IN_FLIGHT_STRIPES).map(|_| AtomicU32::new(0)).collect(),
@@ -327,7 +333,31 @@ impl FailedKeyThrottle {
     /// How many clients to track at most (default [`DEFAULT_MAX_CLIENTS`]).
     #[must_use]
     pub fn max_clients(mut self, max_clients: usize) -> Self {
-        self.cells = Cells::new(max_clients);
+        self.cells = Arc::new(Cells::new(max_clients));
+        self
+    }
+
+    /// Counts every instance's refused keys together, through Redis (feature `redis`): each
+    /// refusal also spends the client's shared allowance (one atomic script, off the request
+    /// path), and once that is spent, the instance that learns it blocks the client as its own
+    /// allowance would. So across N instances a flooding client gets about the policy's
+    /// allowance plus one refusal per instance (each learns of the block on its next refusal),
+    /// not N times the allowance. Redis down or slow: each instance's own allowance still
+    /// holds, as without Redis.
+    ///
+    /// ```no_run
+    /// use axum_api_key::ratelimit::{FailedKeyThrottle, RedisLimiter};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let redis = RedisLimiter::builder("redis://127.0.0.1:6379").build()?;
+    /// let throttle = FailedKeyThrottle::default().redis(redis);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub fn redis(mut self, redis: super::redis::RedisLimiter) -> Self {
+        self.shared = Some(redis);
         self
     }
 
@@ -388,6 +418,34 @@ impl FailedKeyThrottle {
         {
             tracing::debug!(%client, "client throttled after refused keys");
         }
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.shared {
+            self.share_refusal(redis, client);
+        }
+    }
+
+    /// Spends `client`'s shared allowance in a task (the request's answer does not wait on
+    /// Redis), and blocks the client here when that allowance is spent. Tasks are as many as
+    /// refusals, which the throttle and the upstream budget bound; each ends within the
+    /// limiter's deadline.
+    #[cfg(feature = "redis")]
+    fn share_refusal(&self, redis: &super::redis::RedisLimiter, client: &ClientKey) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (redis, cells, policy) = (redis.clone(), self.cells.clone(), self.policy);
+        let key = redis.failed_keys_key(policy, client);
+        let client = client.clone();
+        runtime.spawn(async move {
+            let wait = match redis.spend_shared(&key, policy).await {
+                Some(Outcome::Limited { retry_after }) => retry_after,
+                Some(Outcome::Allowed { remaining: 0, .. }) => policy.interval(),
+                // Allowance left, or Redis down: this instance's own allowance stands.
+                _ => return,
+            };
+            cells.block(&client, policy, wait);
+            tracing::debug!(%client, "client throttled: its refused keys on every instance spent the shared allowance");
+        });
     }
 
     /// The counters.
