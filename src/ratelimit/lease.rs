@@ -3,8 +3,10 @@
 //! them here without a round trip.
 //!
 //! Why leases rather than counting locally and syncing the counts later: Redis only ever hands
-//! out tokens the shared bucket has, so the instances together never admit more than the limit
-//! (a token is spent at most [`LEASE_TTL`] after Redis counted it). What a lease costs is the
+//! out tokens the shared bucket has, so the instances together never spend more tokens than
+//! the limit grants (a token is spent at most [`LEASE_TTL`] after Redis counted it, so a
+//! stretch of time may also see the leased tokens left from before it: at most one and a half
+//! leases per instance). What a lease costs is the
 //! other way: tokens leased and left unspent expire unused, burning the shared quota with no
 //! request behind them. So a lease is sized by demand, not by the limit: about half of what
 //! this instance saw of the bucket's requests in the last [`LEASE_TTL`] (at most a twentieth

@@ -57,8 +57,8 @@ return {granted, available - granted, 0, new_tat - now}
 /// - **Observable**: each change between connected and degraded is logged (warn when degraded,
 ///   info when back) and counted in [`RedisLimiterStats`].
 /// - **Local-first, if asked** ([`RedisLimiterBuilder::local_first`]): tokens leased a few at
-///   a time and spent without a round trip; the instances together still never admit more
-///   than the limit.
+///   a time and spent without a round trip; the instances together still never spend more
+///   tokens than the limit grants.
 ///
 /// ```no_run
 /// use axum_api_key::ratelimit::{RateLimitLayer, RedisLimiter};
@@ -418,8 +418,10 @@ impl RedisLimiterBuilder {
     /// requests for the bucket in the last [`LEASE_TTL`](super::LEASE_TTL), at most a
     /// twentieth of the burst (1 to 64), so a bucket with few requests here leases one token at
     /// a time and fetches none ahead (the strict mode's one round trip per request). Redis
-    /// never hands out more tokens than a bucket has, so the instances together still admit at
-    /// most the limit (a token is spent at most `LEASE_TTL` after Redis counted it); tokens
+    /// never hands out more tokens than a bucket has, so the instances together never spend
+    /// more tokens than the limit grants (a token is spent at most `LEASE_TTL` after Redis
+    /// counted it, so a stretch of time may also see the leased tokens left from before it, at
+    /// most one and a half leases per instance); tokens
     /// leased and left unspent expire with their lease, so when demand stops short the
     /// instances admit a little less than the limit, at most one and a half leases each.
     /// `RateLimit`'s `r` is then this instance's view: the shared bucket at the last lease plus
