@@ -238,7 +238,7 @@ async fn local_first_sparse_requests_cost_only_their_own_tokens() {
 async fn throttled_instance(
     url: &str,
     calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) -> std::net::SocketAddr {
+) -> (std::net::SocketAddr, RedisLimiter) {
     use axum_api_key::ratelimit::FailedKeyThrottle;
     use axum_api_key::validator::InvalidReason;
     use axum_api_key::{TokenInfo, ValidateError, validator_fn};
@@ -255,7 +255,7 @@ async fn throttled_instance(
         .build()
         .unwrap();
     redis.connect();
-    let throttle = FailedKeyThrottle::new("10/min".parse().unwrap()).redis(redis);
+    let throttle = FailedKeyThrottle::new("10/min".parse().unwrap()).redis(redis.clone());
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
         .layer(ApiKeyLayer::new(upstream).failed_key_throttle(throttle));
@@ -269,7 +269,7 @@ async fn throttled_instance(
         .await
         .unwrap()
     });
-    addr
+    (addr, redis)
 }
 
 /// The failed-key throttle shared over Redis: a client sending random keys to two instances
@@ -285,10 +285,25 @@ async fn the_failed_key_allowance_is_shared_across_instances() {
         return;
     };
     let calls = Arc::new(AtomicUsize::new(0));
-    let a = throttled_instance(&server.url(), calls.clone()).await;
-    let b = throttled_instance(&server.url(), calls.clone()).await;
-    // Give both limiters time to connect (a refusal before that counts locally only).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (a, redis_a) = throttled_instance(&server.url(), calls.clone()).await;
+    let (b, redis_b) = throttled_instance(&server.url(), calls.clone()).await;
+    // Until both limiters have counted a refusal in Redis (before that, refusals count locally
+    // only), from a client of its own.
+    let warm = support::client_from([127, 0, 0, 3]);
+    for (addr, redis) in [(a, &redis_a), (b, &redis_b)] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while redis.stats().decisions == 0 {
+            assert!(Instant::now() < deadline, "never connected to Redis");
+            status(
+                &warm,
+                &format!("http://{addr}"),
+                "sk_live_warm_up_key_xxxxxxxxxxxxx",
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let before = calls.load(Ordering::SeqCst);
 
     let attacker = support::client_from([127, 0, 0, 1]);
     let mut throttled = 0;
@@ -303,7 +318,7 @@ async fn the_failed_key_allowance_is_shared_across_instances() {
         // Let the refusal's shared accounting land (it runs after the answer).
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let upstream = calls.load(Ordering::SeqCst);
+    let upstream = calls.load(Ordering::SeqCst) - before;
     eprintln!("{upstream} upstream calls, {throttled} throttled");
     // Unshared, each instance would allow 10: 20 calls. Shared: 10, plus one per instance
     // (11 in every run here; one more of slack for a refusal whose accounting lands late).
@@ -333,7 +348,7 @@ async fn the_failed_key_allowance_is_shared_across_instances() {
         .await,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(calls.load(Ordering::SeqCst), upstream + 1);
+    assert_eq!(calls.load(Ordering::SeqCst), before + upstream + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
