@@ -33,6 +33,10 @@ pub const REVOCATIONS: &str = "api_key_revocations_total";
 pub const REDIS_CONNECTED: &str = "api_key_redis_connected";
 /// `api_key_rate_limit_decisions_total{limiter,decision}`.
 pub const RATE_LIMIT_DECISIONS: &str = "api_key_rate_limit_decisions_total";
+/// `api_key_redis_limiter_connected` (gauge, 0 or 1).
+pub const REDIS_LIMITER_CONNECTED: &str = "api_key_redis_limiter_connected";
+/// `api_key_redis_limiter_decisions_total{result}`.
+pub const REDIS_LIMITER_DECISIONS: &str = "api_key_redis_limiter_decisions_total";
 
 /// The outcome of one authentication, the `outcome` label of [`REQUESTS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +98,22 @@ pub(crate) fn revocation(source: &'static str) {
 pub(crate) fn redis_connected(connected: bool) {
     #[cfg(feature = "metrics")]
     ::metrics::gauge!(REDIS_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+}
+
+/// Sets the Redis rate limiter's connection gauge (on each change).
+#[inline(always)]
+pub(crate) fn redis_limiter_connected(connected: bool) {
+    #[cfg(feature = "metrics")]
+    ::metrics::gauge!(REDIS_LIMITER_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+}
+
+/// Counts one decision of a Redis-shared limit by where it was made: `redis` (a round trip),
+/// `lease` (local-first: a leased token or a standing refusal), `fallback` (Redis could not
+/// decide in time: the local buckets did).
+#[inline(always)]
+pub(crate) fn redis_limiter_decision(result: &'static str) {
+    #[cfg(feature = "metrics")]
+    ::metrics::counter!(REDIS_LIMITER_DECISIONS, "result" => result).increment(1);
 }
 
 /// Counts one rate-limit decision: `limiter` is `key` (the per-key [`RateLimitLayer`]) or
@@ -178,6 +198,14 @@ pub fn describe() {
         describe_counter!(
             RATE_LIMIT_DECISIONS,
             "Rate-limit decisions by limiter (key, failed_key) and decision (allowed, limited)"
+        );
+        describe_gauge!(
+            REDIS_LIMITER_CONNECTED,
+            "1 while the Redis rate limiter's last call succeeded (limits shared), else 0"
+        );
+        describe_counter!(
+            REDIS_LIMITER_DECISIONS,
+            "Decisions of Redis-shared limits by where they were made (redis, lease, fallback)"
         );
     }
 }

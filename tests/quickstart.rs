@@ -436,7 +436,7 @@ async fn quickstart_limits_each_key_when_rate_limit_is_set() {
 /// The Redis checks, against two processes: Scalekit mode, `RATE_LIMIT=20/min` and one
 /// `REDIS_URL`. One key's quota is held between both instances within 10%, a key whose claim is
 /// `rate_limit=5/min` gets its own limit, and with Redis stopped both keep answering.
-#[cfg(all(feature = "redis", feature = "test-util"))]
+#[cfg(all(feature = "redis", feature = "test-util", feature = "metrics"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickstart_instances_share_the_limit_over_redis_and_answer_without_it() {
     use axum_api_key::keys::CreateToken;
@@ -465,10 +465,13 @@ async fn quickstart_instances_share_the_limit_over_redis_and_answer_without_it()
         ("REDIS_URL", redis_url.as_str()),
         ("RUST_LOG", "info"),
     ];
+    // The first instance also serves its metrics, which must show the limits shared, then not.
+    let with_metrics = [&env[..], &[("METRICS_PORT", "0")]].concat();
     let mut instances = [
-        Quickstart::start_with(&env, &[]),
+        Quickstart::start_with(&with_metrics, &[]),
         Quickstart::start_with(&env, &[]),
     ];
+    let metrics_url = instances[0].wait_for_line("metrics on ");
     let bases = instances
         .each_mut()
         .map(|instance| instance.wait_for_line("listening on "));
@@ -485,7 +488,11 @@ async fn quickstart_instances_share_the_limit_over_redis_and_answer_without_it()
     for ((instance, base), warm) in instances.iter_mut().zip(&bases).zip(&warm) {
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         while !instance.has_printed("Redis rate limits: connected") {
-            assert!(std::time::Instant::now() < deadline, "never connected");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never connected: {:#?}",
+                instance.output
+            );
             ping(base, warm).await.unwrap();
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -515,6 +522,28 @@ async fn quickstart_instances_share_the_limit_over_redis_and_answer_without_it()
         }
     }
     assert_eq!(claimed_ok, 5);
+    let scrape = || async {
+        let text = http
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let series = |name: &str| sample(&text, name).unwrap_or(0.0);
+        (
+            series("api_key_redis_limiter_connected"),
+            series("api_key_redis_limiter_decisions_total{result=\"redis\"}"),
+            series("api_key_redis_limiter_decisions_total{result=\"fallback\"}"),
+        )
+    };
+    let (connected, decided, _) = scrape().await;
+    assert_eq!(connected, 1.0);
+    assert!(
+        decided >= 50.0,
+        "{decided} decisions by Redis on the first instance"
+    );
 
     // Redis stopped: every request is still answered, on each instance's own buckets.
     redis.kill();
@@ -532,6 +561,12 @@ async fn quickstart_instances_share_the_limit_over_redis_and_answer_without_it()
     for instance in &mut instances {
         assert!(instance.has_printed("Redis rate limits: degraded"));
     }
+    let (connected, _, fallbacks) = scrape().await;
+    assert_eq!(
+        connected, 0.0,
+        "the gauge shows the limits are no longer shared"
+    );
+    assert!(fallbacks >= 10.0, "{fallbacks} fallback decisions");
 }
 
 /// The value of the series `name{labels}` in Prometheus text, if present.

@@ -235,6 +235,7 @@ impl RedisLimiter {
             Taken::Empty => return None,
         };
         self.inner.leased.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::redis_limiter_decision("lease");
         Some(outcome)
     }
 
@@ -282,6 +283,7 @@ impl Inner {
         let Some(mut connection) = connection else {
             self.clone().spawn_connect();
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::redis_limiter_decision("fallback");
             return None;
         };
         let interval = u64::try_from(policy.interval().as_micros()).unwrap_or(u64::MAX);
@@ -295,6 +297,7 @@ impl Inner {
             Ok(Ok((granted, remaining, wait_us, reset_us))) => {
                 self.set_connected(true, "");
                 self.decisions.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::redis_limiter_decision("redis");
                 let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
                 let remaining = u32::try_from(remaining).unwrap_or(0);
                 // Never more than asked, whatever the reply says.
@@ -337,6 +340,7 @@ impl Inner {
     fn set_connected(&self, connected: bool, reason: &str) {
         if self.connected.swap(connected, Ordering::Relaxed) != connected {
             self.state_changes.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::redis_limiter_connected(connected);
             if connected {
                 tracing::info!("Redis rate limits: connected, limits shared again");
             } else {
@@ -351,6 +355,7 @@ impl Inner {
     /// A failed call: local limits decide, and the connection is rebuilt in the background.
     fn fail(self: &Arc<Self>, reason: &str) {
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::redis_limiter_decision("fallback");
         self.set_connected(false, reason);
         *self
             .connection
