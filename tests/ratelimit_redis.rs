@@ -27,11 +27,7 @@ enum Form {
     AuthLayerOption,
 }
 
-async fn instance(tokens: &InMemoryTokens, url: &str, policy: &str, form: Form) -> Instance {
-    instance_with(tokens, url, policy, form, false).await
-}
-
-async fn instance_with(
+async fn instance(
     tokens: &InMemoryTokens,
     url: &str,
     policy: &str,
@@ -76,20 +72,50 @@ async fn until_connected(client: &reqwest::Client, instance: &Instance, warm_key
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_share_one_quota_within_ten_percent() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+/// Two instances under `policy` on one Redis, one of each [`Form`], both connected, and a key
+/// of their store to limit.
+struct Pair {
+    server: RedisServer,
+    key: String,
+    a: Instance,
+    b: Instance,
+    client: reqwest::Client,
+}
+
+/// `None` when the tests are told to skip without `redis-server`.
+async fn connected_pair(policy: &str, local_first: bool) -> Option<Pair> {
+    let server = RedisServer::start()?;
     let tokens = InMemoryTokens::new();
     let key = tokens.create(CreateToken::new("org_a")).unwrap().key;
-    let key = key.expose_secret();
     let warm = tokens.create(CreateToken::new("org_w")).unwrap().key;
-    let a = instance(&tokens, &server.url(), "40/min", Form::Layer).await;
-    let b = instance(&tokens, &server.url(), "40/min", Form::AuthLayerOption).await;
+    let url = server.url();
+    let a = instance(&tokens, &url, policy, Form::Layer, local_first).await;
+    let b = instance(&tokens, &url, policy, Form::AuthLayerOption, local_first).await;
     let client = reqwest::Client::new();
     until_connected(&client, &a, warm.expose_secret()).await;
     until_connected(&client, &b, warm.expose_secret()).await;
+    Some(Pair {
+        server,
+        key: key.expose_secret().to_owned(),
+        a,
+        b,
+        client,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_quota_within_ten_percent() {
+    let Some(Pair {
+        server,
+        key,
+        a,
+        b,
+        client,
+    }) = connected_pair("40/min", false).await
+    else {
+        return;
+    };
+    let key = key.as_str();
     let fallbacks = a.redis.stats().fallbacks + b.redis.stats().fallbacks;
 
     let mut ok = [0usize; 2];
@@ -140,20 +166,17 @@ async fn two_instances_share_one_quota_within_ten_percent() {
 /// instance at most), and most admitted requests made no round trip.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_first_instances_never_exceed_the_shared_quota() {
-    let Some(server) = RedisServer::start() else {
+    // Per hour: the bucket refills by one token every 9 s, so the loop sees no refill.
+    let Some(Pair {
+        server: _server, // alive until the end
+        key,
+        a,
+        b,
+        client,
+    }) = connected_pair("400/h", true).await
+    else {
         return;
     };
-    let tokens = InMemoryTokens::new();
-    let key = tokens.create(CreateToken::new("org_a")).unwrap().key;
-    let key = key.expose_secret().to_owned();
-    let warm = tokens.create(CreateToken::new("org_w")).unwrap().key;
-    // Per hour: the bucket refills by one token every 9 s, so the loop sees no refill.
-    let policy = "400/h";
-    let a = instance_with(&tokens, &server.url(), policy, Form::Layer, true).await;
-    let b = instance_with(&tokens, &server.url(), policy, Form::AuthLayerOption, true).await;
-    let client = reqwest::Client::new();
-    until_connected(&client, &a, warm.expose_secret()).await;
-    until_connected(&client, &b, warm.expose_secret()).await;
     let fallbacks = a.redis.stats().fallbacks + b.redis.stats().fallbacks;
 
     let started = Instant::now();
@@ -199,19 +222,18 @@ async fn local_first_instances_never_exceed_the_shared_quota() {
 /// at most what one lease left unspent on the other instance).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_first_sparse_requests_cost_only_their_own_tokens() {
-    let Some(server) = RedisServer::start() else {
+    // 60 per hour: one token a minute comes back, and leases would be of 3.
+    let Some(Pair {
+        server: _server, // alive until the end
+        key,
+        a,
+        b,
+        client,
+    }) = connected_pair("60/h", true).await
+    else {
         return;
     };
-    let tokens = InMemoryTokens::new();
-    let key = tokens.create(CreateToken::new("org_a")).unwrap().key;
-    let key = key.expose_secret();
-    let warm = tokens.create(CreateToken::new("org_w")).unwrap().key;
-    // 60 per hour: one token a minute comes back, and leases would be of 3.
-    let a = instance_with(&tokens, &server.url(), "60/h", Form::Layer, true).await;
-    let b = instance_with(&tokens, &server.url(), "60/h", Form::AuthLayerOption, true).await;
-    let client = reqwest::Client::new();
-    until_connected(&client, &a, warm.expose_secret()).await;
-    until_connected(&client, &b, warm.expose_secret()).await;
+    let key = key.as_str();
 
     // Each instance sees one request every 2.4 s, longer than a lease lives.
     let started = Instant::now();
@@ -238,7 +260,7 @@ async fn local_first_sparse_requests_cost_only_their_own_tokens() {
 async fn throttled_instance(
     url: &str,
     calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) -> (std::net::SocketAddr, RedisLimiter) {
+) -> Instance {
     use axum_api_key::ratelimit::FailedKeyThrottle;
     use axum_api_key::validator::InvalidReason;
     use axum_api_key::{TokenInfo, ValidateError, validator_fn};
@@ -269,7 +291,10 @@ async fn throttled_instance(
         .await
         .unwrap()
     });
-    (addr, redis)
+    Instance {
+        base: format!("http://{addr}"),
+        redis,
+    }
 }
 
 /// The failed-key throttle shared over Redis: a client sending random keys to two instances
@@ -285,32 +310,22 @@ async fn the_failed_key_allowance_is_shared_across_instances() {
         return;
     };
     let calls = Arc::new(AtomicUsize::new(0));
-    let (a, redis_a) = throttled_instance(&server.url(), calls.clone()).await;
-    let (b, redis_b) = throttled_instance(&server.url(), calls.clone()).await;
+    let a = throttled_instance(&server.url(), calls.clone()).await;
+    let b = throttled_instance(&server.url(), calls.clone()).await;
     // Until both limiters have counted a refusal in Redis (before that, refusals count locally
     // only), from a client of its own.
     let warm = support::client_from([127, 0, 0, 3]);
-    for (addr, redis) in [(a, &redis_a), (b, &redis_b)] {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while redis.stats().decisions == 0 {
-            assert!(Instant::now() < deadline, "never connected to Redis");
-            status(
-                &warm,
-                &format!("http://{addr}"),
-                "sk_live_warm_up_key_xxxxxxxxxxxxx",
-            )
-            .await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    for instance in [&a, &b] {
+        until_connected(&warm, instance, "sk_live_warm_up_key_xxxxxxxxxxxxx").await;
     }
     let before = calls.load(Ordering::SeqCst);
 
     let attacker = support::client_from([127, 0, 0, 1]);
     let mut throttled = 0;
     for i in 0..40 {
-        let addr = if i % 2 == 0 { a } else { b };
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
         let key = format!("sk_live_random_{i:04}_{}", "x".repeat(20));
-        match status(&attacker, &format!("http://{addr}"), &key).await {
+        match status(&attacker, base, &key).await {
             StatusCode::UNAUTHORIZED => {}
             StatusCode::TOO_MANY_REQUESTS => throttled += 1,
             other => panic!("unexpected {other}"),
@@ -328,24 +343,14 @@ async fn the_failed_key_allowance_is_shared_across_instances() {
     );
     assert_eq!(throttled, 40 - upstream);
     // Both instances now refuse this client's unknown keys without a call.
-    for addr in [a, b] {
-        let answer = status(
-            &attacker,
-            &format!("http://{addr}"),
-            "sk_live_one_more_key_xxxxxxxxxx",
-        )
-        .await;
+    for instance in [&a, &b] {
+        let answer = status(&attacker, &instance.base, "sk_live_one_more_key_xxxxxxxxxx").await;
         assert_eq!(answer, StatusCode::TOO_MANY_REQUESTS);
     }
     // Another client is unaffected.
     let other = support::client_from([127, 0, 0, 2]);
     assert_eq!(
-        status(
-            &other,
-            &format!("http://{a}"),
-            "sk_live_other_client_key_xxxxxxx"
-        )
-        .await,
+        status(&other, &a.base, "sk_live_other_client_key_xxxxxxx").await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(calls.load(Ordering::SeqCst), before + upstream + 1);
@@ -360,7 +365,14 @@ async fn redis_killed_mid_run_requests_keep_answering_on_local_limits() {
     let key = tokens.create(CreateToken::new("org_a")).unwrap().key;
     let key = key.expose_secret();
     let warm = tokens.create(CreateToken::new("org_w")).unwrap().key;
-    let a = instance(&tokens, &server.url(), "10/min", Form::AuthLayerOption).await;
+    let a = instance(
+        &tokens,
+        &server.url(),
+        "10/min",
+        Form::AuthLayerOption,
+        false,
+    )
+    .await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
