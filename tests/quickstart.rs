@@ -523,14 +523,7 @@ async fn quickstart_instances_share_the_limit_over_redis_and_answer_without_it()
     }
     assert_eq!(claimed_ok, 5);
     let scrape = || async {
-        let text = http
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(&http, &metrics_url).await;
         let series = |name: &str| sample(&text, name).unwrap_or(0.0);
         (
             series("api_key_redis_limiter_connected"),
@@ -567,6 +560,13 @@ async fn quickstart_instances_share_the_limit_over_redis_and_answer_without_it()
         "the gauge shows the limits are no longer shared"
     );
     assert!(fallbacks >= 10.0, "{fallbacks} fallback decisions");
+}
+
+/// The Prometheus text the quickstart serves at `url`.
+#[cfg(feature = "metrics")]
+async fn metrics_text(http: &reqwest::Client, url: &str) -> String {
+    let answer = http.get(url).send().await.unwrap();
+    answer.text().await.unwrap()
 }
 
 /// The value of the series `name{labels}` in Prometheus text, if present.
@@ -633,14 +633,7 @@ async fn quickstart_serves_prometheus_metrics_on_its_own_port() {
     let invalid = get("/api/ping", Some(&unknown)).await.unwrap();
     assert_eq!(invalid.status(), StatusCode::UNAUTHORIZED);
 
-    let text = http
-        .get(&metrics_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&http, &metrics_url).await;
     // A counter with one label, 0 when it was never incremented.
     let count = |name: &str, label: &str, value: &str| {
         sample(&text, &format!("{name}{{{label}=\"{value}\"}}")).unwrap_or(0.0)
