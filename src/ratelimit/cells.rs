@@ -286,7 +286,8 @@ impl<K: Hash + Eq + Send + Sync + 'static, S: BuildHasher + Default> Cells<K, S>
     }
 }
 
-fn nanos(duration: Duration) -> u64 {
+/// `duration` in nanoseconds, saturating (the unit of the limiters' atomic timestamps).
+pub(super) fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::RatePolicy;
-use super::cells::Outcome;
+use super::cells::{Outcome, nanos};
 
 /// How long leased tokens stay spendable: short, so a token is spent close to when the shared
 /// bucket counted it, and unspent ones do not sit out of reach of other instances for long.
@@ -279,10 +279,6 @@ impl Leases {
     pub(super) fn len(&self) -> usize {
         self.map.len()
     }
-}
-
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
