@@ -113,10 +113,15 @@ impl RateLimitLayer {
     #[inline]
     pub(crate) fn check_now(&self, info: &TokenInfo) -> Option<(RatePolicy, Outcome)> {
         if !self.is_shared() {
-            let (id, policy) = self.resolve(info);
-            return Some((policy, self.cells.check(id, policy)));
+            return Some(self.check_local(info));
         }
         self.check_leased(info)
+    }
+
+    /// Spends one request of `info`'s bucket in this instance's buckets.
+    fn check_local(&self, info: &TokenInfo) -> (RatePolicy, Outcome) {
+        let (id, policy) = self.resolve(info);
+        (policy, self.cells.check(id, policy))
     }
 
     /// A token leased from Redis, in local-first mode.
@@ -150,8 +155,7 @@ impl RateLimitLayer {
             }
             return (policy, self.cells.check(id, policy));
         }
-        let (id, policy) = self.resolve(info);
-        (policy, self.cells.check(id, policy))
+        self.check_local(info)
     }
 
     /// For the standalone layer: admitted, the quota goes into the auth layer's `state` and
