@@ -420,7 +420,7 @@ impl RemoteHandle {
     pub(crate) fn forget_facts(&self, token_id: &str) -> bool {
         self.0
             .upgrade()
-            .map(|core| core.forget_facts_remote(token_id))
+            .map(|core| core.forget_facts_soon(token_id))
             .is_some()
     }
 

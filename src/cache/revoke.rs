@@ -69,13 +69,6 @@ impl Core {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A key updated on another instance, as a remote feed tells: its facts are forgotten here
-    /// like a local update's, and not echoed to `outbound`.
-    #[cfg(feature = "redis")]
-    pub(super) fn forget_facts_remote(&self, token_id: &str) {
-        self.forget_facts_soon(token_id);
-    }
-
     /// Revokes a key by either of its names, from a local source (a `revoke_*` call, an event
     /// of this process), then tells [`Self::outbound`] listeners, naming the key by id when
     /// this cache knows it. Synchronous and lock-brief, so it can run in an event listener.
@@ -184,10 +177,11 @@ impl Core {
         self.fresh.invalidate(&key).await;
     }
 
-    /// [`forget_facts_of`](Self::forget_facts_of) from a synchronous listener (an update made
-    /// through the store itself, not through this cache): no tombstone stands behind an
-    /// update, so the removal is [`evict`](Self::evict)'s, at once whenever moka allows.
-    fn forget_facts_soon(&self, token_id: &str) {
+    /// [`forget_facts_of`](Self::forget_facts_of) from synchronous code (a listener hearing of
+    /// an update made through the store itself, or a remote feed; neither is echoed to
+    /// `outbound` here): no tombstone stands behind an update, so the removal is
+    /// [`evict`](Self::evict)'s, at once whenever moka allows.
+    pub(super) fn forget_facts_soon(&self, token_id: &str) {
         if let Some(fingerprint) = self.ids.get(token_id) {
             self.evict(fingerprint);
         }
