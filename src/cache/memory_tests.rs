@@ -37,6 +37,32 @@ async fn moka_the_mirror_and_the_stale_record_share_one_entry() {
     assert!(Arc::ptr_eq(answer.info_arc(), in_moka.auth.info_arc()));
 }
 
+/// The interleaving that left a removed entry in the mirror: a hit reads the entry from moka,
+/// moka then lets go of it (an update's invalidation; its listener finds no row yet), and only
+/// then does the hit mirror it. The row must not outlive moka's entry.
+#[tokio::test]
+async fn an_entry_moka_let_go_of_before_the_mirror_learned_it_is_not_mirrored() {
+    let cache = cache();
+    let key = key();
+    cache.validate(&key).await.unwrap();
+    let cache_key = CacheKey(key.fingerprint());
+    cache.core.front.clear();
+    let read = cache.core.fresh.get(&cache_key).await.unwrap(); // the hit's read
+    cache.core.fresh.invalidate(&cache_key).await; // the removal, listener included
+    assert!(
+        cache.core.hit_now(cache_key, &read, true).is_some(),
+        "served as read"
+    );
+    assert!(
+        cache.core.front.get(&cache_key).is_none(),
+        "the mirror kept an entry moka no longer holds"
+    );
+    // The ordinary case still mirrors.
+    cache.validate(&key).await.unwrap();
+    cache.validate(&key).await.unwrap();
+    assert!(cache.core.front.get(&cache_key).is_some());
+}
+
 #[derive(Default)]
 struct Heard(Mutex<Vec<KeyEvent>>);
 

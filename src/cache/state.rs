@@ -5,7 +5,7 @@
 //! reaches the upstream is in `flight`; how revocations and flushes change the state, in
 //! `revoke`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,6 +88,9 @@ impl Core {
                 // mirror too.
                 .eviction_listener(move |key: Arc<CacheKey>, entry: Arc<Entry>, _cause| {
                     if let Some(front) = mirror.upgrade() {
+                        // Pairs with the fence in `Core::mirror`: moka's removal before this
+                        // read of the mirror, the mirror's insert before that read of moka.
+                        fence(Ordering::SeqCst);
                         front.forget_entry(&key, &entry);
                     }
                 })
@@ -153,7 +156,7 @@ impl Core {
     ) -> Option<Result<Authenticated, InvalidReason>> {
         let verdict = match self.admit(cache_key.0, entry) {
             Admission::Accept => {
-                self.front.remember(cache_key, entry);
+                self.mirror(cache_key, entry);
                 return Some(Ok(entry.auth.clone()));
             }
             Admission::Refuse(reason) => Some(Err(reason)),
@@ -162,6 +165,24 @@ impl Core {
         self.front.forget(&cache_key);
         self.fresh.invalidate(&cache_key).await;
         verdict
+    }
+
+    /// Mirrors an entry just read from moka, unless moka let go of it meanwhile. Moka's
+    /// eviction listener drops the mirror row of an entry moka removes, but a removal (an
+    /// update's invalidation, an eviction) that lands between this caller's read of moka and
+    /// its insert here finds no row to drop: without the second look, the row would serve the
+    /// removed entry (old claims, say) until its deadline. The fences make the two sides see
+    /// each other: either the listener finds the row, or this finds moka without the entry.
+    /// Only a mirror miss comes here, about once per entry.
+    fn mirror(&self, cache_key: CacheKey, entry: &Arc<Entry>) {
+        self.front.remember(cache_key, entry);
+        fence(Ordering::SeqCst);
+        let held = super::poll_once(self.fresh.get(&cache_key))
+            .flatten()
+            .is_some_and(|current| Arc::ptr_eq(&current, entry));
+        if !held {
+            self.front.forget_entry(&cache_key, entry);
+        }
     }
 
     /// Serves an entry on the spot if it may be served as it is (a hit); anything else is left
@@ -175,7 +196,7 @@ impl Core {
         match self.admit(cache_key.0, entry) {
             Admission::Accept => {
                 if mirror {
-                    self.front.remember(cache_key, entry);
+                    self.mirror(cache_key, entry);
                 }
                 self.counters.hit();
                 tracing::trace!(cache = "hit", fingerprint = %cache_key.0, token_id = %entry.auth.info().token_id());
