@@ -113,6 +113,19 @@ pub(crate) enum Outcome {
     Limited { retry_after: Duration },
 }
 
+impl Outcome {
+    /// How long a key whose spend ended in this outcome is to be blocked: until its bucket
+    /// has a token again, once the spend emptied it (or it was empty); `None` while tokens
+    /// are left.
+    pub(crate) fn exhausted_for(self, policy: RatePolicy) -> Option<Duration> {
+        match self {
+            Self::Allowed { remaining: 0, .. } => Some(policy.interval()),
+            Self::Allowed { .. } => None,
+            Self::Limited { retry_after } => Some(retry_after),
+        }
+    }
+}
+
 /// What [`Cells::standing`] found.
 pub(crate) struct Standing {
     /// `Some(wait)` while the key is blocked.
@@ -213,29 +226,22 @@ impl<K: Hash + Eq + Send + Sync + 'static, S: BuildHasher + Default> Cells<K, S>
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let outcome = self.check(key, policy);
-        let wait = match outcome {
-            Outcome::Allowed { remaining: 0, .. } => policy.interval(),
-            Outcome::Allowed { .. } => return outcome,
-            Outcome::Limited { retry_after } => retry_after,
-        };
-        let now = self.now();
-        // Round up: a client is never let through before its bucket has a token again.
-        let until = now.saturating_add(nanos(wait)).saturating_add(1);
-        if let Some(cell) = self.map.pin().get(key) {
-            cell.blocked_until.fetch_max(until, Ordering::Relaxed);
+        if let Some(wait) = outcome.exhausted_for(policy) {
+            self.block(key, policy, wait);
         }
         outcome
     }
 
-    /// Blocks `key` for `wait` from now (a decision made elsewhere: another instance's
-    /// refusals, through Redis), making its cell under `policy` if it has none.
-    #[cfg(feature = "redis")]
+    /// Blocks `key` for `wait` from now, making its cell under `policy` if it has none (this
+    /// map's own spend, or a decision made elsewhere: another instance's refusals, through
+    /// Redis).
     pub(crate) fn block<Q>(&self, key: &Q, policy: RatePolicy, wait: Duration)
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let now = self.now();
+        // Round up: a client is never let through before its bucket has a token again.
         let until = now.saturating_add(nanos(wait)).saturating_add(1);
         let map = self.map.pin();
         if map.get(key).is_none() && map.len() >= self.max {

@@ -12,7 +12,7 @@ use axum::extract::ConnectInfo;
 use http::{Extensions, HeaderMap};
 
 use super::RatePolicy;
-use super::cells::{Cells, Outcome};
+use super::cells::Cells;
 
 /// How many clients the throttle tracks unless [`FailedKeyThrottle::max_clients`] says otherwise.
 pub const DEFAULT_MAX_CLIENTS: usize = 100_000;
@@ -413,9 +413,8 @@ impl FailedKeyThrottle {
     /// After the validator refused a key `client` presented.
     pub fn record_refusal(&self, client: &ClientKey) {
         self.refusals.fetch_add(1, Ordering::Relaxed);
-        if let Outcome::Limited { .. } | Outcome::Allowed { remaining: 0, .. } =
-            self.cells.spend_and_block(client, self.policy)
-        {
+        let outcome = self.cells.spend_and_block(client, self.policy);
+        if outcome.exhausted_for(self.policy).is_some() {
             tracing::debug!(%client, "client throttled after refused keys");
         }
         #[cfg(feature = "redis")]
@@ -437,11 +436,10 @@ impl FailedKeyThrottle {
         let key = redis.failed_keys_key(policy, client);
         let client = client.clone();
         runtime.spawn(async move {
-            let wait = match redis.spend_shared(&key, policy).await {
-                Some(Outcome::Limited { retry_after }) => retry_after,
-                Some(Outcome::Allowed { remaining: 0, .. }) => policy.interval(),
-                // Allowance left, or Redis down: this instance's own allowance stands.
-                _ => return,
+            let spent = redis.spend_shared(&key, policy).await;
+            // Allowance left, or Redis down: this instance's own allowance stands.
+            let Some(wait) = spent.and_then(|outcome| outcome.exhausted_for(policy)) else {
+                return;
             };
             cells.block(&client, policy, wait);
             tracing::debug!(%client, "client throttled: its refused keys on every instance spent the shared allowance");
