@@ -45,20 +45,33 @@ pub(super) fn state_value(name: &Arc<str>, remaining: u32, reset_secs: u64) -> H
         }) {
             return Some(hit.value.clone());
         }
-        let value = format_state(name, remaining, reset_secs);
-        *slot = Some(Slot {
-            name: name.clone(),
-            remaining,
-            reset_secs,
-            value: value.clone(),
-        });
-        Some(value)
+        Some(remember(slot, name, remaining, reset_secs))
     });
     // A thread tearing down its locals formats without remembering.
     remembered
         .ok()
         .flatten()
         .unwrap_or_else(|| format_state(name, remaining, reset_secs))
+}
+
+/// A miss: formats the value and takes the slot. Out of line, so a hit stays a few
+/// instructions.
+#[cold]
+#[inline(never)]
+fn remember(
+    slot: &mut Option<Slot>,
+    name: &Arc<str>,
+    remaining: u32,
+    reset_secs: u64,
+) -> HeaderValue {
+    let value = format_state(name, remaining, reset_secs);
+    *slot = Some(Slot {
+        name: name.clone(),
+        remaining,
+        reset_secs,
+        value: value.clone(),
+    });
+    value
 }
 
 /// One exact-size allocation (`itoa`, no `fmt` machinery), which `Bytes` then owns without

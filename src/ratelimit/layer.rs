@@ -255,19 +255,27 @@ impl RateLimitLayer {
         let policy = match claimed.map(str::parse::<RatePolicy>) {
             Some(Ok(policy)) => policy,
             Some(Err(error)) => {
-                if self.warnings.check().is_ok() {
-                    tracing::warn!(
-                        token_id = %truncate(info.token_id()),
-                        claim = %truncate(config.claim.as_deref().unwrap_or_default()),
-                        %error,
-                        "malformed rate-limit claim: the route's policy applies"
-                    );
-                }
+                self.warn_malformed_claim(info, &error);
                 config.policy
             }
             None => config.policy,
         };
         (id, policy)
+    }
+
+    /// Logs a malformed policy claim, at most about once a second per layer. Out of line: the
+    /// logging code would otherwise sit in the middle of every request's path.
+    #[cold]
+    #[inline(never)]
+    fn warn_malformed_claim(&self, info: &TokenInfo, error: &dyn fmt::Display) {
+        if self.warnings.check().is_ok() {
+            tracing::warn!(
+                token_id = %truncate(info.token_id()),
+                claim = %truncate(self.config.claim.as_deref().unwrap_or_default()),
+                %error,
+                "malformed rate-limit claim: the route's policy applies"
+            );
+        }
     }
 
     /// `RateLimit-Policy`: the layer's own policy formatted once, a key's own on each answer.
