@@ -207,6 +207,60 @@ async fn limits_by_user_and_by_organization_share_one_bucket() {
     assert_eq!(burst(&client, &by_org, &other_org, 4).await, (4, 0));
 }
 
+/// Keys sharing a user's or an organization's bucket but carrying different policies (their
+/// own `rate_limit` claims) used to swap the shared cell for a fresh one at every change of
+/// policy: alternating two such keys was never limited. Each policy now has its own bucket, so
+/// the pair gets at most the sum of the two quotas.
+#[tokio::test]
+async fn alternating_keys_with_different_policies_never_refill_a_shared_bucket() {
+    let tokens = InMemoryTokens::new();
+    let plain = key(&tokens, CreateToken::new("org_1").user("usr_a"));
+    let claimed = key(
+        &tokens,
+        CreateToken::new("org_1")
+            .user("usr_a")
+            .claim("rate_limit", "2/h"),
+    );
+    let client = reqwest::Client::new();
+    for by in [LimitBy::User, LimitBy::Organization] {
+        let base = app(&tokens, RateLimitLayer::new("3/h".parse().unwrap()).by(by)).await;
+        let mut admitted = 0;
+        for _ in 0..10 {
+            for key in [&plain, &claimed] {
+                admitted += burst(&client, &base, key, 1).await.0;
+            }
+        }
+        assert_eq!(admitted, 3 + 2, "{by:?}");
+    }
+}
+
+/// A user's bucket is per organization: keys minted in one organization for a user id never
+/// spend that user's quota in another, and no user id names a key's bucket.
+#[tokio::test]
+async fn user_buckets_are_per_organization_and_apart_from_key_buckets() {
+    let tokens = InMemoryTokens::new();
+    let home = key(&tokens, CreateToken::new("org_1").user("usr_a"));
+    let elsewhere = key(&tokens, CreateToken::new("org_2").user("usr_a"));
+    let org_key = tokens.create(CreateToken::new("org_3")).unwrap();
+    // A user-scoped key whose user id is another key's token id.
+    let impostor = key(
+        &tokens,
+        CreateToken::new("org_3").user(org_key.info.token_id()),
+    );
+    let base = app(
+        &tokens,
+        RateLimitLayer::new("2/h".parse().unwrap()).by(LimitBy::User),
+    )
+    .await;
+    let client = reqwest::Client::new();
+
+    assert_eq!(burst(&client, &base, &elsewhere, 3).await, (2, 1));
+    assert_eq!(burst(&client, &base, &home, 2).await, (2, 0));
+    assert_eq!(burst(&client, &base, &impostor, 3).await, (2, 1));
+    let org_key = org_key.key.expose_secret().to_owned();
+    assert_eq!(burst(&client, &base, &org_key, 2).await, (2, 0));
+}
+
 #[tokio::test]
 async fn the_429_goes_through_the_auth_layers_renderer() {
     let tokens = InMemoryTokens::new();

@@ -9,7 +9,6 @@
 //! nothing. Only when the map is full of cells active within their window are some dropped at
 //! random (their keys get a fresh bucket; counted in `evicted_active`).
 
-use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -49,6 +48,19 @@ impl Clock for MarkingClock {
         self.last_read
             .store(self.nanos_since_origin(now), Ordering::Relaxed);
         now
+    }
+}
+
+/// What a [`Cells`] map is looked up by: a form of its key type `K` (itself, or a borrowed
+/// form that hashes alike), which can make the `K` to store.
+pub(crate) trait Lookup<K>: Hash + papaya::Equivalent<K> {
+    /// The key to store.
+    fn to_key(&self) -> K;
+}
+
+impl Lookup<String> for str {
+    fn to_key(&self) -> String {
+        self.to_owned()
     }
 }
 
@@ -169,61 +181,38 @@ impl<K: Hash + Eq + Send + Sync + 'static, S: BuildHasher + Default> Cells<K, S>
         u64::from(self.clock.now().duration_since(self.origin))
     }
 
-    /// Spends one request of `key` under `policy`. A key seen under another policy (its claim
-    /// changed) starts a fresh cell.
-    pub(crate) fn check<Q>(&self, key: &Q, policy: RatePolicy) -> Outcome
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    {
+    /// Spends one request of `key`. A key's cell is made under `policy` the first time the key
+    /// is seen and keeps that policy: where a key's policy can change (the limiter's buckets),
+    /// the policy is part of the key, so a request under another policy finds another cell and
+    /// never refills this one.
+    pub(crate) fn check<Q: Lookup<K> + ?Sized>(&self, key: &Q, policy: RatePolicy) -> Outcome {
         {
             let map = self.map.pin();
-            if let Some(cell) = map.get(key)
-                && cell.policy == policy
-            {
+            if let Some(cell) = map.get(key) {
                 return cell.decide();
             }
         }
         self.check_new(key, policy)
     }
 
-    /// [`check`](Self::check) for a key with no cell under `policy` yet: out of line, so a
-    /// hit's code stays about 1 KB instead of 13 (the insert and the sweep, inlined). It looks
-    /// again under its own pin: another request may have made the cell meanwhile.
+    /// [`check`](Self::check) for a key with no cell yet: out of line, so a hit's code stays
+    /// about 1 KB instead of 13 (the insert and the sweep, inlined). Another request may make
+    /// the cell meanwhile; the insert then finds it.
     #[cold]
     #[inline(never)]
-    fn check_new<Q>(&self, key: &Q, policy: RatePolicy) -> Outcome
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    {
-        let map = self.map.pin();
-        if let Some(cell) = map.get(key) {
-            if cell.policy == policy {
-                return cell.decide();
-            }
-            let now = self.now();
-            // A new policy: a new bucket (rare; a race here costs at most one extra burst).
-            let cell = self.new_cell(policy, now);
-            let outcome = cell.decide();
-            map.insert(key.to_owned(), cell);
-            return outcome;
-        }
+    fn check_new<Q: Lookup<K> + ?Sized>(&self, key: &Q, policy: RatePolicy) -> Outcome {
         let now = self.now();
+        let map = self.map.pin();
         if map.len() >= self.max {
             self.make_room(now);
         }
-        map.get_or_insert_with(key.to_owned(), || self.new_cell(policy, now))
+        map.get_or_insert_with(key.to_key(), || self.new_cell(policy, now))
             .decide()
     }
 
     /// `key`'s standing, from one lookup: whether it is blocked (the throttle's check) and
     /// whether it spent anything within its last window (it has a cell that is not idle).
-    pub(crate) fn standing<Q>(&self, key: &Q) -> Standing
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
+    pub(crate) fn standing<Q: Lookup<K> + ?Sized>(&self, key: &Q) -> Standing {
         let now = self.now();
         let map = self.map.pin();
         let Some(cell) = map.get(key) else {
@@ -241,11 +230,11 @@ impl<K: Hash + Eq + Send + Sync + 'static, S: BuildHasher + Default> Cells<K, S>
 
     /// Spends one request of `key` under `policy`, and when that empties its bucket (or it was
     /// empty), blocks the key until a request would be admitted again.
-    pub(crate) fn spend_and_block<Q>(&self, key: &Q, policy: RatePolicy) -> Outcome
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    {
+    pub(crate) fn spend_and_block<Q: Lookup<K> + ?Sized>(
+        &self,
+        key: &Q,
+        policy: RatePolicy,
+    ) -> Outcome {
         let outcome = self.check(key, policy);
         if let Some(wait) = outcome.exhausted_for(policy) {
             self.block(key, policy, wait);
@@ -256,11 +245,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, S: BuildHasher + Default> Cells<K, S>
     /// Blocks `key` for `wait` from now, making its cell under `policy` if it has none (this
     /// map's own spend, or a decision made elsewhere: another instance's refusals, through
     /// Redis).
-    pub(crate) fn block<Q>(&self, key: &Q, policy: RatePolicy, wait: Duration)
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    {
+    pub(crate) fn block<Q: Lookup<K> + ?Sized>(&self, key: &Q, policy: RatePolicy, wait: Duration) {
         let now = self.now();
         // Round up: a client is never let through before its bucket has a token again.
         let until = now.saturating_add(nanos(wait)).saturating_add(1);
@@ -268,7 +253,7 @@ impl<K: Hash + Eq + Send + Sync + 'static, S: BuildHasher + Default> Cells<K, S>
         if map.get(key).is_none() && map.len() >= self.max {
             self.make_room(now);
         }
-        map.get_or_insert_with(key.to_owned(), || self.new_cell(policy, now))
+        map.get_or_insert_with(key.to_key(), || self.new_cell(policy, now))
             .blocked_until
             .fetch_max(until, Ordering::Relaxed);
     }
@@ -370,17 +355,19 @@ mod tests {
     }
 
     #[test]
-    fn a_new_policy_starts_a_new_bucket() {
+    fn a_cell_keeps_the_policy_it_was_made_with() {
+        // The map never swaps a cell for a fresh one: a caller whose policies vary per key
+        // makes the policy part of the key (the limiter's `Bucket`).
         let cells = Cells::<String>::new(100);
         assert_eq!(allowed(&cells, "a", policy("2/h")), 2);
-        assert_eq!(allowed(&cells, "a", policy("4/h")), 4);
+        assert_eq!(allowed(&cells, "a", policy("4/h")), 0);
     }
 
     #[test]
     fn the_map_stays_bounded_and_counts_active_evictions() {
         let cells = Cells::<String>::new(64);
         for i in 0..1_000 {
-            cells.check(&format!("key-{i}"), policy("10/h"));
+            cells.check(format!("key-{i}").as_str(), policy("10/h"));
             assert!(cells.len() <= 64, "{} keys at {i}", cells.len());
         }
         assert!(cells.evicted_active() > 0);

@@ -13,6 +13,7 @@ use http::{HeaderName, HeaderValue};
 use tower::Layer;
 
 use super::RatePolicy;
+use super::bucket::{Bucket, BucketKey, Owner};
 use super::cells::Cells;
 use super::fields;
 use crate::request::reject::retry_after_secs;
@@ -44,8 +45,9 @@ pub enum LimitBy {
     /// Each key (its `token_id`) has its own bucket. The default.
     #[default]
     Key,
-    /// Each user has one bucket for all their keys; organization-scoped keys (no user) are
-    /// counted by key.
+    /// Each user has one bucket for all their keys in an organization (a user's keys in
+    /// another organization count apart); organization-scoped keys (no user) are counted by
+    /// key.
     User,
     /// Each organization has one bucket for all its keys.
     Organization,
@@ -76,7 +78,9 @@ pub(super) struct Config {
 /// - **Policy**: the layer's default ([`RateLimitLayer::new`]); a key's custom claim
 ///   `rate_limit` (e.g. `5/min`; [`claim`](Self::claim) renames it) overrides it, and a
 ///   [`policy_fn`](Self::policy_fn) overrides both. A malformed claim is logged (at most about
-///   once a second per layer) and the default applies.
+///   once a second per layer) and the default applies. Keys sharing a user's or an
+///   organization's bucket but carrying different policies spend one bucket per policy:
+///   alternating between them never refills a bucket.
 /// - **Answers**: over the limit, 429 with `Retry-After` through the auth layer's renderer
 ///   ([`ApiKeyLayer::on_rejection`](crate::ApiKeyLayer::on_rejection) sees
 ///   [`RejectionKind::RateLimited`]), plus `RateLimit-Policy: "default";q=100;w=60` and
@@ -111,7 +115,7 @@ pub struct RateLimitLayer {
     pub(super) config: Arc<Config>,
     /// Ids of validated keys (users, organizations): not a client's pick, so foldhash's speed
     /// over SipHash is safe here.
-    pub(super) cells: Arc<Cells<String, foldhash::fast::RandomState>>,
+    pub(super) cells: Arc<Cells<BucketKey, foldhash::fast::RandomState>>,
     pub(super) warnings: Arc<DefaultDirectRateLimiter>,
 }
 
@@ -240,27 +244,37 @@ impl RateLimitLayer {
         self.cells.len()
     }
 
-    /// The bucket id and policy of a request's key.
-    pub(super) fn resolve<'a>(&self, info: &'a TokenInfo) -> (&'a str, RatePolicy) {
-        let config = &self.config;
-        let id = match config.by {
-            LimitBy::Key => info.token_id(),
-            LimitBy::User => info.user_id().unwrap_or(info.token_id()),
-            LimitBy::Organization => info.organization_id(),
+    /// The bucket a request's key spends from: its owner, and its policy.
+    pub(super) fn resolve<'a>(&self, info: &'a TokenInfo) -> Bucket<'a> {
+        let owner = match (self.config.by, info.user_id()) {
+            (LimitBy::User, Some(user)) => Owner::User {
+                organization: info.organization_id(),
+                user,
+            },
+            (LimitBy::Organization, _) => Owner::Organization(info.organization_id()),
+            (LimitBy::Key | LimitBy::User, _) => Owner::Key(info.token_id()),
         };
+        Bucket {
+            owner,
+            policy: self.policy_of(info),
+        }
+    }
+
+    /// A key's policy: the function's, else its claim's, else the layer's.
+    fn policy_of(&self, info: &TokenInfo) -> RatePolicy {
+        let config = &self.config;
         if let Some(policy) = config.policy_fn.as_ref().and_then(|f| f(info)) {
-            return (id, policy);
+            return policy;
         }
         let claimed = config.claim.as_deref().and_then(|claim| info.claim(claim));
-        let policy = match claimed.map(str::parse::<RatePolicy>) {
+        match claimed.map(str::parse::<RatePolicy>) {
             Some(Ok(policy)) => policy,
             Some(Err(error)) => {
                 self.warn_malformed_claim(info, &error);
                 config.policy
             }
             None => config.policy,
-        };
-        (id, policy)
+        }
     }
 
     /// Logs a malformed policy claim, at most about once a second per layer. Out of line: the

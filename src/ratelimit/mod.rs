@@ -30,6 +30,7 @@
 //!     .layer(ApiKeyLayer::new(tokens));
 //! ```
 
+mod bucket;
 mod cells;
 mod fields;
 mod layer;

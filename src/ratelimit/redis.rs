@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use ::redis::aio::MultiplexedConnection;
 
 use super::RatePolicy;
+use super::bucket::Bucket;
 use super::cells::Outcome;
 use super::lease::{Grant, Leases, Taken};
 
@@ -187,9 +188,13 @@ impl RedisLimiter {
             .map(|(outcome, _)| outcome)
     }
 
-    /// The Redis key of a bucket.
-    pub(crate) fn key(&self, name: &str, id: &str, policy: RatePolicy) -> String {
-        format!("{}:{name}:{policy}:{id}", self.inner.prefix)
+    /// The Redis key of a bucket: `<prefix>:<limit name>:<policy>:<owner>`, the owner as
+    /// [`Owner::write_redis`](super::bucket::Owner::write_redis) spells it (`k:<token id>`, `u:<length>:<organization>:<user>`,
+    /// `o:<organization>`).
+    pub(crate) fn key(&self, name: &str, bucket: Bucket<'_>) -> String {
+        let mut key = format!("{}:{name}:{}:", self.inner.prefix, bucket.policy);
+        bucket.owner.write_redis(&mut key);
+        key
     }
 
     /// One decision by Redis, or `None` when Redis cannot decide within the deadline.

@@ -120,8 +120,8 @@ impl RateLimitLayer {
 
     /// Spends one request of `info`'s bucket in this instance's buckets.
     fn check_local(&self, info: &TokenInfo) -> (RatePolicy, Outcome) {
-        let (id, policy) = self.resolve(info);
-        (policy, self.cells.check(id, policy))
+        let bucket = self.resolve(info);
+        (bucket.policy, self.cells.check(&bucket, bucket.policy))
     }
 
     /// A token leased from Redis, in local-first mode.
@@ -131,9 +131,9 @@ impl RateLimitLayer {
         if !redis.is_local_first() {
             return None;
         }
-        let (id, policy) = self.resolve(info);
-        let key = redis.key(&self.config.name, id, policy);
-        Some((policy, redis.check_leased(&key, policy)?))
+        let bucket = self.resolve(info);
+        let key = redis.key(&self.config.name, bucket);
+        Some((bucket.policy, redis.check_leased(&key, bucket.policy)?))
     }
 
     #[cfg(not(feature = "redis"))]
@@ -148,12 +148,12 @@ impl RateLimitLayer {
     pub(crate) async fn check(&self, info: &TokenInfo) -> (RatePolicy, Outcome) {
         #[cfg(feature = "redis")]
         if let Some(redis) = &self.config.redis {
-            let (id, policy) = self.resolve(info);
-            let key = redis.key(&self.config.name, id, policy);
-            if let Some(outcome) = redis.check(&key, policy).await {
-                return (policy, outcome);
+            let bucket = self.resolve(info);
+            let key = redis.key(&self.config.name, bucket);
+            if let Some(outcome) = redis.check(&key, bucket.policy).await {
+                return (bucket.policy, outcome);
             }
-            return (policy, self.cells.check(id, policy));
+            return (bucket.policy, self.cells.check(&bucket, bucket.policy));
         }
         self.check_local(info)
     }

@@ -30,6 +30,12 @@ pub enum ClientKey {
     Named(Box<str>),
 }
 
+impl super::cells::Lookup<ClientKey> for ClientKey {
+    fn to_key(&self) -> ClientKey {
+        self.clone()
+    }
+}
+
 impl ClientKey {
     /// The key of an address: IPv4 (or IPv4-mapped IPv6) as is, other IPv6 addresses cut to
     /// their /64, so one host cannot rotate through its 2^64 addresses.
