@@ -415,3 +415,76 @@ async fn redis_killed_mid_run_requests_keep_answering_on_local_limits() {
     }
     assert!(a.redis.is_connected());
 }
+
+/// A Redis that accepts connections and answers the handshake but never answers a script (a
+/// server stuck on a slow command, say): every decision times out and the local buckets decide.
+/// The limiter reconnects with a growing backoff, not once per timed-out request.
+#[tokio::test]
+async fn a_redis_that_connects_but_never_decides_is_not_reconnected_per_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 * 1024];
+                while let Ok(n) = socket.read(&mut buffer).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let chunk = String::from_utf8_lossy(&buffer[..n]).to_ascii_uppercase();
+                    if chunk.contains("EVAL") {
+                        continue; // never answered
+                    }
+                    // One `+OK` per command of the handshake (commands start with `*`).
+                    let commands =
+                        chunk.matches("\r\n*").count() + usize::from(chunk.starts_with('*'));
+                    for _ in 0..commands {
+                        if socket.write_all(b"+OK\r\n").await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+
+    let tokens = InMemoryTokens::new();
+    let key = tokens
+        .create(CreateToken::new("org_1"))
+        .unwrap()
+        .key
+        .expose_secret()
+        .to_owned();
+    let redis = RedisLimiter::builder(&url)
+        .prefix("test:stuck")
+        .timeout(Duration::from_millis(5))
+        .build()
+        .unwrap();
+    let limit = RateLimitLayer::new("1000/s".parse().unwrap()).redis(redis.clone());
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(limit)
+        .layer(ApiKeyLayer::new(tokens.clone()));
+    let base = support::serve(app).await;
+    let client = reqwest::Client::new();
+
+    let started = Instant::now();
+    let mut requests = 0u64;
+    while started.elapsed() < Duration::from_millis(1_200) {
+        assert_eq!(status(&client, &base, &key).await, StatusCode::OK);
+        requests += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stats = redis.stats();
+    assert_eq!(stats.decisions, 0, "{stats:?}");
+    assert_eq!(stats.fallbacks, requests, "{stats:?}");
+    assert!(stats.connects >= 1, "the handshake works: {stats:?}");
+    // Attempts at 0, then 100, 200, 400 and 800 ms of backoff after each: at most five in
+    // 1.2 s (one per timed-out request before: dozens).
+    assert!(
+        stats.connects <= 5 && requests > 20,
+        "{requests} requests: {stats:?}"
+    );
+}

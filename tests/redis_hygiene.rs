@@ -120,6 +120,9 @@ async fn nothing_a_publisher_writes_reaches_the_log_unvalidated() {
     assert!(log.contains("TRACE"), "the capture works");
     assert!(log.contains("ignored a malformed message"), "{log}");
     assert!(log.contains("does not understand"), "{log}");
+    // Paced: ten malformed messages in a row make fewer warnings than messages.
+    let warnings = log.matches("ignored a malformed message").count();
+    assert!(warnings < malformed.len(), "{warnings} warnings:\n{log}");
     // No piece of the key, no forged line, no kilobyte field.
     for piece in key.as_bytes().windows(16) {
         let piece = std::str::from_utf8(piece).unwrap();
@@ -149,6 +152,26 @@ async fn nothing_a_publisher_writes_reaches_the_log_unvalidated() {
         2 * hostile.len(),
         "every hostile origin is logged as <invalid>:\n{log}"
     );
+}
+
+/// An announcement whose token id every subscriber would drop is refused before the queue,
+/// counted, and its value never logged (it may be a key passed by mistake).
+#[tokio::test]
+async fn an_announcement_that_names_no_token_id_is_refused_and_not_logged() {
+    capture_everything();
+    let feed = RedisRevocations::builder("redis://127.0.0.1:1")
+        .build()
+        .expect("feed");
+    let key_by_mistake = format!("sk_{}", "Q".repeat(45));
+    assert!(!feed.publish_revoked(&key_by_mistake));
+    assert!(!feed.publish_updated("two words"));
+    assert!(!feed.publish_revoked(""));
+    assert_eq!(feed.stats().not_an_id, 3);
+    assert!(feed.publish_revoked("apit_2hX9fKq"), "a token id is queued");
+    assert_eq!(feed.stats().not_an_id, 3);
+    let log = captured();
+    assert!(log.contains("not a token id"), "{log}");
+    assert!(!log.contains(&key_by_mistake[..20]), "{log}");
 }
 
 #[tokio::test]

@@ -54,7 +54,9 @@ return {granted, available - granted, 0, new_tat - now}
 ///   ([`DEFAULT_TIMEOUT`]); on a timeout, an error, or while (re)connecting, the layer's local
 ///   buckets decide instead. During an outage every instance therefore enforces the limit on
 ///   its own (up to N times the limit across N instances): limits fail open to local, never
-///   closed. Reconnection runs in the background with backoff (100 ms doubling to 5 s).
+///   closed. Reconnection runs in the background with backoff (100 ms doubling to 5 s, reset
+///   by a decision Redis makes, so a Redis that connects but never answers in time is not
+///   reconnected to once per request).
 /// - **Observable**: each change between connected and degraded is logged (warn when degraded,
 ///   info when back) and counted in [`RedisLimiterStats`].
 /// - **Local-first, if asked** ([`RedisLimiterBuilder::local_first`]): tokens leased a few at
@@ -81,7 +83,10 @@ struct Inner {
     script: ::redis::Script,
     prefix: Box<str>,
     timeout: Duration,
-    connection: RwLock<Option<MultiplexedConnection>>,
+    /// The connection and its number: a failed call drops only the connection it used, never
+    /// a newer one another task just made.
+    connection: RwLock<Option<(u64, MultiplexedConnection)>>,
+    connects: AtomicU64,
     connecting: AtomicBool,
     connected: AtomicBool,
     backoff_ms: AtomicU64,
@@ -107,6 +112,10 @@ pub struct RedisLimiterStats {
     pub fallbacks: u64,
     /// Changes between connected and degraded.
     pub state_changes: u64,
+    /// Connections made (the first one included). A Redis that connects but does not answer
+    /// in time makes this grow with the backoff (100 ms doubling to 5 s, reset by a decision
+    /// Redis made), not with the request rate.
+    pub connects: u64,
     /// Local-first mode: decisions made here without a round trip (a leased token spent, or a
     /// refusal Redis made still standing).
     pub leased: u64,
@@ -148,6 +157,7 @@ impl RedisLimiter {
             decisions: inner.decisions.load(Ordering::Relaxed),
             fallbacks: inner.fallbacks.load(Ordering::Relaxed),
             state_changes: inner.state_changes.load(Ordering::Relaxed),
+            connects: inner.connects.load(Ordering::Relaxed),
             leased: inner.leased.load(Ordering::Relaxed),
             leases: inner.leases.as_ref().map_or(0, Leases::len),
         }
@@ -285,7 +295,7 @@ impl Inner {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let Some(mut connection) = connection else {
+        let Some((number, mut connection)) = connection else {
             self.clone().spawn_connect();
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
             crate::telemetry::redis_limiter_decision("fallback");
@@ -301,6 +311,11 @@ impl Inner {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok((granted, remaining, wait_us, reset_us))) => {
                 self.set_connected(true, "");
+                // Redis decides again: the next failure may reconnect at once.
+                if self.backoff_ms.load(Ordering::Relaxed) != 0 {
+                    self.backoff_ms.store(0, Ordering::Relaxed);
+                    self.next_attempt_ms.store(0, Ordering::Relaxed);
+                }
                 self.decisions.fetch_add(1, Ordering::Relaxed);
                 crate::telemetry::redis_limiter_decision("redis");
                 let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
@@ -328,11 +343,11 @@ impl Inner {
                 })
             }
             Ok(Err(error)) => {
-                self.fail(&format!("{:?}", error.kind()));
+                self.fail(number, &format!("{:?}", error.kind()));
                 None
             }
             Err(_) => {
-                self.fail("timeout");
+                self.fail(number, "timeout");
                 None
             }
         }
@@ -357,15 +372,22 @@ impl Inner {
         }
     }
 
-    /// A failed call: local limits decide, and the connection is rebuilt in the background.
-    fn fail(self: &Arc<Self>, reason: &str) {
+    /// A failed call on connection `number`: local limits decide, and that connection is
+    /// rebuilt in the background (a timeout is the only sign of a connection whose peer went
+    /// away without closing it).
+    fn fail(self: &Arc<Self>, number: u64, reason: &str) {
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
         crate::telemetry::redis_limiter_decision("fallback");
         self.set_connected(false, reason);
-        *self
-            .connection
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = None;
+        {
+            let mut slot = self
+                .connection
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if slot.as_ref().is_some_and(|(current, _)| *current == number) {
+                *slot = None;
+            }
+        }
         self.clone().spawn_connect();
     }
 
@@ -378,6 +400,16 @@ impl Inner {
         {
             return;
         }
+        // The backoff grows with every attempt, made or failed, and only a decision Redis
+        // makes resets it: a Redis that accepts connections but does not answer in time is
+        // reconnected to ever less often, not once per timed-out request.
+        let backoff = match self.backoff_ms.load(Ordering::Relaxed) {
+            0 => 100,
+            ms => ms.saturating_mul(2).min(5_000),
+        };
+        self.backoff_ms.store(backoff, Ordering::Relaxed);
+        self.next_attempt_ms
+            .store(self.now_ms().saturating_add(backoff), Ordering::Relaxed);
         runtime.spawn(async move {
             let deadline = Duration::from_secs(1).max(self.timeout);
             let attempt =
@@ -385,23 +417,13 @@ impl Inner {
                     .await;
             match attempt {
                 Ok(Ok(connection)) => {
+                    let number = self.connects.fetch_add(1, Ordering::Relaxed) + 1;
                     *self
                         .connection
                         .write()
-                        .unwrap_or_else(PoisonError::into_inner) = Some(connection);
-                    self.backoff_ms.store(0, Ordering::Relaxed);
-                    self.next_attempt_ms.store(0, Ordering::Relaxed);
+                        .unwrap_or_else(PoisonError::into_inner) = Some((number, connection));
                 }
-                Ok(Err(_)) | Err(_) => {
-                    let backoff = match self.backoff_ms.load(Ordering::Relaxed) {
-                        0 => 100,
-                        ms => (ms * 2).min(5_000),
-                    };
-                    self.backoff_ms.store(backoff, Ordering::Relaxed);
-                    self.next_attempt_ms
-                        .store(self.now_ms() + backoff, Ordering::Relaxed);
-                    self.set_connected(false, "connect failed");
-                }
+                Ok(Err(_)) | Err(_) => self.set_connected(false, "connect failed"),
             }
             self.connecting.store(false, Ordering::Release);
         });
@@ -463,6 +485,7 @@ impl RedisLimiterBuilder {
                 prefix: self.prefix.into_boxed_str(),
                 timeout: self.timeout,
                 connection: RwLock::new(None),
+                connects: AtomicU64::new(0),
                 connecting: AtomicBool::new(false),
                 connected: AtomicBool::new(false),
                 backoff_ms: AtomicU64::new(0),

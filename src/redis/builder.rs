@@ -111,6 +111,8 @@ impl RedisRevocationsBuilder {
             outgoing,
             queued: AtomicU64::new(0),
             published: watch::Sender::new(0),
+            malformed_warnings: one_a_second(),
+            unknown_warnings: one_a_second(),
         });
         let mut tasks = vec![tokio::spawn(publisher::run(shared.clone(), queue)).abort_handle()];
         if self.subscribe {
@@ -135,4 +137,9 @@ impl fmt::Debug for RedisRevocationsBuilder {
             .field("subscribe", &self.subscribe)
             .finish_non_exhaustive()
     }
+}
+
+/// A pace of about one event a second.
+fn one_a_second() -> governor::DefaultDirectRateLimiter {
+    governor::RateLimiter::direct(governor::Quota::per_second(std::num::NonZeroU32::MIN))
 }

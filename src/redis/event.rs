@@ -229,7 +229,7 @@ pub(super) fn is_valid_origin(origin: &str) -> bool {
 
 /// 1 to [`MAX_TOKEN_ID_LEN`] letters, digits, `_` and `-`: anything else is not an id (and
 /// must not reach logs). Ids are opaque here: what a store's ids look like is its own business.
-fn is_token_id(id: &str) -> bool {
+pub(super) fn is_token_id(id: &str) -> bool {
     (1..=MAX_TOKEN_ID_LEN).contains(&id.len())
         && id
             .bytes()

@@ -151,6 +151,11 @@ pub(crate) struct Shared {
     queued: AtomicU64,
     /// Messages published so far; [`RedisRevocations::drain`] waits on it.
     published: watch::Sender<u64>,
+    /// Pace the warnings about ignored messages, malformed and unknown (about one a second
+    /// each): anyone who can publish on the channel could otherwise fill the logs. The
+    /// counters count them all.
+    malformed_warnings: governor::DefaultDirectRateLimiter,
+    unknown_warnings: governor::DefaultDirectRateLimiter,
 }
 
 impl RedisRevocations {
@@ -336,6 +341,16 @@ impl fmt::Debug for RedisRevocations {
 impl Shared {
     /// Queues an announcement; never waits.
     fn enqueue(&self, kind: Kind, token_id: &str) -> bool {
+        if !event::is_token_id(token_id) {
+            // Every subscriber would drop it. Not logged: it may be anything, a key included.
+            self.counters.not_an_id.bump();
+            tracing::warn!(
+                redis = "publish",
+                len = token_id.len(),
+                "not announced: not a token id (1 to 40 letters, digits, `_`, `-`); other instances refuse the key within their cache TTL"
+            );
+            return false;
+        }
         let message = RevocationMessage::now(token_id, &self.origin);
         match self.outgoing.try_send(Announcement { kind, message }) {
             Ok(()) => {

@@ -37,6 +37,10 @@ pub struct RedisStats {
     pub malformed: u64,
     /// Well-formed messages of an unknown version or type (ignored).
     pub unknown: u64,
+    /// Announcements refused before queueing because their token id is not one the
+    /// subscribers accept (1 to 40 letters, digits, `_` and `-`), which every instance would
+    /// have dropped: revoke by the key's real token id.
+    pub not_an_id: u64,
 }
 
 #[derive(Default)]
@@ -53,6 +57,7 @@ pub(super) struct Counters {
     pub(super) unresolved: Counter,
     pub(super) malformed: Counter,
     pub(super) unknown: Counter,
+    pub(super) not_an_id: Counter,
 }
 
 impl Counters {
@@ -78,6 +83,7 @@ impl Counters {
             unresolved: self.unresolved.get(),
             malformed: self.malformed.get(),
             unknown: self.unknown.get(),
+            not_an_id: self.not_an_id.get(),
         }
     }
 }

@@ -154,11 +154,15 @@ fn apply(shared: &Shared, payload: &[u8]) {
         }
         Err(rejected @ Rejected::Malformed(_)) => {
             shared.counters.malformed.bump();
-            tracing::warn!(redis = "event", channel = %shared.channel, len = payload.len(), error = %rejected, "ignored a malformed message");
+            if shared.malformed_warnings.check().is_ok() {
+                tracing::warn!(redis = "event", channel = %shared.channel, len = payload.len(), error = %rejected, "ignored a malformed message (warned about once a second; RedisStats::malformed counts them all)");
+            }
         }
         Err(rejected @ Rejected::Unknown { .. }) => {
             shared.counters.unknown.bump();
-            tracing::warn!(redis = "event", channel = %shared.channel, error = %rejected, "ignored a message this version does not understand");
+            if shared.unknown_warnings.check().is_ok() {
+                tracing::warn!(redis = "event", channel = %shared.channel, error = %rejected, "ignored a message this version does not understand (warned about once a second; RedisStats::unknown counts them all)");
+            }
         }
     }
 }
