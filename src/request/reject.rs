@@ -267,15 +267,30 @@ pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
 fn challenge(realm: &str, kind: &RejectionKind) -> HeaderValue {
     let mut value = format!("Bearer realm=\"{realm}\"");
     if !matches!(kind, RejectionKind::MissingCredentials) {
-        let description = kind.description().replace(['"', '\\', '`'], "'");
+        let description = challenge_description(&kind.description());
         value.push_str(&format!(
             ", error=\"{}\", error_description=\"{description}\"",
             kind.error_code()
         ));
     }
-    // Every piece is printable ASCII (the realm is sanitized, descriptions are ours), so this
+    // Every piece is printable ASCII (the realm and the description are sanitized), so this
     // cannot fail; the fallback keeps it panic-free all the same.
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+}
+
+/// An `error_description` as RFC 6750 §3 allows it (`%x20-21 / %x23-5B / %x5D-7E`): quotes and
+/// backslashes become `'`, anything else outside printable ASCII (a route's own description in
+/// another script, a control character) becomes `?`. The JSON body keeps the text as it is.
+fn challenge_description(description: &str) -> String {
+    description
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' | '`' => '\'',
+            ' ' => ' ',
+            c if c.is_ascii_graphic() => c,
+            _ => '?',
+        })
+        .collect()
 }
 
 fn json_body(kind: &RejectionKind) -> Bytes {
@@ -309,6 +324,20 @@ mod tests {
         let renderer = Renderer::new("my \"realm\"\n\\x", None);
         assert_eq!(renderer.realm(), "my realmx");
         assert_eq!(Renderer::new("\u{e9}", None).realm(), DEFAULT_REALM);
+    }
+
+    #[test]
+    fn a_description_outside_ascii_keeps_the_challenge_whole() {
+        let renderer = Renderer::new("api", None);
+        let kind = RejectionKind::InsufficientScope("réservé aux \"admins\"\n".into());
+        let response = renderer.render_default(&kind);
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let challenge = response.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+        assert_eq!(
+            challenge,
+            "Bearer realm=\"api\", error=\"insufficient_scope\", \
+             error_description=\"r?serv? aux 'admins'?\""
+        );
     }
 
     #[test]
