@@ -11,7 +11,8 @@ use axum::routing::get;
 use axum_api_key::cache::CachedValidator;
 use axum_api_key::keys::{CreateToken, KeyStore};
 use axum_api_key::manage::{
-    ApiKeyManagers, AuditAction, AuditEvent, AuditListener, KeyManagement, Session, SessionManagers,
+    ApiKeyManagers, AuditAction, AuditEvent, AuditListener, KeyManagement, ManagerSource, Session,
+    SessionManagers,
 };
 use axum_api_key::testing::{FakeScalekit, Fault, Op};
 use axum_api_key::{ApiKeyLayer, InMemoryTokens, TokenInfo, Validator};
@@ -55,7 +56,29 @@ async fn serve(app: Router) -> String {
     url
 }
 
-fn app<S>(store: S, audits: Audits, sessions: SessionManagers) -> Router
+/// Key-management options a test sets beyond the defaults.
+#[derive(Clone, Copy, Default)]
+struct Options {
+    max_keys_per_user: Option<u32>,
+    max_lifetime: Option<Option<Duration>>,
+}
+
+impl Options {
+    fn apply<S: KeyStore, M: ManagerSource>(
+        self,
+        mut keys: KeyManagement<S, M>,
+    ) -> KeyManagement<S, M> {
+        if let Some(max) = self.max_keys_per_user {
+            keys = keys.max_keys_per_user(max);
+        }
+        if let Some(lifetime) = self.max_lifetime {
+            keys = keys.max_lifetime(lifetime);
+        }
+        keys
+    }
+}
+
+fn app<S>(store: S, audits: Audits, sessions: SessionManagers, options: Options) -> Router
 where
     S: KeyStore + Validator + Clone,
 {
@@ -65,8 +88,8 @@ where
     );
     let keys = KeyManagement::new(store.clone(), managers)
         .allowed_claims(["environment"])
-        .audit(audits)
-        .router();
+        .audit(audits);
+    let keys = options.apply(keys).router();
     let protected = Router::new()
         .route(
             "/protected",
@@ -82,6 +105,10 @@ async fn env(backend: Backend) -> Env {
 
 /// `cached`: the router and the layer share a `CachedValidator` (60 s TTL) over the store.
 async fn env_with(backend: Backend, cached: bool) -> Env {
+    env_full(backend, cached, Options::default()).await
+}
+
+async fn env_full(backend: Backend, cached: bool, options: Options) -> Env {
     let audits = Audits::default();
     let sessions = SessionManagers::new(SECRET).unwrap().secure(false);
     let ttl = Duration::from_secs(60);
@@ -93,9 +120,10 @@ async fn env_with(backend: Backend, cached: bool) -> Env {
                     CachedValidator::builder(tokens.clone()).ttl(ttl).build(),
                     audits.clone(),
                     sessions.clone(),
+                    options,
                 )
             } else {
-                app(tokens.clone(), audits.clone(), sessions.clone())
+                app(tokens.clone(), audits.clone(), sessions.clone(), options)
             };
             (serve(router).await, tokens, None)
         }
@@ -107,9 +135,10 @@ async fn env_with(backend: Backend, cached: bool) -> Env {
                     CachedValidator::builder(client).ttl(ttl).build(),
                     audits.clone(),
                     sessions.clone(),
+                    options,
                 )
             } else {
-                app(client, audits.clone(), sessions.clone())
+                app(client, audits.clone(), sessions.clone(), options)
             };
             (serve(router).await, fake.tokens().clone(), Some(fake))
         }
@@ -497,6 +526,15 @@ async fn bad_input(backend: Backend) {
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (json!({"description": 5}), StatusCode::UNPROCESSABLE_ENTITY),
+        // User ids become rate-limit keys, Redis keys and log fields: short and plain.
+        (
+            json!({"user_id": "usr_1\nINFO forged"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"user_id": "u".repeat(2000)}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ];
     for (body, status) in cases {
         let response = env
@@ -1009,5 +1047,245 @@ async fn logs_name_the_key_and_the_actor_never_the_secret() {
         );
     }
     assert!(logs.contains(&id) && logs.contains(&new_id));
-    assert!(logs.contains("actor=key:apit_"));
+    assert!(logs.contains("actor=\"key:apit_"));
+}
+
+#[tokio::test]
+async fn audit_logs_escape_the_actor() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let env = env(Backend::Memory).await;
+    // An app-supplied actor label with a line break: it must not start a log line of its own.
+    let forged = "alice\n2030-01-01T00:00:00Z  INFO axum_api_key::manage: API key revoked";
+    let cookie = env.cookie(Session::admin("org_acme", forged));
+    let token = csrf_token(&env, &cookie).await;
+    let response = env
+        .http
+        .post(format!("{}/keys/api", env.base))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(env.audits.0.lock().unwrap()[0].actor, forged); // listeners get it as it is
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        !logs.contains(forged),
+        "a raw line break in a log field:\n{logs}"
+    );
+    assert!(
+        logs.contains(r#"actor="alice\n2030-01-01T00:00:00Z"#),
+        "{logs}"
+    );
+    assert!(
+        logs.lines().all(|line| !line.starts_with("2030-")),
+        "a forged log line:\n{logs}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rotation renews the secret, never the power or the lifetime.
+
+async fn rotation_keeps_the_predecessors_limits(backend: Backend) {
+    let env = env(backend).await;
+    let admin = env.admin("org_acme");
+    let (alice, _) = env.user("org_acme", "usr_alice");
+    let in_an_hour = OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let (_, short_id) = env.seed(
+        CreateToken::new("org_acme")
+            .user("usr_alice")
+            .expiry(in_an_hour),
+    );
+    let expiry_of =
+        |body: &Value| OffsetDateTime::parse(body["expiry"].as_str().unwrap(), &Rfc3339).unwrap();
+
+    // No expiry asked: the successor expires with its predecessor, not in 365 days.
+    let response = env
+        .call(
+            "POST",
+            &format!("/keys/api/{short_id}/rotate"),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let rotated: Value = response.json().await.unwrap();
+    let successor_id = rotated["token_id"].as_str().unwrap().to_owned();
+    let expiry = expiry_of(&rotated);
+    assert!(
+        (expiry - in_an_hour).abs() <= time::Duration::SECOND,
+        "{expiry} vs {in_an_hour}"
+    );
+    // Asking for longer: 422, nothing rotated.
+    let later = (in_an_hour + time::Duration::days(30))
+        .format(&Rfc3339)
+        .unwrap();
+    let response = env
+        .call(
+            "POST",
+            &format!("/keys/api/{successor_id}/rotate"),
+            &alice,
+            Some(json!({"expiry": later})),
+        )
+        .await;
+    assert_eq!(
+        error_of(response).await,
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request".into())
+    );
+    // An admin too: the successor inherits the predecessor's end.
+    let response = env
+        .call(
+            "POST",
+            &format!("/keys/api/{successor_id}/rotate"),
+            &admin,
+            Some(json!({"expiry": later})),
+        )
+        .await;
+    assert_eq!(error_of(response).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(env.seed.get_by_id(&successor_id).is_ok());
+
+    // A key carrying the admin claim: only an admin rotates it.
+    let (granted, granted_id) = env.seed(
+        CreateToken::new("org_acme")
+            .user("usr_alice")
+            .claim("role", "key_admin"),
+    );
+    let path = format!("/keys/api/{granted_id}/rotate");
+    let response = env.call("POST", &path, &alice, None).await;
+    assert_eq!(
+        error_of(response).await,
+        (StatusCode::FORBIDDEN, "insufficient_scope".into())
+    );
+    assert_eq!(env.protected(&granted).await, StatusCode::OK);
+    let response = env.call("POST", &path, &admin, None).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let rotated: Value = response.json().await.unwrap();
+    assert_eq!(rotated["custom_claims"]["role"], "key_admin");
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_predecessors_limits_on_the_embedded_store() {
+    rotation_keeps_the_predecessors_limits(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_predecessors_limits_on_scalekit() {
+    rotation_keeps_the_predecessors_limits(Backend::Scalekit).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration that could overflow, and the per-user cap.
+
+#[tokio::test]
+async fn a_huge_max_lifetime_is_clamped_not_a_panic() {
+    let options = Options {
+        max_lifetime: Some(Some(Duration::MAX)),
+        ..Options::default()
+    };
+    let env = env_full(Backend::Memory, false, options).await;
+    let admin = env.admin("org_acme");
+    let (_, id) = env.seed(CreateToken::new("org_acme"));
+    let response = env.call("POST", "/keys/api", &admin, Some(json!({}))).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = response.json().await.unwrap();
+    let expiry = OffsetDateTime::parse(created["expiry"].as_str().unwrap(), &Rfc3339).unwrap();
+    let years = (expiry - OffsetDateTime::now_utc()).whole_days() / 365;
+    assert_eq!(years, 99, "clamped to 100 years: {expiry}");
+    let response = env
+        .call("POST", &format!("/keys/api/{id}/rotate"), &admin, None)
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // The page renders the cap too.
+    let cookie = env.cookie(Session::admin("org_acme", "admin@acme.test"));
+    let response = env
+        .http
+        .get(format!("{}/keys", env.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+async fn users_hold_a_bounded_number_of_keys(backend: Backend) {
+    let options = Options {
+        max_keys_per_user: Some(3),
+        ..Options::default()
+    };
+    let env = env_full(backend, false, options).await;
+    let admin = env.admin("org_acme");
+    let (alice, alice_id) = env.user("org_acme", "usr_alice");
+    let create = |key: String, body: Value| {
+        let env = &env;
+        async move { env.call("POST", "/keys/api", &key, Some(body)).await }
+    };
+
+    // Alice holds one key; two more are fine, the fourth is refused.
+    for _ in 0..2 {
+        assert_eq!(
+            create(alice.clone(), json!({})).await.status(),
+            StatusCode::CREATED
+        );
+    }
+    let response = create(alice.clone(), json!({})).await;
+    assert_eq!(
+        error_of(response).await,
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request".into())
+    );
+    assert_eq!(ids(&env.list(&alice, "").await).len(), 3);
+
+    // At the cap: rotating with a grace (one more key for a while) is refused, without one
+    // it replaces the key.
+    let rotate = format!("/keys/api/{alice_id}/rotate");
+    let response = env
+        .call("POST", &rotate, &alice, Some(json!({"grace_seconds": 60})))
+        .await;
+    assert_eq!(error_of(response).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    let response = env.call("POST", &rotate, &alice, None).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let rotated: Value = response.json().await.unwrap();
+    let alice = rotated["token"].as_str().unwrap().to_owned();
+    assert_eq!(ids(&env.list(&alice, "").await).len(), 3);
+
+    // Revoking one makes room again.
+    let victim = ids(&env.list(&alice, "").await)[1].clone();
+    let response = env
+        .call("DELETE", &format!("/keys/api/{victim}"), &alice, None)
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        create(alice.clone(), json!({})).await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        create(alice.clone(), json!({})).await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    // Admins are not capped, for themselves or for the users they create keys for.
+    for _ in 0..4 {
+        let response = create(admin.clone(), json!({"user_id": "usr_alice"})).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    assert_eq!(ids(&env.list(&alice, "").await).len(), 7);
+}
+
+#[tokio::test]
+async fn users_hold_a_bounded_number_of_keys_on_the_embedded_store() {
+    users_hold_a_bounded_number_of_keys(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn users_hold_a_bounded_number_of_keys_on_scalekit() {
+    users_hold_a_bounded_number_of_keys(Backend::Scalekit).await;
 }

@@ -20,7 +20,8 @@ pub use pages::list_all;
 pub(crate) use pages::walk_pages;
 pub use requests::{
     CreateToken, CreatedToken, DEFAULT_PAGE_SIZE, LimitError, ListTokens, MAX_CLAIM_NAME_LEN,
-    MAX_CLAIM_VALUE_LEN, MAX_CLAIMS, MAX_DESCRIPTION_LEN, MAX_PAGE_SIZE, TokenPage, UpdateToken,
+    MAX_CLAIM_VALUE_LEN, MAX_CLAIMS, MAX_DESCRIPTION_LEN, MAX_PAGE_SIZE, MAX_USER_ID_LEN,
+    TokenPage, UpdateToken, is_user_id,
 };
 pub use store::{KeyStore, KeyStoreError};
 

@@ -18,6 +18,8 @@ pub const MAX_CLAIM_NAME_LEN: usize = 30;
 pub const MAX_CLAIM_VALUE_LEN: usize = 256;
 /// Descriptions are at most this many characters.
 pub const MAX_DESCRIPTION_LEN: usize = 255;
+/// User ids are 1 to this many characters of [`is_user_id`]'s set.
+pub const MAX_USER_ID_LEN: usize = 64;
 /// Pages hold at most this many keys.
 pub const MAX_PAGE_SIZE: u32 = 30;
 /// The page size used when none is given.
@@ -45,6 +47,12 @@ pub enum LimitError {
     /// A claim value outside 1..=[`MAX_CLAIM_VALUE_LEN`] characters.
     #[error("custom claim values must be 1 to {MAX_CLAIM_VALUE_LEN} characters (claim {0:?})")]
     BadClaimValue(String),
+    /// A `user_id` that is not 1 to [`MAX_USER_ID_LEN`] ASCII letters, digits and `_ - . : @`
+    /// (see [`is_user_id`]).
+    #[error(
+        "user_id must be 1 to {MAX_USER_ID_LEN} ASCII letters, digits and `_`, `-`, `.`, `:`, `@`"
+    )]
+    BadUserId,
     /// A description over [`MAX_DESCRIPTION_LEN`] characters.
     #[error("descriptions are at most {MAX_DESCRIPTION_LEN} characters, got {0}")]
     DescriptionTooLong(usize),
@@ -131,6 +139,7 @@ impl CreateToken {
         if self.organization_id.trim().is_empty() {
             return Err(LimitError::MissingOrganization);
         }
+        check_user(self.user_id.as_deref())?;
         check_claims(&self.custom_claims)?;
         check_description(self.description.as_deref())?;
         if self
@@ -212,6 +221,7 @@ impl ListTokens {
         if !self.organization_id.starts_with("org_") || self.organization_id.chars().count() > 32 {
             return Err(LimitError::BadOrganization);
         }
+        check_user(self.user_id.as_deref())?;
         match self.page_size {
             Some(size) if size > MAX_PAGE_SIZE => Err(LimitError::PageSizeTooLarge(size)),
             _ => Ok(()),
@@ -319,6 +329,32 @@ fn redacted_token_ref(token: &str) -> String {
     format!("[key or id {}]", Fingerprint::of(token))
 }
 
+/// `true` for a plausible user id: 1 to [`MAX_USER_ID_LEN`] ASCII letters, digits and
+/// `_ - . : @` (Scalekit's `usr_63261492986167383`, and the ids of most identity providers).
+/// User ids become rate-limit keys, Redis keys and log fields: no spaces, quotes or control
+/// characters.
+///
+/// ```
+/// use axum_api_key::keys::is_user_id;
+///
+/// assert!(is_user_id("usr_63261492986167383"));
+/// assert!(!is_user_id("usr_1\nforged"));
+/// assert!(!is_user_id(""));
+/// ```
+pub fn is_user_id(user_id: &str) -> bool {
+    (1..=MAX_USER_ID_LEN).contains(&user_id.len())
+        && user_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:@".contains(&b))
+}
+
+fn check_user(user_id: Option<&str>) -> Result<(), LimitError> {
+    match user_id {
+        Some(user_id) if !is_user_id(user_id) => Err(LimitError::BadUserId),
+        _ => Ok(()),
+    }
+}
+
 fn check_claims(claims: &BTreeMap<String, String>) -> Result<(), LimitError> {
     if claims.len() > MAX_CLAIMS {
         return Err(LimitError::TooManyClaims(claims.len()));
@@ -340,5 +376,50 @@ fn check_description(description: Option<&str>) -> Result<(), LimitError> {
     match description.map(|d| d.chars().count()) {
         Some(len) if len > MAX_DESCRIPTION_LEN => Err(LimitError::DescriptionTooLong(len)),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_are_bounded_and_plain() {
+        for good in [
+            "usr_63261492986167383",
+            "usr_1",
+            "a",
+            &"u".repeat(MAX_USER_ID_LEN),
+        ] {
+            assert!(
+                CreateToken::new("org_1").user(good).check().is_ok(),
+                "{good}"
+            );
+            assert!(
+                ListTokens::new("org_1").user(good).check().is_ok(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "",
+            "usr_1\nINFO forged",
+            "usr 1",
+            "usr_\"1",
+            "usr_é",
+            &"u".repeat(MAX_USER_ID_LEN + 1),
+            &"u".repeat(16 * 1024),
+        ] {
+            assert_eq!(
+                CreateToken::new("org_1").user(bad).check(),
+                Err(LimitError::BadUserId),
+                "{bad:?}"
+            );
+            assert_eq!(
+                ListTokens::new("org_1").user(bad).check(),
+                Err(LimitError::BadUserId),
+                "{bad:?}"
+            );
+        }
+        assert!(CreateToken::new("org_1").check().is_ok());
     }
 }

@@ -86,7 +86,8 @@ pub(super) fn emit(listeners: &[Arc<dyn AuditListener>], event: AuditEvent) {
         organization_id = %event.organization_id,
         successor,
         grace_until = grace_until.map(|t| t.unix_timestamp()),
-        actor = %event.actor,
+        // Debug: quoted and escaped, so an app-supplied label cannot forge log lines.
+        actor = ?event.actor,
         "API key {}", event.action.as_str()
     );
     for listener in listeners {

@@ -35,12 +35,16 @@
 //! mints more power than they have: only admins set the admin claim or create keys for other
 //! users, custom claims are limited to [`allowed_claims`](KeyManagement::allowed_claims), and
 //! expiries are capped ([`max_lifetime`](KeyManagement::max_lifetime), and the manager's own
-//! key's expiry). Every create, rotate and revoke is logged (target `axum_api_key::manage`:
-//! token id and actor, never the key) and given to the [`AuditListener`]s.
+//! key's expiry). A user holds at most [`max_keys_per_user`](KeyManagement::max_keys_per_user)
+//! active keys (100 by default). Every create, rotate and revoke is logged (target
+//! `axum_api_key::manage`: token id and actor, never the key) and given to the
+//! [`AuditListener`]s.
 //!
 //! # Rotation
 //!
-//! Rotate creates a successor with the same organization, user, claims and description; the
+//! Rotate creates a successor with the same organization, user, claims and description, that
+//! never outlives its predecessor (its expiry is capped as a new key's and by the old key's
+//! expiry, and defaults to that cap); only admins rotate a key carrying the admin claim. The
 //! old key is revoked at once, or, with `grace_seconds` (at most
 //! [`max_grace`](KeyManagement::max_grace), 7 days by default), keeps working until a
 //! deadline written into its own custom claims ([`REVOKE_AFTER_CLAIM`](crate::keys::REVOKE_AFTER_CLAIM)).
@@ -96,6 +100,15 @@ pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
 pub const DEFAULT_MAX_GRACE: Duration = Duration::from_secs(7 * 86_400);
 /// No grace is ever longer than this: 30 days.
 pub const GRACE_LIMIT: Duration = Duration::from_secs(30 * 86_400);
+/// No [`KeyManagement::max_lifetime`] is longer than this: 100 years (of 365 days). Longer
+/// values are clamped to it; `None` is the way to say "keys may never expire".
+pub const LIFETIME_LIMIT: Duration = Duration::from_secs(100 * 365 * 86_400);
+/// How many active keys a non-admin manager may hold unless
+/// [`KeyManagement::max_keys_per_user`] says otherwise: 100.
+pub const DEFAULT_MAX_KEYS_PER_USER: u32 = 100;
+/// No [`KeyManagement::max_keys_per_user`] is higher than this: 1 000 (counting stays within
+/// the [`MAX_STORE_PAGES`] a listing reads).
+pub const MAX_KEYS_PER_USER_LIMIT: u32 = 1_000;
 /// Request bodies over this many bytes are refused.
 const MAX_BODY: usize = 16 * 1024;
 
@@ -123,6 +136,7 @@ impl<S: KeyStore, M: ManagerSource> KeyManagement<S, M> {
                 ),
                 max_lifetime: Some(DEFAULT_MAX_LIFETIME),
                 max_grace: DEFAULT_MAX_GRACE,
+                max_keys_per_user: DEFAULT_MAX_KEYS_PER_USER,
             },
             listeners: Vec::new(),
             allowed_origins: Vec::new(),
@@ -150,11 +164,25 @@ impl<S: KeyStore, M: ManagerSource> KeyManagement<S, M> {
         self
     }
 
-    /// The longest lifetime of a minted key (default 365 days; `None`: keys may never expire).
-    /// A key created without an expiry gets this one.
+    /// The longest lifetime of a minted key (default 365 days; `None`: keys may never expire),
+    /// at most [`LIFETIME_LIMIT`] (100 years: longer values, `Duration::MAX` included, are
+    /// clamped to it). A key created without an expiry gets this one.
     #[must_use]
     pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
-        self.policy.max_lifetime = lifetime;
+        self.policy.max_lifetime = lifetime.map(|lifetime| lifetime.min(LIFETIME_LIMIT));
+        self
+    }
+
+    /// How many active keys a manager without the admin grant (a user) may hold (default
+    /// [`DEFAULT_MAX_KEYS_PER_USER`], 100; at most [`MAX_KEYS_PER_USER_LIMIT`]; `0`: users may
+    /// not create keys). At the cap, creating a key, or rotating one with a grace (the old key
+    /// lives on beside its successor), is refused with 422 `invalid_request`; rotating without
+    /// grace replaces a key and is always allowed. Keys in a grace period count until it ends.
+    /// Admins are not capped: they answer for their organization's keys. The count is one
+    /// filtered listing of the user's keys, so two creates racing may both pass it.
+    #[must_use]
+    pub fn max_keys_per_user(mut self, max: u32) -> Self {
+        self.policy.max_keys_per_user = max.min(MAX_KEYS_PER_USER_LIMIT);
         self
     }
 
@@ -287,4 +315,22 @@ async fn security_headers(mut response: Response) -> Response {
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_clamps_what_could_overflow() {
+        let sessions = SessionManagers::new(&[7; MIN_SECRET_LEN]).unwrap();
+        let keys = KeyManagement::new(crate::InMemoryTokens::new(), sessions)
+            .max_lifetime(Some(Duration::MAX))
+            .max_keys_per_user(u32::MAX);
+        assert_eq!(keys.policy.max_lifetime, Some(LIFETIME_LIMIT));
+        assert_eq!(keys.policy.max_keys_per_user, MAX_KEYS_PER_USER_LIMIT);
+        let keys = keys.max_lifetime(None).max_keys_per_user(0);
+        assert_eq!(keys.policy.max_lifetime, None);
+        assert_eq!(keys.policy.max_keys_per_user, 0);
+    }
 }

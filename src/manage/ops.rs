@@ -10,7 +10,10 @@ use time::OffsetDateTime;
 use super::audit::{self, AuditAction, AuditEvent, AuditListener};
 use super::error::ManageError;
 use super::manager::Manager;
-use crate::keys::{CreateToken, CreatedToken, KeyStore, KeyStoreError, MAX_CLAIMS, UpdateToken};
+use crate::keys::{
+    CreateToken, CreatedToken, KeyStore, KeyStoreError, ListTokens, MAX_CLAIMS, MAX_PAGE_SIZE,
+    UpdateToken,
+};
 use crate::token_info::{REVOKE_AFTER_CLAIM, TokenInfo};
 
 /// Keys per page of the router's own listing, unless asked.
@@ -35,6 +38,7 @@ pub(super) struct Policy {
     pub(super) admin_claim: (String, String),
     pub(super) max_lifetime: Option<Duration>,
     pub(super) max_grace: Duration,
+    pub(super) max_keys_per_user: u32,
 }
 
 /// A key to create, as a manager asks for it.
@@ -124,10 +128,11 @@ impl<S: KeyStore> Core<S> {
             organization_id: manager.organization_id().to_owned(),
             user_id,
             custom_claims: new.custom_claims,
-            expiry: self.expiry(manager, new.expiry)?,
+            expiry: self.expiry(manager, new.expiry, None)?,
             description: new.description.filter(|d| !d.is_empty()),
         };
         request.check()?;
+        self.check_key_count(manager).await?;
         let created = self.store.create(request).await?;
         self.audit(manager, &created.info, AuditAction::Created);
         Ok(created)
@@ -147,6 +152,13 @@ impl<S: KeyStore> Core<S> {
                 self.policy.max_grace.as_secs()
             )));
         }
+        let (admin_claim, admin_value) = &self.policy.admin_claim;
+        if !manager.is_admin() && old.claim(admin_claim) == Some(admin_value.as_str()) {
+            // Rotation mints a new credential with the old one's power.
+            return Err(ManageError::forbidden(
+                "only key admins may rotate a key that carries the key-admin claim",
+            ));
+        }
         let now = OffsetDateTime::now_utc();
         let grace_until = (!grace.is_zero()).then(|| {
             let deadline = now + grace;
@@ -164,10 +176,15 @@ impl<S: KeyStore> Core<S> {
             organization_id: old.organization_id().to_owned(),
             user_id: old.user_id().map(str::to_owned),
             custom_claims: claims.clone(),
-            expiry: self.expiry(manager, expiry)?,
+            // Never outlives its predecessor: rotating renews the secret, not the lifetime.
+            expiry: self.expiry(manager, expiry, old.expiry())?,
             description: old.description().map(str::to_owned),
         };
         successor.check()?;
+        if !grace.is_zero() {
+            // The old key lives on beside its successor for the grace: one more active key.
+            self.check_key_count(manager).await?;
+        }
         let successor = self.store.create(successor).await?;
 
         let retired = match grace_until {
@@ -275,16 +292,21 @@ impl<S: KeyStore> Core<S> {
     }
 
     /// The expiry of a key `manager` mints: the one asked for, within the cap (the policy's
-    /// longest lifetime and the manager's own credential), or the cap when none is asked.
+    /// longest lifetime, the manager's own credential and, for a rotation's successor,
+    /// `predecessor`: the rotated key's expiry), or the cap when none is asked.
     pub(super) fn expiry(
         &self,
         manager: &Manager,
         requested: Option<OffsetDateTime>,
+        predecessor: Option<OffsetDateTime>,
     ) -> Result<Option<OffsetDateTime>, ManageError> {
         let now = OffsetDateTime::now_utc();
         let cap = [
-            self.policy.max_lifetime.map(|lifetime| now + lifetime),
+            self.policy
+                .max_lifetime
+                .map(|lifetime| saturating_add(now, lifetime)),
             manager.credential_expiry(),
+            predecessor,
         ]
         .into_iter()
         .flatten()
@@ -294,7 +316,8 @@ impl<S: KeyStore> Core<S> {
                 Err(ManageError::invalid("expiry must be in the future"))
             }
             (Some(expiry), Some(cap)) if expiry > cap => Err(ManageError::invalid(format!(
-                "expiry must be at most {} from now (or your own credential's expiry)",
+                "expiry must be at most {} from now, and never later than your own \
+                 credential's expiry (or, on rotation, the rotated key's)",
                 self.policy.max_lifetime.map_or_else(
                     || "the cap".to_owned(),
                     |d| format!("{} days", d.as_secs() / 86_400)
@@ -303,6 +326,51 @@ impl<S: KeyStore> Core<S> {
             (Some(expiry), _) => Ok(Some(expiry)),
             (None, cap) => Ok(cap),
         }
+    }
+
+    /// Refuses (422) a non-admin manager that holds
+    /// [`max_keys_per_user`](super::KeyManagement::max_keys_per_user) active keys already.
+    /// Admins are not counted. Reads at most enough store pages to reach the cap (bounded by
+    /// [`MAX_STORE_PAGES`]); concurrent requests may pass it by their number.
+    async fn check_key_count(&self, manager: &Manager) -> Result<(), ManageError> {
+        let cap = self.policy.max_keys_per_user;
+        let Some(user) = manager.user_id().filter(|_| !manager.is_admin()) else {
+            return Ok(());
+        };
+        let refused = || {
+            ManageError::invalid(format!(
+                "you hold {cap} active keys, the most allowed: revoke one first \
+                 (or rotate without grace)"
+            ))
+        };
+        if cap == 0 {
+            return Err(refused());
+        }
+        let mut request = ListTokens::new(manager.organization_id())
+            .user(user)
+            .page_size(MAX_PAGE_SIZE);
+        let now = OffsetDateTime::now_utc();
+        let mut active = 0_u32;
+        for _ in 0..MAX_STORE_PAGES {
+            let answer = self.store.list(&request).await?;
+            active = active.saturating_add(
+                answer
+                    .tokens
+                    .iter()
+                    .filter(|info| self.visible(manager, info) && !info.is_expired_at(now))
+                    .count()
+                    .try_into()
+                    .unwrap_or(u32::MAX),
+            );
+            if active >= cap {
+                return Err(refused());
+            }
+            match answer.next_page_token {
+                Some(next) if !next.is_empty() => request.page_token = Some(next),
+                _ => break,
+            }
+        }
+        Ok(())
     }
 
     fn audit(&self, manager: &Manager, info: &TokenInfo, action: AuditAction) {
@@ -347,6 +415,15 @@ impl<S: KeyStore> Core<S> {
             .get(token_id)
             .is_some_and(|(org, user)| may_see(manager, org, user.as_deref()))
     }
+}
+
+/// `at + duration`, or the latest time `time` represents when that is beyond it (a
+/// configuration of `Duration::MAX` means "as late as can be", never a panic).
+fn saturating_add(at: OffsetDateTime, duration: Duration) -> OffsetDateTime {
+    time::Duration::try_from(duration)
+        .ok()
+        .and_then(|duration| at.checked_add(duration))
+        .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_utc())
 }
 
 /// The scope rule: a key of `manager`'s organization, and `manager` its admin or the key's own
@@ -395,5 +472,49 @@ mod tests {
         assert!(check_id("").is_err());
         assert!(check_id("a b").is_err());
         assert!(check_id(&"a".repeat(65)).is_err());
+    }
+
+    fn core(max_lifetime: Option<Duration>) -> Core<crate::InMemoryTokens> {
+        let policy = Policy {
+            allowed_claims: Vec::new(),
+            admin_claim: ("role".into(), "key_admin".into()),
+            max_lifetime,
+            max_grace: Duration::from_secs(60),
+            max_keys_per_user: 100,
+        };
+        Core::new(crate::InMemoryTokens::new(), policy, Vec::new())
+    }
+
+    #[test]
+    fn a_huge_lifetime_saturates_instead_of_panicking() {
+        let admin = Manager::admin("org_1", "admin");
+        let cap = core(Some(Duration::MAX))
+            .expiry(&admin, None, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cap, time::PrimitiveDateTime::MAX.assume_utc());
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(
+            saturating_add(now, Duration::from_secs(60)),
+            now + Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn a_successor_never_outlives_its_predecessor() {
+        let admin = Manager::admin("org_1", "admin");
+        let core = core(None);
+        let old = OffsetDateTime::now_utc() + time::Duration::hours(1);
+        assert_eq!(core.expiry(&admin, None, Some(old)).unwrap(), Some(old));
+        assert!(
+            core.expiry(&admin, Some(old + time::Duration::SECOND), Some(old))
+                .is_err()
+        );
+        let earlier = old - time::Duration::minutes(1);
+        assert_eq!(
+            core.expiry(&admin, Some(earlier), Some(old)).unwrap(),
+            Some(earlier)
+        );
+        assert_eq!(core.expiry(&admin, None, None).unwrap(), None);
     }
 }
