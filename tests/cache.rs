@@ -6,13 +6,15 @@
 #![cfg(feature = "cache")]
 
 use std::collections::HashSet;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::{Router, routing::get};
 use axum_api_key::cache::CachedValidator;
-use axum_api_key::keys::{CreateToken, KeyEvent, KeyEventSource, KeyEvents};
+use axum_api_key::keys::{CreateToken, KeyEvent, KeyEventSource, KeyEvents, REVOKE_AFTER_CLAIM};
 use axum_api_key::request::Fingerprint;
 use axum_api_key::validator::InvalidReason;
 use axum_api_key::{
@@ -225,6 +227,13 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// Polls `future` once, with a waker that does nothing: lets a test set by hand the order in
+/// which two callers of one flight move on (the one awaited later is polled again then).
+fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(future).poll(&mut context)
+}
+
 fn new_key(tokens: &InMemoryTokens) -> (String, String) {
     let created = tokens.create(CreateToken::new("org_1")).unwrap();
     (created.key.expose_secret().to_owned(), created.token_id)
@@ -419,6 +428,39 @@ async fn an_already_expired_answer_is_refused_and_not_cached() {
     assert_eq!(cache.stats().hits, 0);
 }
 
+/// An answer fetched across a flush is not cached, only handed to the flight's callers: an
+/// expired one (past its `expiry`, or past a rotation's `revoke_after` deadline) is refused on
+/// that path too.
+#[tokio::test]
+async fn an_expired_answer_fetched_across_a_flush_is_refused() {
+    let past = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    let answers = [
+        TokenInfo::builder("apit_1", "org_1").expiry(past).build(),
+        TokenInfo::builder("apit_1", "org_1")
+            .claim(REVOKE_AFTER_CLAIM, past.unix_timestamp().to_string())
+            .build(),
+    ];
+    for (n, answer) in answers.into_iter().enumerate() {
+        let (upstream, control) = Upstream::new(validator_fn(move |_key| {
+            let answer = answer.clone();
+            async move { Ok(answer) }
+        }));
+        let cache = CachedValidator::builder(upstream).build_standalone();
+        let key = ApiKey::new(garbage(30 + n));
+        control.hold();
+        let mut flight = pin!(cache.validate(&key));
+        assert!(poll_once(&mut flight).is_pending());
+        assert_eq!(control.calls(), 1, "the flight is at the gate");
+        cache.flush_positive(); // e.g. a revocation feed reconnected
+        control.release();
+        assert_eq!(
+            flight.await.unwrap_err(),
+            ValidateError::Invalid(InvalidReason::Expired),
+            "answer {n}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Revocation wins.
 
@@ -470,6 +512,63 @@ async fn a_revocation_on_the_cache_wins_even_when_the_upstream_still_says_yes() 
     assert_eq!(status(&client, &url, &key).await, 401);
     assert_eq!(control.calls(), 2);
     assert_eq!(cache.stats().hits, 0);
+}
+
+/// Rule 4 for the answers a flight hands to its callers without caching them: a revocation
+/// that returns after the flight vetted its answer, but before a caller waiting on that
+/// flight has its answer, wins. `stale` picks the answer: one fetched across a flush, or a
+/// stale record served because the upstream is down. The interleaving is set by hand.
+async fn a_revocation_wins_over_an_answer_not_yet_handed_to_a_waiter(stale: bool) {
+    let (upstream, control) = Upstream::new(always_yes());
+    let cache = if stale {
+        // TTL 0: every request asks the upstream, and the stale record backs it.
+        CachedValidator::builder(upstream)
+            .ttl(Duration::ZERO)
+            .stale_if_error(Duration::from_secs(60))
+            .build_standalone()
+    } else {
+        CachedValidator::builder(upstream).build_standalone()
+    };
+    let key = ApiKey::new(garbage(if stale { 41 } else { 40 }));
+    if stale {
+        assert!(!cache.validate(&key).await.unwrap().is_degraded());
+        control.fail(true);
+    }
+    let calls = control.calls();
+
+    control.hold();
+    let mut first = pin!(cache.validate(&key)); // starts the flight
+    let mut waiter = pin!(cache.validate(&key)); // waits on it
+    assert!(poll_once(&mut first).is_pending());
+    assert_eq!(control.calls(), calls + 1, "the flight is at the gate");
+    assert!(poll_once(&mut waiter).is_pending());
+    if !stale {
+        cache.flush_positive(); // the answer cannot be cached, only handed out
+    }
+    control.release();
+    // The flight ends: its answer is vetted and handed to the first caller...
+    let answer = first.await.unwrap();
+    assert_eq!(
+        (answer.info().token_id(), answer.is_degraded()),
+        ("apit_1", stale)
+    );
+    // ...then the key is revoked here, before the waiter has looked at its answer.
+    cache.revoke_token_id("apit_1");
+    assert_eq!(
+        waiter.await.unwrap_err(),
+        ValidateError::Invalid(InvalidReason::Revoked)
+    );
+    assert_eq!(control.calls(), calls + 1, "the waiter shared the flight");
+}
+
+#[tokio::test]
+async fn a_revocation_wins_over_an_uncacheable_answer_not_yet_handed_to_a_waiter() {
+    a_revocation_wins_over_an_answer_not_yet_handed_to_a_waiter(false).await;
+}
+
+#[tokio::test]
+async fn a_revocation_wins_over_a_stale_answer_not_yet_handed_to_a_waiter() {
+    a_revocation_wins_over_an_answer_not_yet_handed_to_a_waiter(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -646,6 +745,50 @@ async fn a_spent_budget_does_not_trigger_stale_if_error() {
     control.release();
     assert_eq!(flood.await.unwrap(), 401);
     assert_eq!(status(&client, &url, &key).await, 200);
+}
+
+/// The upstream's own rate limit (a 429) is not an outage: a flood of random keys can cause
+/// it, so it must not switch the cache into serving stale answers. The client still gets
+/// 503 with the upstream's `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_rate_limit_does_not_trigger_stale_if_error() {
+    // 0: answers, 1: rate-limited (429), 2: down.
+    let mode = Arc::new(AtomicUsize::new(0));
+    let upstream = validator_fn({
+        let mode = mode.clone();
+        move |_key| {
+            let mode = mode.load(Ordering::SeqCst);
+            async move {
+                match mode {
+                    0 => Ok(TokenInfo::builder("apit_1", "org_1").build()),
+                    1 => Err(ValidateError::UpstreamRateLimited {
+                        retry_after: Some(Duration::from_secs(7)),
+                    }),
+                    _ => Err(ValidateError::unavailable("connection refused")),
+                }
+            }
+        }
+    });
+    // TTL 0: every request asks the upstream, and the stale record backs it.
+    let cache = CachedValidator::builder(upstream)
+        .ttl(Duration::ZERO)
+        .stale_if_error(Duration::from_secs(60))
+        .build_standalone();
+    let url = serve(cache.clone()).await;
+    let client = reqwest::Client::new();
+    let key = garbage(42);
+    assert_eq!(call(&client, &url, &key).await.body, "apit_1 fresh");
+
+    mode.store(1, Ordering::SeqCst);
+    let answer = call(&client, &url, &key).await;
+    assert_eq!(answer.status, 503, "served stale: {}", answer.body);
+    assert_eq!(answer.retry_after.as_deref(), Some("7"));
+    assert_eq!(cache.stats().stale_served, 0);
+
+    // An outage still does.
+    mode.store(2, Ordering::SeqCst);
+    assert_eq!(call(&client, &url, &key).await.body, "apit_1 degraded");
+    assert_eq!(cache.stats().stale_served, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,8 +93,11 @@ enum Class {
     /// Scalekit says "not valid" for every key (404, 400, 403, a 401 a fresh token does not
     /// cure).
     Verdict,
-    /// Scalekit cannot be asked or answers nonsense.
+    /// Scalekit cannot be asked or answers nonsense: an outage.
     Unavailable,
+    /// Scalekit is rate-limiting us (429): it cannot tell either, but this is no outage, since a
+    /// flood of random keys can cause it, so stale-if-error does not cover it.
+    RateLimited,
 }
 
 enum Upstream {
@@ -154,7 +157,7 @@ fn rows() -> Vec<Row> {
         Row {
             name: "429 with `Retry-After: 7`",
             upstream: Upstream::Validate(Fault::rate_limited(7)),
-            class: Class::Unavailable,
+            class: Class::RateLimited,
             retry_after: Some("7"),
         },
         row(
@@ -227,10 +230,12 @@ fn expected(mode: Mode, class: Class, key: KeyState) -> u16 {
         (Class::Verdict, Seen) if mode == Mode::Cache => 200,
         (Class::Verdict, _) => 401,
         (Class::Unavailable, Seen) if mode != Mode::Off => 200,
+        // A 429 is no outage: a fresh entry still serves, a stale one does not.
+        (Class::RateLimited, Seen) if mode == Mode::Cache => 200,
         // Revocations through the crate are tombstoned in the cache: refused with no call.
-        (Class::Unavailable, Revoked) if mode != Mode::Off => 401,
+        (Class::Unavailable | Class::RateLimited, Revoked) if mode != Mode::Off => 401,
         // Fail closed: unknown to the crate, and Scalekit cannot tell.
-        (Class::Unavailable, _) => 503,
+        (Class::Unavailable | Class::RateLimited, _) => 503,
     }
 }
 

@@ -209,7 +209,7 @@ async fn status_codes_map_like_rest() {
         }
         other => panic!("{other:?}"),
     }
-    // RESOURCE_EXHAUSTED with Retry-After: unavailable, with the server's delay.
+    // RESOURCE_EXHAUSTED with Retry-After: the upstream's rate limit, with the server's delay.
     let (error, verdict) = check(Fault::rate_limited(7)).await;
     assert_eq!(
         error,
@@ -217,8 +217,11 @@ async fn status_codes_map_like_rest() {
             retry_after: Some(Duration::from_secs(7))
         }
     );
-    assert!(
-        matches!(verdict, ValidateError::Unavailable { retry_after: Some(d), .. } if d == Duration::from_secs(7))
+    assert_eq!(
+        verdict,
+        ValidateError::UpstreamRateLimited {
+            retry_after: Some(Duration::from_secs(7))
+        }
     );
     // UNAVAILABLE, INTERNAL, DEADLINE_EXCEEDED: unavailable (503 at the layer).
     for (status, code) in [(503, 14), (500, 13), (504, 4)] {

@@ -107,9 +107,12 @@ impl<V: Validator> CacheBuilder<V> {
     /// neither does a key the upstream refused even once: a refusal ends its stale record.
     ///
     /// A spent upstream budget ([`max_in_flight`](Self::max_in_flight),
-    /// [`max_upstream_rate`](Self::max_upstream_rate)) does **not** trigger stale-if-error:
-    /// anyone can spend it by flooding random keys, and must not be able to switch the cache
-    /// into serving old answers. Such misses get 503 with `Retry-After: 1`.
+    /// [`max_upstream_rate`](Self::max_upstream_rate)) does **not** trigger stale-if-error,
+    /// nor does the upstream's own rate limit (a 429, which the inner validator reports as
+    /// [`ValidateError::UpstreamRateLimited`](crate::ValidateError::UpstreamRateLimited)):
+    /// anyone can cause either by flooding random keys, and must not be able to switch the
+    /// cache into serving old answers. Such misses get 503 with `Retry-After` (1 s for the
+    /// budget, the upstream's own delay for a 429).
     pub fn stale_if_error(mut self, window: Duration) -> Self {
         self.stale_if_error = Some(window.min(MAX_LIFETIME));
         self

@@ -16,27 +16,51 @@ use crate::validator::contract::{InvalidReason, ValidateError, Validator};
 const BUDGET_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// A validation's outcome that moka must not cache. Handed (in an `Arc`) to every caller that
-/// waited on the same flight.
+/// waited on the same flight, through [`Core::readmit_uncached`].
 pub(super) enum NotCached {
     Invalid(InvalidReason),
     Unavailable(ValidateError),
-    /// A stale answer served because the upstream could not tell.
-    Degraded(Authenticated),
-    /// A good answer fetched across a flush: true for this flight, not to be reused.
-    Uncacheable(Authenticated),
+    /// A stale record served because the upstream could not tell (stale-if-error).
+    Degraded(Arc<Entry>),
+    /// A good answer fetched across a flush: true for this flight, not to be reused. Not
+    /// cached anywhere; an entry only so it is admitted as cached ones are.
+    Uncacheable(Arc<Entry>),
 }
 
-impl NotCached {
-    pub(super) fn to_result(&self) -> Result<Authenticated, ValidateError> {
-        match self {
-            Self::Invalid(reason) => Err(ValidateError::Invalid(*reason)),
-            Self::Unavailable(error) => Err(error.clone()),
-            Self::Degraded(auth) | Self::Uncacheable(auth) => Ok(auth.clone()),
-        }
+/// What a caller is told when a flush made an answer impossible to vet: ask again.
+pub(super) fn flushed_during_validation() -> ValidateError {
+    ValidateError::Unavailable {
+        message: "the cache was flushed during validation".into(),
+        retry_after: Some(BUDGET_RETRY_AFTER),
     }
 }
 
 impl Core {
+    /// What each caller of a flight gets from an outcome moka did not cache. A positive one
+    /// (uncacheable, or stale) is admitted again first, as `judge` admits a cached entry: the
+    /// flight vetted it before moka handed it to the callers waiting on it, and a revocation
+    /// that returned in between, or the key's expiry passing, must win (rule 4).
+    pub(super) fn readmit_uncached(
+        &self,
+        fingerprint: Fingerprint,
+        outcome: &NotCached,
+    ) -> Result<Authenticated, ValidateError> {
+        let (entry, degraded) = match outcome {
+            NotCached::Invalid(reason) => return Err(ValidateError::Invalid(*reason)),
+            NotCached::Unavailable(error) => return Err(error.clone()),
+            NotCached::Degraded(entry) => (entry, true),
+            NotCached::Uncacheable(entry) => (entry, false),
+        };
+        match self.admit(fingerprint, entry) {
+            Admission::Accept if degraded => {
+                Ok(Authenticated::degraded(entry.auth.info_arc().clone()))
+            }
+            Admission::Accept => Ok(entry.auth.clone()),
+            Admission::Refuse(reason) => Err(ValidateError::Invalid(reason)),
+            Admission::Recheck => Err(flushed_during_validation()),
+        }
+    }
+
     /// Runs one upstream validation: the initialiser of a moka flight, so only the first of
     /// any number of concurrent callers for a key gets here. `Ok` is inserted by moka.
     pub(super) async fn fly<V: Validator>(
@@ -78,7 +102,7 @@ impl Core {
                 self.remember_invalid(fingerprint, reason, creations);
                 Err(NotCached::Invalid(reason))
             }
-            Err(error @ ValidateError::Unavailable { .. }) => {
+            Err(error) => {
                 self.counters.upstream_errors.bump();
                 tracing::debug!(cache = "miss", %fingerprint, upstream_ms, %error, "upstream could not tell");
                 Err(self.fall_back(fingerprint, error))
@@ -86,7 +110,8 @@ impl Core {
         }
     }
 
-    /// A positive upstream answer: cache it unless a revocation or flush landed meanwhile.
+    /// A positive upstream answer: cache it unless a revocation or flush landed meanwhile, or
+    /// the key has expired.
     fn keep_answer(
         &self,
         fingerprint: Fingerprint,
@@ -95,16 +120,17 @@ impl Core {
         upstream_ms: u64,
     ) -> Result<Arc<Entry>, NotCached> {
         let token_id = auth.info().token_id();
-        let epoch = match self.revocations.vet(fingerprint, token_id, started) {
-            Verdict::Clear(epoch) => epoch,
+        // Read before the tombstones: a revocation they miss has a later epoch, so whoever
+        // admits an answer vetted up to this one looks at the tombstones again.
+        let checked = self.revocations.epoch();
+        let (epoch, cacheable) = match self.revocations.vet(fingerprint, token_id, started) {
+            Verdict::Clear(epoch) => (epoch, true),
+            // Flushed during the flight: true now, but not to be reused.
+            Verdict::Unverifiable => (checked, false),
             Verdict::Revoked => {
                 tracing::debug!(cache = "miss", %fingerprint, token_id, upstream_ms, "revoked while being validated");
                 self.remember_invalid(fingerprint, InvalidReason::Revoked, None);
                 return Err(NotCached::Invalid(InvalidReason::Revoked));
-            }
-            Verdict::Unverifiable => {
-                tracing::debug!(cache = "miss", %fingerprint, token_id, upstream_ms, "flushed while being validated; not cached");
-                return Err(NotCached::Uncacheable(auth));
             }
             Verdict::Forgotten => {
                 // A tombstone was forgotten (the bound was hit) during the flight: it may have
@@ -117,13 +143,18 @@ impl Core {
                 }));
             }
         };
+        // Before any answer is used, cached or not: an expired key is refused here.
         let Some(entry) = Entry::new(auth.clone(), self.ttl, self.stale_window, epoch) else {
             tracing::debug!(cache = "miss", %fingerprint, %token_id, upstream_ms, "upstream accepted an expired key");
             self.remember_invalid(fingerprint, InvalidReason::Expired, None);
             return Err(NotCached::Invalid(InvalidReason::Expired));
         };
-        tracing::debug!(cache = "miss", %fingerprint, %token_id, upstream_ms, "API key validated");
         let entry = Arc::new(entry);
+        if !cacheable {
+            tracing::debug!(cache = "miss", %fingerprint, token_id, upstream_ms, "flushed while being validated; not cached");
+            return Err(NotCached::Uncacheable(entry));
+        }
+        tracing::debug!(cache = "miss", %fingerprint, %token_id, upstream_ms, "API key validated");
         if let Some(stale) = &self.stale {
             stale.insert(CacheKey(fingerprint), entry.clone());
         }
@@ -155,12 +186,19 @@ impl Core {
     }
 
     /// The upstream could not tell: a stale answer if stale-if-error allows one, else `error`.
-    /// Only for upstream faults, never for a spent budget (see `fly`).
+    /// Only for outages (connection failures, timeouts, 5xx), never for a spent budget (see
+    /// `fly`) nor for the upstream's own rate limit.
     fn fall_back(&self, fingerprint: Fingerprint, error: ValidateError) -> NotCached {
         // Belt and braces: a key the upstream refused is never served stale, even if its stale
         // record outlived the eviction (e.g. inserted by a flight that overlapped the refusal).
         if let Some(reason) = self.negative.get(&CacheKey(fingerprint)) {
             return NotCached::Invalid(reason);
+        }
+        // A 429 is the upstream's answer to load, which a flood of random keys can cause: as
+        // with the budget, whoever floods must not switch every instance into accepting keys
+        // revoked elsewhere within the stale window.
+        if matches!(error, ValidateError::UpstreamRateLimited { .. }) {
+            return NotCached::Unavailable(error);
         }
         let Some(entry) = self
             .stale
@@ -184,7 +222,7 @@ impl Core {
                     %error,
                     "upstream unavailable: accepting a stale answer (stale-if-error)"
                 );
-                NotCached::Degraded(Authenticated::degraded(entry.auth.info_arc().clone()))
+                NotCached::Degraded(entry)
             }
             Admission::Refuse(reason) => NotCached::Invalid(reason),
             Admission::Recheck => NotCached::Unavailable(error),

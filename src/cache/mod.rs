@@ -26,7 +26,7 @@
 //! | this instance: the inner validator's `invalidate` (events), a subscribed [`KeyEvents`], or [`CachedValidator::revoke_token_id`] & co. | before the revoking call returns, even if a validation of that key is in flight |
 //! | another instance, through the crate, with a Redis feed attached (feature `redis`, `RedisRevocations`) | about one network hop later; within the `ttl` while Redis is unreachable |
 //! | anywhere else (another instance, Scalekit's dashboard) | within the [`ttl`](CacheBuilder::ttl) (default 30 s), or at once after [`flush_positive`](CachedValidator::flush_positive) |
-//! | anywhere else, with stale-if-error on and the upstream down | up to `ttl + window`: the price of staying up during an outage; never after the upstream refused the key once, and never because the budget is spent |
+//! | anywhere else, with stale-if-error on and the upstream down | up to `ttl + window`: the price of staying up during an outage; never after the upstream refused the key once, and never because the budget is spent or the upstream rate-limits ([`ValidateError::UpstreamRateLimited`]) |
 //!
 //! A key is never accepted past its own `expiry`, fresh or stale.
 //!
@@ -182,7 +182,8 @@ impl<V: Validator> CachedValidator<V> {
                 .await;
             let entry = match flight {
                 Ok(entry) => entry,
-                Err(not_cached) => return not_cached.to_result(),
+                // Uncacheable and stale answers are admitted again, as cached ones are below.
+                Err(not_cached) => return self.core.readmit_uncached(cache_key.0, &not_cached),
             };
             // The entry may have been inserted after a revocation that its flight's own check
             // missed: vet it like any hit.
@@ -191,10 +192,7 @@ impl<V: Validator> CachedValidator<V> {
                 None => continue,
             }
         }
-        Err(ValidateError::Unavailable {
-            message: "the cache was flushed during validation".into(),
-            retry_after: Some(std::time::Duration::from_secs(1)),
-        })
+        Err(flight::flushed_during_validation())
     }
 }
 

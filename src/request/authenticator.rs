@@ -267,14 +267,11 @@ impl Authenticator {
                 tracing::debug!(%fingerprint, %reason, "API key refused");
                 Err(self.reject(RejectionKind::InvalidToken))
             }
-            Err(ValidateError::Unavailable {
-                message,
-                retry_after,
-            }) => {
+            Err(error) => {
                 telemetry::request(Outcome::Unavailable);
-                tracing::warn!(%fingerprint, %message, "API key could not be validated");
+                tracing::warn!(%fingerprint, %error, "API key could not be validated");
                 Err(self.reject(RejectionKind::Unavailable {
-                    retry_after: retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
+                    retry_after: error.retry_after().unwrap_or(DEFAULT_RETRY_AFTER),
                 }))
             }
         }

@@ -96,6 +96,8 @@ impl ScalekitError {
     ///
     /// Only Scalekit's own verdicts (404, 400, 403, a 401 that a fresh access token does not
     /// cure) mean "invalid key"; everything else means "cannot tell", so the layer answers 503.
+    /// A 429 is [`ValidateError::UpstreamRateLimited`], with Scalekit's `Retry-After`: a
+    /// cache's stale-if-error does not cover it, since a flood of random keys can cause it.
     pub fn to_validate_error(&self) -> ValidateError {
         match self {
             Self::NotFound => ValidateError::Invalid(InvalidReason::Unknown),
@@ -103,8 +105,7 @@ impl ScalekitError {
             Self::Rejected {
                 status: 400 | 403, ..
             } => ValidateError::Invalid(InvalidReason::Rejected),
-            Self::RateLimited { retry_after } => ValidateError::Unavailable {
-                message: Cow::Borrowed("Scalekit is rate-limiting validations"),
+            Self::RateLimited { retry_after } => ValidateError::UpstreamRateLimited {
                 retry_after: *retry_after,
             },
             other => ValidateError::Unavailable {
@@ -380,18 +381,27 @@ mod tests {
                 code: None,
                 message: String::new(),
             },
+            ScalekitError::Connect("refused".into()),
         ] {
-            assert!(!error.to_validate_error().is_invalid(), "{error:?}");
+            let verdict = error.to_validate_error();
+            assert!(!verdict.is_invalid(), "{error:?}");
+            // An outage: stale-if-error may cover it.
+            assert!(
+                matches!(verdict, ValidateError::Unavailable { .. }),
+                "{error:?}"
+            );
         }
+        let verdict = ScalekitError::RateLimited {
+            retry_after: Some(Duration::from_secs(3)),
+        }
+        .to_validate_error();
+        // Not an outage: stale-if-error must not cover it.
         assert_eq!(
-            ScalekitError::RateLimited {
-                retry_after: Some(Duration::from_secs(3))
-            }
-            .to_validate_error(),
-            ValidateError::Unavailable {
-                message: "Scalekit is rate-limiting validations".into(),
+            verdict,
+            ValidateError::UpstreamRateLimited {
                 retry_after: Some(Duration::from_secs(3))
             }
         );
+        assert_eq!(verdict.retry_after(), Some(Duration::from_secs(3)));
     }
 }

@@ -126,13 +126,25 @@ pub enum ValidateError {
     /// `invalid_token`, with the same body whatever the reason.
     #[error("the API key is not valid ({0})")]
     Invalid(InvalidReason),
-    /// The validator cannot tell now (upstream down, timeout, rate-limited, budget exhausted).
-    /// The layer answers 503 with `Retry-After`.
+    /// The validator cannot tell now (upstream down, timeout, budget exhausted). The layer
+    /// answers 503 with `Retry-After`. An upstream that refuses to answer because of load is
+    /// [`UpstreamRateLimited`](Self::UpstreamRateLimited) instead.
     #[error("the API key cannot be validated now: {message}")]
     Unavailable {
         /// What went wrong, for logs. Never contains the key.
         message: Cow<'static, str>,
         /// How long the client should wait before retrying, if known.
+        retry_after: Option<Duration>,
+    },
+    /// The upstream refused to answer because it is rate-limiting this client (HTTP 429, gRPC
+    /// `RESOURCE_EXHAUSTED`). The layer answers 503 with `Retry-After`, as for
+    /// [`Unavailable`](Self::Unavailable). What differs is that
+    /// [`CachedValidator`](crate::cache::CachedValidator)'s stale-if-error never covers it:
+    /// that covers outages (connection failures, timeouts, 5xx), while a 429 is the upstream's
+    /// answer to load, which anyone flooding random keys can cause.
+    #[error("the API key cannot be validated now: the upstream is rate-limiting validations")]
+    UpstreamRateLimited {
+        /// The upstream's `Retry-After`, if it sent one.
         retry_after: Option<Duration>,
     },
 }
@@ -149,6 +161,16 @@ impl ValidateError {
     /// `true` for [`ValidateError::Invalid`].
     pub fn is_invalid(&self) -> bool {
         matches!(self, Self::Invalid(_))
+    }
+
+    /// The client's `Retry-After` hint, when the error is one that asks to retry.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Unavailable { retry_after, .. } | Self::UpstreamRateLimited { retry_after } => {
+                *retry_after
+            }
+            Self::Invalid(_) => None,
+        }
     }
 }
 
