@@ -11,6 +11,7 @@
 //! Against the fake Scalekit: `cargo run --example fake_scalekit --features test-util` prints
 //! the three variables and two keys.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -20,8 +21,21 @@ use axum_api_key::ratelimit::{ClientSource, FailedKeyThrottle, LimitBy, RateLimi
 use axum_api_key::scalekit::ScalekitClient;
 use axum_api_key::{ApiKeyLayer, OrgScope, TokenInfo};
 
-async fn me(info: TokenInfo) -> Json<TokenInfo> {
-    Json(info)
+/// What `/v1/me` answers: the key's scope and claims. Never `Json(TokenInfo)`: it carries the
+/// `token_id`, which is not for clients (Scalekit's validate call accepts it in place of a key).
+#[derive(serde::Serialize)]
+struct Me {
+    organization_id: String,
+    user_id: Option<String>,
+    custom_claims: BTreeMap<String, String>,
+}
+
+async fn me(info: TokenInfo) -> Json<Me> {
+    Json(Me {
+        organization_id: info.organization_id().to_owned(),
+        user_id: info.user_id().map(str::to_owned),
+        custom_claims: info.claims_map(),
+    })
 }
 
 #[tokio::main]

@@ -116,6 +116,13 @@ async fn quickstart_serves_the_documented_routes() {
     let mut app = Quickstart::start();
     let org_key = app.wait_for_line("org key: ");
     let user_key = app.wait_for_line("user key: ");
+    // "apit_... (org), apit_... (user)"
+    let key_ids = app.wait_for_line("key ids: ");
+    let user_key_id = key_ids
+        .split_once(", ")
+        .and_then(|(_, user)| user.strip_suffix(" (user)"))
+        .expect("the user key's id")
+        .to_owned();
     let base = app.wait_for_line("listening on ");
     let http = reqwest::Client::new();
     let get = |path: &str, key: Option<&str>| {
@@ -167,13 +174,21 @@ async fn quickstart_serves_the_documented_routes() {
         StatusCode::OK
     );
 
-    let me = get("/api/me", Some(&user_key))
+    let me: Value = get("/api/me", Some(&user_key))
         .await
         .unwrap()
-        .text()
+        .json()
         .await
         .unwrap();
-    assert!(me.contains("usr_demo") && !me.contains(&user_key));
+    assert_eq!(me["organization_id"], "org_demo");
+    assert_eq!(me["user_id"], "usr_demo");
+    // Neither the key nor its id (Scalekit accepts a token id in place of a key).
+    let text = me.to_string();
+    assert!(!shows_part_of(&text, &user_key), "{text}");
+    assert!(
+        me.get("token_id").is_none() && !text.contains(&user_key_id),
+        "{text}"
+    );
 
     let anonymous = get("/api/resources", None).await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
@@ -289,6 +304,10 @@ async fn quickstart_validates_with_scalekit_when_configured() {
     assert_eq!(me["organization_id"], "org_sk");
     assert_eq!(me["user_id"], "usr_sk");
     assert_eq!(me["custom_claims"]["environment"], "staging");
+    assert!(
+        me.get("token_id").is_none() && !me.to_string().contains(&user_key.token_id),
+        "the token id is not for clients: {me}"
+    );
 
     let refused = http
         .get(format!("{base}/api/me"))

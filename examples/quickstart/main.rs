@@ -5,16 +5,19 @@
 //! ```
 //!
 //! Routes: `GET /healthz` (no key), `GET /api/ping`, `GET /api/resources` (the records of the
-//! key's organization, and of its user for user-scoped keys), `GET /api/me` (the key's facts),
-//! `GET /api/my/tasks` (user-scoped keys only: 403 for organization keys), and key management
-//! under `/keys` (sign in at `/demo/sign-in`). With `METRICS_PORT` set, Prometheus metrics on
-//! `127.0.0.1:$METRICS_PORT/metrics` (feature `metrics`; see `metrics.rs`).
+//! key's organization, and of its user for user-scoped keys), `GET /api/me` (the key's scope
+//! and claims, never its `token_id`), `GET /api/my/tasks` (user-scoped keys only: 403 for
+//! organization keys), and key management under `/keys` (sign in at `/demo/sign-in`). With
+//! `METRICS_PORT` set, Prometheus metrics on `127.0.0.1:$METRICS_PORT/metrics` (feature
+//! `metrics`; see `metrics.rs`).
 //!
 //! Everything about the environment (Scalekit instead of the embedded store, the cache, Redis,
 //! rate limits) lives in `setup.rs`; this file is the app itself.
 
 mod metrics;
 mod setup;
+
+use std::collections::BTreeMap;
 
 use axum::{Json, Router, routing::get};
 use axum_api_key::{ApiKeyLayer, OrgScope, TokenInfo, UserScope};
@@ -72,9 +75,22 @@ async fn resources(
     Json(json!({ "organization_id": organization_id, "user_id": user_id, "resources": visible }))
 }
 
-/// The caller's key facts (never the key itself).
-async fn me(info: TokenInfo) -> Json<TokenInfo> {
-    Json(info)
+/// What `/api/me` answers: the key's scope and claims. Not `TokenInfo` itself: its `token_id`
+/// is not for clients (Scalekit's validate call accepts a token id in place of the key).
+#[derive(Serialize)]
+struct Me {
+    organization_id: String,
+    user_id: Option<String>,
+    custom_claims: BTreeMap<String, String>,
+}
+
+/// The caller's scope and claims (never the key, nor its id).
+async fn me(info: TokenInfo) -> Json<Me> {
+    Json(Me {
+        organization_id: info.organization_id().to_owned(),
+        user_id: info.user_id().map(str::to_owned),
+        custom_claims: info.claims_map(),
+    })
 }
 
 /// User-scoped keys only.

@@ -15,9 +15,9 @@ mod requests;
 mod store;
 
 pub use events::{KeyEvent, KeyEventListener, KeyEventSource, KeyEvents};
-pub use pages::list_all;
 #[cfg(feature = "scalekit")]
 pub(crate) use pages::walk_pages;
+pub use pages::{LIST_ALL_DEADLINE, MAX_LISTED_KEYS, MAX_PAGE_TOKEN_LEN, list_all};
 pub use requests::{
     CreateToken, CreatedToken, DEFAULT_PAGE_SIZE, LimitError, ListTokens, MAX_CLAIM_NAME_LEN,
     MAX_CLAIM_VALUE_LEN, MAX_CLAIMS, MAX_DESCRIPTION_LEN, MAX_PAGE_SIZE, MAX_USER_ID_LEN,

@@ -1,20 +1,46 @@
-//! Walking every page of a listing, with a bound: a store that repeats a cursor or never ends
-//! its chain is an error, never an endless loop.
+//! Walking every page of a listing, with bounds on everything a store (or whoever sits between
+//! us and it) controls: the number of pages, the keys per page, the total number of keys, the
+//! length of each cursor and the time the whole walk takes. Breaking one is an error, never an
+//! endless loop or an unbounded pile of memory.
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
 
-use super::requests::{ListTokens, TokenPage};
+use super::requests::{DEFAULT_PAGE_SIZE, ListTokens, TokenPage};
 use super::store::{KeyStore, KeyStoreError};
 use crate::token_info::TokenInfo;
 
+/// [`list_all`] gathers at most this many keys (tens of megabytes of facts); a larger listing is
+/// an error (list one user's keys, or page through with [`KeyStore::list`]).
+pub const MAX_LISTED_KEYS: usize = 100_000;
+
+/// [`list_all`] refuses a page cursor longer than this many bytes (Scalekit's are a few dozen).
+pub const MAX_PAGE_TOKEN_LEN: usize = 1024;
+
+/// [`list_all`] gives up when the whole listing, every page together, takes longer than this.
+pub const LIST_ALL_DEADLINE: Duration = Duration::from_secs(300);
+
 /// Every key `request` matches, over all pages of `store`, reading at most `max_pages` pages.
+///
+/// The walk is bounded whatever the store answers. It is an error (a
+/// [`KeyStoreError::Unavailable`] saying which bound broke) when:
+///
+/// - the store repeats a cursor, or has more than `max_pages` pages;
+/// - a page holds more keys than the page size asked for (`None` asks for
+///   [`DEFAULT_PAGE_SIZE`] explicitly);
+/// - a cursor is longer than [`MAX_PAGE_TOKEN_LEN`] bytes;
+/// - more than [`MAX_LISTED_KEYS`] keys match;
+/// - the whole walk takes longer than [`LIST_ALL_DEADLINE`] (a call in flight is dropped).
+///
+/// The deadline is a Tokio timer: run this on a Tokio runtime with time enabled.
 ///
 /// ```
 /// use axum_api_key::InMemoryTokens;
 /// use axum_api_key::keys::{CreateToken, ListTokens, list_all};
 ///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// let store = InMemoryTokens::new();
 /// for _ in 0..3 {
 ///     store.create(CreateToken::new("org_1")).unwrap();
@@ -37,29 +63,97 @@ pub async fn list_all<S: KeyStore + ?Sized>(
     .await
 }
 
-/// The walk itself, for any page source and error type; `broken` names what went wrong with
-/// the chain of cursors.
-pub(crate) async fn walk_pages<E, Fut>(
-    mut request: ListTokens,
+/// The bounds of one walk.
+#[derive(Clone, Copy, Debug)]
+struct WalkLimits {
     max_pages: usize,
+    max_keys: usize,
+    max_cursor_len: usize,
+    deadline: Duration,
+}
+
+/// The walk itself, for any page source and error type, within the documented bounds;
+/// `broken` names what went wrong (the store's error for a malformed answer).
+pub(crate) async fn walk_pages<E, Fut>(
+    request: ListTokens,
+    max_pages: usize,
+    fetch: impl FnMut(ListTokens) -> Fut,
+    broken: impl Fn(String) -> E,
+) -> Result<Vec<TokenInfo>, E>
+where
+    Fut: Future<Output = Result<TokenPage, E>>,
+{
+    let limits = WalkLimits {
+        max_pages,
+        max_keys: MAX_LISTED_KEYS,
+        max_cursor_len: MAX_PAGE_TOKEN_LEN,
+        deadline: LIST_ALL_DEADLINE,
+    };
+    walk_pages_within(request, limits, fetch, broken).await
+}
+
+async fn walk_pages_within<E, Fut>(
+    mut request: ListTokens,
+    limits: WalkLimits,
     mut fetch: impl FnMut(ListTokens) -> Fut,
     broken: impl Fn(String) -> E,
 ) -> Result<Vec<TokenInfo>, E>
 where
     Fut: Future<Output = Result<TokenPage, E>>,
 {
+    // Ask for an explicit size, so that a longer page is a broken answer rather than a
+    // default of the store we cannot know.
+    if matches!(request.page_size, None | Some(0)) {
+        request.page_size = Some(DEFAULT_PAGE_SIZE);
+    }
+    let page_size = request.effective_page_size() as usize;
+    let deadline = tokio::time::Instant::now() + limits.deadline;
     let mut all = Vec::new();
+    // Hashes of the cursors seen (keyed per walk), not the cursors: loop detection in 8 bytes
+    // a page.
+    let hasher = RandomState::new();
     let mut seen = HashSet::new();
-    for _ in 0..max_pages {
-        let page = fetch(request.clone()).await?;
+    for pages in 0..limits.max_pages {
+        let Ok(answer) = tokio::time::timeout_at(deadline, fetch(request.clone())).await else {
+            return Err(broken(format!(
+                "listing every key took longer than {:?} ({pages} pages read)",
+                limits.deadline
+            )));
+        };
+        let page = answer?;
+        if page.tokens.len() > page_size {
+            return Err(broken(format!(
+                "the store answered {} keys on a page of at most {page_size}",
+                page.tokens.len()
+            )));
+        }
+        if all.len() + page.tokens.len() > limits.max_keys {
+            return Err(broken(format!(
+                "more than {} keys match: list one user's keys, or page through them",
+                limits.max_keys
+            )));
+        }
         all.extend(page.tokens);
         match page.next_page_token {
             None => return Ok(all),
-            Some(cursor) if !seen.insert(cursor.clone()) => {
+            Some(cursor) if cursor.len() > limits.max_cursor_len => {
+                return Err(broken(format!(
+                    "the store sent a page cursor of {} bytes (at most {} accepted)",
+                    cursor.len(),
+                    limits.max_cursor_len
+                )));
+            }
+            Some(cursor) if !seen.insert(hasher.hash_one(&cursor)) => {
                 return Err(broken("the store repeated a page cursor".to_owned()));
             }
             Some(cursor) => request.page_token = Some(cursor),
         }
     }
-    Err(broken(format!("more than {max_pages} pages of keys")))
+    Err(broken(format!(
+        "more than {} pages of keys",
+        limits.max_pages
+    )))
 }
+
+#[cfg(test)]
+mod tests;
