@@ -116,7 +116,9 @@ pub fn check_wire_body(input: &[u8]) {
         }
     }
     for (status, error) in &out.errors {
-        // The status decides the class; the body only adds detail.
+        // The status decides the class, and for a verdict (400, 401, 403, 404) the body must
+        // agree: without Scalekit's Status JSON carrying the matching code, it is a proxy's
+        // answer, an outage.
         let class_ok = match (status, error) {
             (404, ScalekitError::NotFound) | (401, ScalekitError::Unauthorized) => true,
             (429, ScalekitError::RateLimited { retry_after }) => {
@@ -128,7 +130,9 @@ pub fn check_wire_body(input: &[u8]) {
                     status: s, message, ..
                 },
             ) => s == status && message.chars().count() <= 301,
-            (_, ScalekitError::Upstream { status: s }) => s == status && !(400..=499).contains(s),
+            (_, ScalekitError::Upstream { status: s }) => {
+                s == status && (!(400..=499).contains(s) || matches!(s, 400 | 401 | 403 | 404))
+            }
             _ => false,
         };
         assert!(class_ok, "HTTP {status} classified as {error:?}");

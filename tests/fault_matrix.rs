@@ -154,6 +154,29 @@ fn rows() -> Vec<Row> {
             Upstream::Validate(Fault::rpc(403, 7, "permission denied")),
             Class::Verdict,
         ),
+        // A status alone is no verdict: only Scalekit's `google.rpc.Status` with the
+        // matching code is. A proxy's, a WAF's or a wrong URL's page is an outage, and ends
+        // no cache record. (Over gRPC these go out as is, with no `grpc-status`.)
+        row(
+            "404, HTML body (a proxy, a wrong URL)",
+            Upstream::Validate(Fault::html(404)),
+            Class::Unavailable,
+        ),
+        row(
+            "403, HTML body (a WAF)",
+            Upstream::Validate(Fault::html(403)),
+            Class::Unavailable,
+        ),
+        row(
+            "403, empty body",
+            Upstream::Validate(Fault::empty(403)),
+            Class::Unavailable,
+        ),
+        row(
+            "401, HTML body, even with a fresh access token",
+            Upstream::Validate(Fault::html(401)),
+            Class::Unavailable,
+        ),
         Row {
             name: "429 with `Retry-After: 7`",
             upstream: Upstream::Validate(Fault::rate_limited(7)),

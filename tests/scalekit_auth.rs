@@ -2,6 +2,7 @@
 //! on 401, the forced-refresh rate limit, and the headers sent.
 
 mod common;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -310,6 +311,84 @@ async fn a_failing_token_endpoint_is_not_hammered() {
         client.validate_token(&unknown_key()).await.unwrap_err(),
         ScalekitError::NotFound
     );
+}
+
+/// Regression: an `expires_in` of 0 (or `"0"`, or negative) made every token stale on
+/// arrival, so each waiting caller ran its own `/oauth/token` fetch, one after another, and
+/// every later call fetched again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonsense_expires_in_does_not_cost_a_fetch_per_call() {
+    for announced in [json!(0), json!("0"), json!(-5), json!("-5"), json!(0.4)] {
+        let fake = FakeScalekit::start().await;
+        fake.announce_expires_in(Some(announced.clone()));
+        let created = org_key(&fake);
+        let client = fake.client();
+        let key = created.key.expose_secret().to_owned();
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let client = client.clone();
+                let key = key.clone();
+                tokio::spawn(async move { client.validate_token(&key).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        for _ in 0..5 {
+            client.validate_token(&key).await.unwrap();
+        }
+        assert_eq!(fake.count(Op::Token), 1, "expires_in {announced}");
+        assert_eq!(fake.count(Op::Validate), 25);
+    }
+}
+
+/// Regression: the token endpoint's `error` and `error_description` went into errors and logs
+/// unscrubbed, so an endpoint (or a proxy) echoing the form put the client secret there.
+#[tokio::test]
+async fn an_echoed_client_secret_never_reaches_errors_or_logs() {
+    support::log_capture::capture_everything();
+    let secret = "sk-echo-Vq3ZmR8x";
+    let fake = FakeScalekit::builder()
+        .credentials("skc_echo", secret)
+        .start()
+        .await
+        .unwrap();
+    // Another credential-like value, quoted by the proxy: redacted as key-like.
+    let other = "Zb7Kp2Qw9Rt4Yx6Mn8Lc3Vd5Fg1Hj0Sa2Ee4Uu6Ii8";
+    for status in [400, 401, 502] {
+        fake.set_fault(
+            Op::Token,
+            Some(Fault::json(
+                status,
+                json!({
+                    "error": format!("invalid_client ({secret})"),
+                    "error_description": format!(
+                        "bad form: grant_type=client_credentials&client_id=skc_echo&client_secret={secret} ({other})"
+                    ),
+                }),
+            )),
+        );
+        let client = fake.client();
+        let error = client.validate_token(&unknown_key()).await.unwrap_err();
+        match &error {
+            ScalekitError::UpstreamAuth { message, .. } => {
+                assert!(message.contains("client_secret=[redacted]"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        common::assert_hides(&error, secret);
+        common::assert_hides(&error, other);
+        let verdict = client
+            .validate(&ApiKey::new(unknown_key()))
+            .await
+            .unwrap_err();
+        common::assert_hides(&verdict, secret);
+        common::assert_hides(&verdict, other);
+    }
+    let logs = support::log_capture::captured();
+    assert!(logs.contains("invalid_client"), "the failure was logged");
+    assert!(!logs.contains(secret), "the client secret was logged");
+    assert!(!logs.contains(other), "a key-like value was logged");
 }
 
 /// What the recording server saw.

@@ -341,6 +341,77 @@ async fn failed_invalidate_publishes_nothing() {
     assert!(recorder.events().is_empty());
 }
 
+/// Regression: a proxy's HTML 404 (or a wrong URL's) was read as Scalekit's "not found", so
+/// an invalidate "succeeded" (the CLI printed "revoked", events went out) while the key lived.
+#[tokio::test]
+async fn invalidate_over_a_proxys_404_page_is_an_error() {
+    use axum_api_key::keys::{KeyStore, KeyStoreError};
+    let fake = FakeScalekit::start().await;
+    let client = fake.client();
+    let created = client
+        .create_token(CreateToken::new("org_1"))
+        .await
+        .unwrap();
+    let recorder = Recorder::new();
+    client.key_events().subscribe(recorder.clone());
+    for fault in [Fault::html(404), Fault::empty(404)] {
+        fake.set_fault(Op::Invalidate, Some(fault.clone()));
+        for token in [created.token_id.as_str(), created.key.expose_secret()] {
+            let error = KeyStore::invalidate(&client, token).await.unwrap_err();
+            assert!(
+                matches!(error, KeyStoreError::Unavailable { .. }),
+                "{fault:?}: {error:?}"
+            );
+            assert_hides(&error, created.key.expose_secret());
+            assert_eq!(
+                client.invalidate_token(token).await.unwrap_err(),
+                ScalekitError::Upstream { status: 404 }
+            );
+        }
+    }
+    assert!(recorder.events().is_empty(), "no revocation was announced");
+    fake.set_fault(Op::Invalidate, None);
+    // The key lives on; Scalekit's own 404 is still "already gone", i.e. success.
+    client.validate_token(&created.token_id).await.unwrap();
+    fake.fail_next(Op::Invalidate, Fault::rpc(404, 5, "token not found"));
+    KeyStore::invalidate(&client, &created.token_id)
+        .await
+        .unwrap();
+}
+
+/// Regression: `http://` was accepted for any host, so a mistyped URL sent the client
+/// secret, the access tokens and every API key in the clear.
+#[test]
+fn plaintext_http_is_for_loopback_only() {
+    use axum_api_key::scalekit::ScalekitClient;
+    let build = |url: &str| ScalekitClient::builder(url, "skc_1", "secret").build();
+    for url in [
+        "http://api.example.com",
+        "http://acme.scalekit.dev/",
+        "http://10.0.0.1:8080",
+        "http://[2001:db8::1]",
+        "http://localhost.example.com",
+        "http://127.0.0.1.nip.io",
+    ] {
+        let error = build(url).unwrap_err();
+        assert!(
+            matches!(&error, ScalekitError::Config(message) if message.contains("loopback")),
+            "{url}: {error:?}"
+        );
+    }
+    for url in [
+        "http://127.0.0.1:8080",
+        "http://127.8.9.10",
+        "http://[::1]:8080",
+        "http://localhost:1",
+        "http://LOCALHOST",
+        "https://api.example.com",
+        "https://10.0.0.1:8443",
+    ] {
+        assert!(build(url).is_ok(), "{url}");
+    }
+}
+
 #[tokio::test]
 async fn tolerant_decoding_of_camel_case_and_200_create() {
     let fake = FakeScalekit::start().await;

@@ -148,6 +148,44 @@ async fn gateway_errors_with_html_are_retried_once() {
     assert_eq!(fake.count(Op::Validate), 2);
 }
 
+/// Regression: a 400/401/403/404 was Scalekit's verdict whatever its body, so a load
+/// balancer's, a CDN's, a WAF's or a wrong URL's error page made every key "invalid" (401 at
+/// the layer instead of 503). Only a `google.rpc.Status` body with the matching code is.
+#[tokio::test]
+async fn a_proxys_4xx_page_is_an_outage_never_a_verdict() {
+    let fake = FakeScalekit::start().await;
+    let client = fake.client();
+    for status in [400, 403, 404] {
+        for fault in [
+            Fault::html(status),
+            Fault::empty(status),
+            Fault::json(status, json!({"error": "blocked"})),
+        ] {
+            let (error, verdict, calls) = both(&fake, &client, fault.clone()).await;
+            assert_eq!(error, ScalekitError::Upstream { status }, "{fault:?}");
+            assert!(is_unavailable(&verdict), "{fault:?}: {verdict:?}");
+            assert_eq!(calls, 1, "{fault:?}: not a transient failure");
+        }
+    }
+    // A code that does not go with the status is no verdict either.
+    let (error, verdict, _) = both(&fake, &client, Fault::rpc(404, 13, "x")).await;
+    assert_eq!(error, ScalekitError::Upstream { status: 404 });
+    assert!(is_unavailable(&verdict));
+
+    // A bare 401: the access token is refreshed and the call retried once, as for
+    // UNAUTHENTICATED, but a persisting one is an outage, not "invalid key".
+    for fault in [Fault::html(401), Fault::empty(401)] {
+        fake.reset_counts();
+        let (error, verdict, calls) = both(&fake, &client, fault.clone()).await;
+        assert_eq!(error, ScalekitError::Upstream { status: 401 }, "{fault:?}");
+        assert!(is_unavailable(&verdict), "{fault:?}: {verdict:?}");
+        assert!(calls <= 2, "{fault:?}: one retry at most");
+    }
+    // Scalekit's own verdicts are unchanged.
+    let (error, _, _) = both(&fake, &client, Fault::Unauthorized).await;
+    assert_eq!(error, ScalekitError::Unauthorized);
+}
+
 #[tokio::test]
 async fn connection_refused_is_connect() {
     // A port that was just free: bind, note, drop.

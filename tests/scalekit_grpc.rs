@@ -234,6 +234,54 @@ async fn status_codes_map_like_rest() {
     }
 }
 
+/// Regression: an answer without `grpc-status` (a proxy's, a WAF's or a wrong URL's) came back
+/// from tonic as UNAUTHENTICATED for a 401 and PERMISSION_DENIED for a 403, which read as
+/// Scalekit's verdict on the key. Such answers are outages, over TLS and h2c alike.
+#[tokio::test]
+async fn a_proxys_answer_without_grpc_status_is_never_a_verdict() {
+    for fake in [tls_fake().await, FakeScalekit::start().await] {
+        let client = fake.grpc_client();
+        let key = unknown_key();
+        for fault in [
+            Fault::empty(401),
+            Fault::empty(403),
+            Fault::empty(404),
+            Fault::empty(400),
+            Fault::html(401),
+            Fault::html(403),
+            Fault::html(404),
+        ] {
+            fake.set_fault(Op::Validate, Some(fault.clone()));
+            let error = client.validate_token(&key).await.unwrap_err();
+            assert!(
+                matches!(error, ScalekitError::Upstream { .. }),
+                "{fault:?}: {error:?}"
+            );
+            let verdict = client
+                .validate(&ApiKey::new(key.clone()))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(verdict, ValidateError::Unavailable { .. }),
+                "{fault:?}: {verdict:?}"
+            );
+        }
+        // An invalidate over such an answer is an error, not "already revoked".
+        fake.set_fault(Op::Validate, None);
+        let created = client
+            .create_token(CreateToken::new("org_1"))
+            .await
+            .unwrap();
+        fake.set_fault(Op::Invalidate, Some(Fault::empty(403)));
+        assert!(matches!(
+            client.invalidate_token(&created.token_id).await,
+            Err(ScalekitError::Upstream { .. })
+        ));
+        fake.set_fault(Op::Invalidate, None);
+        client.validate_token(&created.token_id).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn every_call_has_a_deadline() {
     let fake = tls_fake().await;

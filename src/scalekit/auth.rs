@@ -18,6 +18,11 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 /// The longest lifetime believed.
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
+/// The lifetime assumed for an `expires_in` of 0 (or a negative one, read as 0). Believed, it
+/// would make every token stale on arrival, so every caller would fetch its own, one after
+/// another; a token the server stops accepting earlier only costs one 401 and a (rate-limited)
+/// forced refresh. Short positive lifetimes are honoured (renewed at half their lifetime).
+const ZERO_LIFETIME: Duration = Duration::from_secs(30);
 /// At most one forced refresh per interval (Java's figure): if Scalekit ever answered 401 for a
 /// bad API key, hostile traffic must not turn every request into an `/oauth/token` round trip.
 pub(crate) const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
@@ -39,10 +44,12 @@ pub(crate) struct AccessToken {
 impl AccessToken {
     pub(crate) fn new(value: String, expires_in: Option<u64>, generation: u64) -> Self {
         // Capped: an absurd `expires_in` must neither overflow `Instant` nor pin a token for
-        // years (Scalekit's are about a day).
-        let lifetime = expires_in.map_or(DEFAULT_LIFETIME, |s| {
-            Duration::from_secs(s.min(MAX_LIFETIME.as_secs()))
-        });
+        // years (Scalekit's are about a day); nor may 0 leave no usable token at all.
+        let lifetime = match expires_in {
+            None => DEFAULT_LIFETIME,
+            Some(0) => ZERO_LIFETIME,
+            Some(seconds) => Duration::from_secs(seconds.min(MAX_LIFETIME.as_secs())),
+        };
         // `expires_in - 60 s`, except that short-lived tokens (under two minutes) are renewed
         // at half their lifetime rather than never being considered fresh.
         let margin = EXPIRY_MARGIN.min(lifetime / 2);
@@ -295,11 +302,27 @@ mod tests {
         assert!(long.refresh_at - Instant::now() > Duration::from_secs(86_000));
         let short = AccessToken::new("a".into(), Some(10), 1);
         assert!(short.is_fresh(Instant::now()));
+        assert!(short.refresh_at - Instant::now() <= Duration::from_secs(5));
         let absurd = AccessToken::new("a".into(), Some(u64::MAX), 1);
         assert!(absurd.expires_at - Instant::now() <= MAX_LIFETIME);
         let default = AccessToken::new("a".into(), None, 1);
         assert!(default.refresh_at - Instant::now() > Duration::from_secs(3000));
         assert_eq!(format!("{default:?}"), "AccessToken { generation: 1, .. }");
+    }
+
+    /// Regression: an `expires_in` of 0 gave tokens that were never usable, so each waiting
+    /// caller fetched its own, one after another.
+    #[tokio::test]
+    async fn a_zero_lifetime_is_taken_for_30_seconds() {
+        let token = AccessToken::new("a".into(), Some(0), 1);
+        let now = Instant::now();
+        assert!(token.is_fresh(now));
+        assert!(token.expires_at - now > ZERO_LIFETIME - Duration::from_secs(1));
+        assert!(token.expires_at - now <= ZERO_LIFETIME);
+        // One second is short, but a lifetime: honoured.
+        let token = AccessToken::new("a".into(), Some(1), 1);
+        assert!(token.expires_at - Instant::now() <= Duration::from_secs(1));
+        assert!(token.is_fresh(Instant::now()));
     }
 
     /// Regression (found by the fault matrix): after a forced refresh *failed*, further 401s

@@ -109,9 +109,9 @@ impl ScalekitClientBuilder {
         self
     }
 
-    /// Builds the client. Fails on an empty id or secret, a URL that is not `http(s)://host`,
-    /// an API version that is not a valid header value, or a timeout that is zero or over
-    /// [`MAX_TIMEOUT`].
+    /// Builds the client. Fails on an empty id or secret, a URL that is not `https://host` (or
+    /// `http://` to a loopback host: `127.0.0.0/8`, `[::1]`, `localhost`), an API version that
+    /// is not a valid header value, or a timeout that is zero or over [`MAX_TIMEOUT`].
     pub fn build(self) -> Result<ScalekitClient, ScalekitError> {
         for (name, timeout) in [
             ("validate_timeout", self.validate_timeout),
@@ -131,6 +131,15 @@ impl ScalekitClientBuilder {
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(ScalekitError::Config(
                 "the environment URL must be http(s)://host".into(),
+            ));
+        }
+        if parsed.scheme() == "http" && !is_loopback(&parsed) {
+            // The client secret, the access tokens and every API key validated would cross
+            // the network in the clear.
+            return Err(ScalekitError::Config(
+                "plaintext (http://) is only allowed to a loopback address (127.0.0.0/8, ::1, \
+                 localhost); use https://"
+                    .into(),
             ));
         }
         if parsed.query().is_some() || parsed.fragment().is_some() {
@@ -211,6 +220,20 @@ impl ScalekitClientBuilder {
                 grpc,
             }),
         })
+    }
+}
+
+/// `true` for a URL whose host is a loopback address (`127.0.0.0/8`, `::1`) or `localhost`:
+/// the only hosts plaintext `http://` may go to, on either transport.
+pub(super) fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    // IPv6 hosts come bracketed; the parser has already normalized IPv4 forms (`127.1`).
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
     }
 }
 

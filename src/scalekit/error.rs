@@ -15,16 +15,25 @@ use crate::validator::contract::{InvalidReason, ValidateError};
 /// [`Rejected`](Self::Rejected), [`Limit`](Self::Limit)) from "Scalekit could not be asked"
 /// (everything else), which is what a validation needs to fail closed with the right status
 /// (see [`ScalekitError::to_validate_error`]). No variant ever holds an API key.
+///
+/// A 400, 401, 403 or 404 is Scalekit's word only when its body is the `google.rpc.Status`
+/// JSON of Scalekit's gateway with the matching gRPC code (404 and `NOT_FOUND` 5; 400 and
+/// `INVALID_ARGUMENT` 3, `FAILED_PRECONDITION` 9 or `OUT_OF_RANGE` 11; 401 and
+/// `UNAUTHENTICATED` 16; 403 and `PERMISSION_DENIED` 7). The same status with any other body
+/// (an HTML page or nothing, from a load balancer, a CDN, a WAF or a wrong environment URL) is
+/// [`Upstream`](Self::Upstream): an outage, never a verdict on the key.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScalekitError {
-    /// 404: the key (or token id) is unknown, revoked or expired.
+    /// 404 with `{"code": 5}` (`NOT_FOUND`): the key (or token id) is unknown, revoked or
+    /// expired.
     #[error("Scalekit does not know this key (unknown, revoked or expired)")]
     NotFound,
     /// The request breaks one of Scalekit's documented limits; nothing was sent.
     #[error(transparent)]
     Limit(#[from] LimitError),
-    /// Scalekit refused the request (a 4xx other than 401, 404 and 429).
+    /// Scalekit refused the request: a 4xx other than 401, 404 and 429 (a 400 or 403 only
+    /// with its matching `google.rpc.Status` code, see the type's docs).
     #[error("Scalekit rejected the request: HTTP {status}, code {code:?}: {message}")]
     Rejected {
         /// The HTTP status.
@@ -34,7 +43,7 @@ pub enum ScalekitError {
         /// The server's message (truncated; any key in it is redacted).
         message: String,
     },
-    /// 401 even with a freshly minted access token.
+    /// 401 with `{"code": 16}` (`UNAUTHENTICATED`) even with a freshly minted access token.
     #[error("Scalekit refused our access token (HTTP 401 after a refresh)")]
     Unauthorized,
     /// 429: too many requests.
@@ -43,8 +52,9 @@ pub enum ScalekitError {
         /// The `Retry-After` delay, when the server sent one in seconds.
         retry_after: Option<Duration>,
     },
-    /// A 5xx (or an unexpected 1xx/3xx) answer.
-    #[error("Scalekit answered HTTP {status}")]
+    /// A 5xx (or an unexpected 1xx/3xx) answer, or a 400/401/403/404 that is not Scalekit's
+    /// `google.rpc.Status` with the matching code (a proxy's or a wrong URL's answer).
+    #[error("Scalekit (or a proxy in front of it) answered HTTP {status}")]
     Upstream {
         /// The HTTP status.
         status: u16,
@@ -95,7 +105,8 @@ impl ScalekitError {
     /// The answer a [`Validator`](crate::Validator) gives for this failure.
     ///
     /// Only Scalekit's own verdicts (404, 400, 403, a 401 that a fresh access token does not
-    /// cure) mean "invalid key"; everything else means "cannot tell", so the layer answers 503.
+    /// cure, each with its `google.rpc.Status` code) mean "invalid key"; everything else means
+    /// "cannot tell", so the layer answers 503.
     /// A 429 is [`ValidateError::UpstreamRateLimited`], with Scalekit's `Retry-After`: a
     /// cache's stale-if-error does not cover it, since a flood of random keys can cause it.
     pub fn to_validate_error(&self) -> ValidateError {
@@ -144,43 +155,63 @@ impl ScalekitError {
         body: &[u8],
         secret: Option<&str>,
     ) -> Self {
+        // Only a 4xx needs the body (its code decides whether Scalekit said it).
+        let status_body = status
+            .is_client_error()
+            .then(|| RpcStatus::parse(body))
+            .flatten()
+            .unwrap_or_default();
         Self::from_answer(
             status.as_u16(),
+            status_body.code,
             || retry_after(headers),
             || {
-                let status_body = RpcStatus::parse(body);
-                let code = status_body.as_ref().and_then(|s| s.code);
-                let message = status_body.and_then(|s| s.message);
-                (code, message.map(|m| scrub(&m, secret)).unwrap_or_default())
+                status_body
+                    .message
+                    .map(|m| scrub(&m, secret))
+                    .unwrap_or_default()
             },
         )
     }
 
-    /// The error for an answer with HTTP `status` (a gRPC status maps to one first): the
-    /// `Retry-After` delay and the server's (code, scrubbed message) are read only when the
-    /// status needs them.
+    /// The error for an answer with HTTP `status` and the gRPC `code` of its
+    /// `google.rpc.Status` (a gRPC status maps to an HTTP one first; `None`: no such body). The
+    /// `Retry-After` delay and the server's scrubbed message are read only when needed.
     pub(crate) fn from_answer(
         status: u16,
+        code: Option<i32>,
         retry_after: impl FnOnce() -> Option<Duration>,
-        detail: impl FnOnce() -> (Option<i32>, String),
+        message: impl FnOnce() -> String,
     ) -> Self {
         match status {
+            // A proxy's, a CDN's or a wrong URL's answer: no word on the key.
+            400 | 401 | 403 | 404 if !is_scalekit_verdict(status, code) => {
+                Self::Upstream { status }
+            }
             404 => Self::NotFound,
             401 => Self::Unauthorized,
             429 => Self::RateLimited {
                 retry_after: retry_after(),
             },
-            400..=499 => {
-                let (code, message) = detail();
-                Self::Rejected {
-                    status,
-                    code,
-                    message,
-                }
-            }
+            400..=499 => Self::Rejected {
+                status,
+                code,
+                message: message(),
+            },
             status => Self::Upstream { status },
         }
     }
+}
+
+/// `true` when `code` is the gRPC code Scalekit's gateway sends with HTTP `status` for a
+/// verdict (scalekit-wire.md §6.2 and §6.3): `NOT_FOUND` with 404; `INVALID_ARGUMENT`,
+/// `FAILED_PRECONDITION` or `OUT_OF_RANGE` with 400; `UNAUTHENTICATED` with 401;
+/// `PERMISSION_DENIED` with 403.
+fn is_scalekit_verdict(status: u16, code: Option<i32>) -> bool {
+    matches!(
+        (status, code),
+        (404, Some(5)) | (400, Some(3 | 9 | 11)) | (401, Some(16)) | (403, Some(7))
+    )
 }
 
 /// `head`, then each cause of `error` in turn, `: `-separated.
@@ -205,8 +236,12 @@ struct RpcStatus {
 }
 
 impl RpcStatus {
+    /// The body as a `google.rpc.Status`: a JSON object (not an array, which serde would also
+    /// map onto the fields), or `None`.
     fn parse(body: &[u8]) -> Option<Self> {
-        serde_json::from_slice(body).ok()
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(body).ok()?;
+        serde_json::from_value(serde_json::Value::Object(object)).ok()
     }
 }
 
@@ -295,8 +330,17 @@ mod tests {
                 Some("s3cret"),
             )
         };
-        assert_eq!(class(404, ""), ScalekitError::NotFound);
-        assert_eq!(class(401, "{}"), ScalekitError::Unauthorized);
+        assert_eq!(
+            class(
+                404,
+                r#"{"code":5,"message":"token not found","details":[]}"#
+            ),
+            ScalekitError::NotFound
+        );
+        assert_eq!(
+            class(401, r#"{"code":16,"message":"Token empty"}"#),
+            ScalekitError::Unauthorized
+        );
         assert_eq!(
             class(400, r#"{"code":3,"message":"bad s3cret"}"#),
             ScalekitError::Rejected {
@@ -305,10 +349,24 @@ mod tests {
                 message: "bad [redacted]".into()
             }
         );
+        for code in [9, 11] {
+            assert!(matches!(
+                class(400, &format!(r#"{{"code":{code}}}"#)),
+                ScalekitError::Rejected { status: 400, code: Some(c), .. } if c == code
+            ));
+        }
         assert_eq!(
-            class(403, "<html>"),
+            class(403, r#"{"code":7,"message":"denied"}"#),
             ScalekitError::Rejected {
                 status: 403,
+                code: Some(7),
+                message: "denied".into()
+            }
+        );
+        assert_eq!(
+            class(409, "<html>"),
+            ScalekitError::Rejected {
+                status: 409,
                 code: None,
                 message: String::new()
             }
@@ -317,13 +375,50 @@ mod tests {
             class(502, "<html>"),
             ScalekitError::Upstream { status: 502 }
         );
-        assert_eq!(
-            class(400, r#"{"code":"x","message":7}"#),
-            ScalekitError::Rejected {
-                status: 400,
-                code: None,
-                message: String::new()
+    }
+
+    /// Regression: a 400/401/403/404 was read as Scalekit's verdict whatever its body, so a
+    /// load balancer's, a WAF's or a wrong URL's error page made every key "invalid" (401
+    /// instead of 503, the cache's records of those keys ended, a revocation "succeeded").
+    #[test]
+    fn only_scalekit_status_bodies_are_verdicts() {
+        let headers = HeaderMap::new();
+        let class = |status: u16, body: &str| {
+            ScalekitError::from_status(
+                StatusCode::from_u16(status).unwrap(),
+                &headers,
+                body.as_bytes(),
+                None,
+            )
+        };
+        for status in [400, 401, 403, 404] {
+            for body in [
+                "",
+                "<html><body><h1>Not Found</h1></body></html>",
+                "{}",
+                r#"{"error":"not found"}"#,
+                r#"{"code":"5","message":"x"}"#,
+                // A code that does not go with the status.
+                r#"{"code":13,"message":"x"}"#,
+                r#"[5,"x"]"#,
+                "null",
+            ] {
+                assert_eq!(
+                    class(status, body),
+                    ScalekitError::Upstream { status },
+                    "{status} {body}"
+                );
+                assert!(!class(status, body).to_validate_error().is_invalid());
             }
+        }
+        // Each code goes with its own status only.
+        assert_eq!(
+            class(404, r#"{"code":3}"#),
+            ScalekitError::Upstream { status: 404 }
+        );
+        assert_eq!(
+            class(403, r#"{"code":16}"#),
+            ScalekitError::Upstream { status: 403 }
         );
     }
 

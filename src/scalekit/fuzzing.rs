@@ -58,7 +58,7 @@ pub fn fuzz_decode(body: &[u8], secret: &str) -> WireOutcomes {
         create: decode_create(body, &CreateToken::new("org_fuzz")),
         list: decode_list(body),
         access_token: [StatusCode::OK, StatusCode::UNAUTHORIZED].map(|status| {
-            decode_access_token(status, body, false, 1).map(|token| {
+            decode_access_token(status, body, false, 1, Some(secret)).map(|token| {
                 debug_assert!(!token.value().is_empty());
             })
         }),

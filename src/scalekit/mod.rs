@@ -70,7 +70,8 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The default deadline of one `/oauth/token` exchange.
 pub const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Environment variable holding the environment URL (`https://<sub>.scalekit.com`).
+/// Environment variable holding the environment URL (`https://<sub>.scalekit.com`; `http://`
+/// only to a loopback host).
 pub const ENV_URL: &str = "SCALEKIT_ENVIRONMENT_URL";
 /// Environment variable holding the client id (`skc_...`).
 pub const ENV_CLIENT_ID: &str = "SCALEKIT_CLIENT_ID";
@@ -147,6 +148,12 @@ impl fmt::Display for Transport {
 ///   answer.
 /// * [`KeyEventSource`]: creations and revocations made through this client are published
 ///   before the call returns, so a cache can evict at once.
+/// * The client-credentials access token is fetched once for all callers and cached for the
+///   `expires_in` Scalekit announces (at most 30 days; absent: an hour; 0 or negative: 30 s),
+///   and renewed before it expires.
+/// * A 400, 401, 403 or 404 is a verdict on the key only with Scalekit's `google.rpc.Status`
+///   body of the matching code; a proxy's or a wrong URL's page is an outage (503), see
+///   [`ScalekitError`].
 ///
 /// Neither the client secret, the access token nor any API key appears in its `Debug` output,
 /// its logs or its errors.

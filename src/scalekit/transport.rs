@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::auth::AccessToken;
 use super::wire::{AccessTokenResponse, OAuthError};
-use super::{ScalekitClient, ScalekitError, error::truncate};
+use super::{ScalekitClient, ScalekitError, error::scrub};
 
 /// The most we read of any answer. Scalekit's answers are a few KiB; a larger one is broken or
 /// hostile, and must not exhaust memory.
@@ -63,7 +63,11 @@ impl ScalekitClient {
     async fn call_untimed(&self, call: &Call<'_>) -> Result<Bytes, ScalekitError> {
         let token = self.access_token().await?;
         match self.send(call, &token).await {
-            Err(ScalekitError::Unauthorized) => {
+            // Scalekit's UNAUTHENTICATED, or a bare 401 (which a fresh token may cure too; it
+            // stays an outage, never a verdict, if it persists).
+            Err(
+                refused @ (ScalekitError::Unauthorized | ScalekitError::Upstream { status: 401 }),
+            ) => {
                 let fresh = self
                     .inner
                     .tokens
@@ -73,7 +77,7 @@ impl ScalekitClient {
                     Some(fresh) => self.send(call, &fresh).await,
                     // A refresh just happened and did not help: retrying with the same token
                     // would only double the traffic.
-                    None => Err(ScalekitError::Unauthorized),
+                    None => Err(refused),
                 }
             }
             other => other,
@@ -169,19 +173,27 @@ impl ScalekitClient {
             .map_err(|e| ScalekitError::from_transport(&e))?;
         let status = response.status();
         let body = read_capped(response).await?;
-        let token = decode_access_token(status, &body.bytes, body.truncated, generation)?;
+        let token = decode_access_token(
+            status,
+            &body.bytes,
+            body.truncated,
+            generation,
+            Some(inner.client_secret.as_str()),
+        )?;
         tracing::debug!(generation, "fetched a Scalekit access token");
         Ok(token)
     }
 }
 
 /// The answer of `/oauth/token`: an access token, or [`ScalekitError::UpstreamAuth`] for an
-/// error status or a body that does not hold one.
+/// error status or a body that does not hold one. `client_secret` is scrubbed from the
+/// server's error text (a server or proxy may echo the form), and so is anything key-like.
 pub(crate) fn decode_access_token(
     status: http::StatusCode,
     body: &[u8],
     truncated: bool,
     generation: u64,
+    client_secret: Option<&str>,
 ) -> Result<AccessToken, ScalekitError> {
     if !status.is_success() {
         let detail = serde_json::from_slice::<OAuthError>(body)
@@ -193,7 +205,7 @@ pub(crate) fn decode_access_token(
             .unwrap_or_else(|| "no OAuth error in the answer".to_owned());
         return Err(ScalekitError::UpstreamAuth {
             status: Some(status.as_u16()),
-            message: truncate(&detail),
+            message: scrub(&detail, client_secret),
         });
     }
     let malformed = |what: &str| ScalekitError::UpstreamAuth {

@@ -244,7 +244,17 @@ fn lenient_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Er
         // `as` saturates: a negative or absurd lifetime becomes 0 or u64::MAX, both handled
         // by the cache's clamping.
         Some(NumberOrString::Float(f)) => Some(f as u64),
-        Some(NumberOrString::Text(text)) => text.trim().parse().ok(),
+        // A negative or fractional string is a lifetime too (0 for a negative one, which the
+        // token cache handles); only a non-number means "not said".
+        Some(NumberOrString::Text(text)) => {
+            let text = text.trim();
+            text.parse().ok().or_else(|| {
+                text.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f as u64)
+            })
+        }
     })
 }
 
@@ -314,6 +324,10 @@ mod tests {
         };
         assert_eq!(parse(r#"{"expires_in":86399}"#), Some(86399));
         assert_eq!(parse(r#"{"expires_in":"3600"}"#), Some(3600));
+        assert_eq!(parse(r#"{"expires_in":"0"}"#), Some(0));
+        assert_eq!(parse(r#"{"expires_in":"-5"}"#), Some(0));
+        assert_eq!(parse(r#"{"expires_in":-5}"#), Some(0));
+        assert_eq!(parse(r#"{"expires_in":"soon"}"#), None);
         assert_eq!(parse(r#"{"expires_in":null}"#), None);
         assert_eq!(parse(r#"{}"#), None);
     }

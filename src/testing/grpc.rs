@@ -5,7 +5,9 @@
 //! REST request, which goes through the fake's own REST router (so the store, the counters, the
 //! faults and the access-token check are the same objects on both transports), and the REST
 //! answer goes back as protobuf, or as a gRPC status (code from the `google.rpc.Status` body,
-//! or from the HTTP status per scalekit-wire.md §6.2, `Retry-After` and `ErrorInfo` kept).
+//! `Retry-After` and `ErrorInfo` kept). An error answer without such a body (the `html` and
+//! `empty` faults: a proxy's page) goes out as is, with no `grpc-status`, as a proxy that
+//! does not speak gRPC would send it.
 //! A 2xx answer that is not the JSON of the RPC (the `Truncated`/`WrongTypes` faults) goes out
 //! as a corrupt protobuf message, which is what such a fault looks like on this wire.
 
@@ -275,16 +277,31 @@ fn status_only(
     response
 }
 
-/// The gRPC error for a REST error answer.
+/// The gRPC error for a REST error answer with a `google.rpc.Status` body; any other error
+/// answer (a proxy's page) as is.
 fn error_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Response {
-    let parsed = serde_json::from_slice::<Value>(body).ok();
-    let code = parsed
+    let parsed = serde_json::from_slice::<Value>(body)
+        .ok()
+        .filter(|v| v.get("code").is_some_and(Value::is_i64));
+    let Some(code) = parsed
         .as_ref()
         .and_then(|v| v.get("code"))
         .and_then(Value::as_i64)
-        .and_then(|c| i32::try_from(c).ok())
-        .filter(|c| (1..=16).contains(c))
-        .unwrap_or_else(|| code_of(status));
+        .map(|c| {
+            i32::try_from(c)
+                .ok()
+                .filter(|c| (1..=16).contains(c))
+                .unwrap_or_else(|| code_of(status))
+        })
+    else {
+        let mut response = (status, Bytes::copy_from_slice(body)).into_response();
+        if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type.clone());
+        }
+        return response;
+    };
     let message = parsed
         .as_ref()
         .and_then(|v| v.get("message"))

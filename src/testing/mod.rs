@@ -127,12 +127,31 @@ impl Fault {
         }
     }
 
-    /// An HTML error page, as a load balancer sends on 502/503/504.
+    /// An HTML error page, as a load balancer sends on 502/503/504 (or a proxy, a CDN or a WAF
+    /// on a 4xx). Over gRPC it is sent as is, with no `grpc-status`, as a proxy that does not
+    /// speak gRPC would.
     pub fn html(status: u16) -> Self {
         Self::Status {
             status,
             content_type: "text/html".into(),
-            body: format!("<html><body><h1>{status} Service Unavailable</h1></body></html>"),
+            body: format!(
+                "<html><body><h1>{status} {}</h1></body></html>",
+                http::StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("Error")
+            ),
+            retry_after: None,
+        }
+    }
+
+    /// `status` with an empty body, as a load balancer or a WAF may send (sent as is over gRPC
+    /// too, with no `grpc-status`).
+    pub fn empty(status: u16) -> Self {
+        Self::Status {
+            status,
+            content_type: "text/plain".into(),
+            body: String::new(),
             retry_after: None,
         }
     }
@@ -154,6 +173,8 @@ pub(crate) struct State {
     pub(crate) client_id: String,
     pub(crate) client_secret: String,
     pub(crate) lifetime: Mutex<Duration>,
+    /// The `expires_in` announced instead of the lifetime, when set.
+    pub(crate) announced_expires_in: Mutex<Option<serde_json::Value>>,
     /// Issued access tokens and when they expire.
     pub(crate) access_tokens: Mutex<HashMap<String, std::time::Instant>>,
     counts: Mutex<HashMap<Op, usize>>,
@@ -271,6 +292,7 @@ impl FakeScalekitBuilder {
             client_id: self.client_id,
             client_secret: self.client_secret,
             lifetime: Mutex::new(self.lifetime),
+            announced_expires_in: Mutex::default(),
             access_tokens: Mutex::default(),
             counts: Mutex::default(),
             faults: Mutex::default(),
@@ -434,6 +456,29 @@ impl FakeScalekit {
     /// The lifetime of access tokens issued from now on.
     pub fn set_access_token_lifetime(&self, lifetime: Duration) {
         *lock(&self.state.lifetime) = lifetime;
+    }
+
+    /// The `expires_in` value of the access-token answers from now on, whatever the tokens'
+    /// real lifetime (`None`: the lifetime in seconds, as usual), to play a token endpoint that
+    /// announces nonsense (`0`, `"0"`, `-5`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use axum_api_key::testing::{FakeScalekit, Op};
+    ///
+    /// let fake = FakeScalekit::start().await;
+    /// fake.announce_expires_in(Some(serde_json::json!(0)));
+    /// let client = fake.client();
+    /// for _ in 0..3 {
+    ///     let _ = client.validate_token("apit_71234567890123456").await;
+    /// }
+    /// // The client still keeps its token a while (30 s at least).
+    /// assert_eq!(fake.count(Op::Token), 1);
+    /// # }
+    /// ```
+    pub fn announce_expires_in(&self, expires_in: Option<serde_json::Value>) {
+        *lock(&self.state.announced_expires_in) = expires_in;
     }
 }
 

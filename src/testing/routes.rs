@@ -230,12 +230,15 @@ async fn oauth_token(
         issued.retain(|_, expires| *expires > now);
         issued.insert(token.clone(), now + lifetime);
     }
+    let expires_in = lock(&state.announced_expires_in)
+        .clone()
+        .unwrap_or_else(|| json!(lifetime.as_secs()));
     json_response(
         StatusCode::OK,
         &json!({
             "access_token": token,
             "token_type": "Bearer",
-            "expires_in": lifetime.as_secs(),
+            "expires_in": expires_in,
             "scope": "openid",
         }),
     )

@@ -22,6 +22,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::ScalekitError;
 use super::auth::AccessToken;
+use super::builder::is_loopback;
 use super::error::{retry_after, scrub, truncate, with_causes};
 use super::ops::{INVALIDATE, TOKENS, UPDATE, VALIDATE};
 use super::transport::{Call, MAX_BODY};
@@ -213,18 +214,6 @@ impl GrpcTransport {
     }
 }
 
-/// `http://127.0.0.1`, `http://[::1]`, `http://localhost`.
-fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
-    }
-}
-
 /// The metadata of every RPC.
 struct Headers {
     authorization: MetadataValue<tonic::metadata::Ascii>,
@@ -302,12 +291,23 @@ pub(crate) fn classify(status: &tonic::Status, secret: Option<&str>) -> Scalekit
         Code::Unimplemented => 501,
         Code::Unknown | Code::Internal | Code::DataLoss => 500,
     };
+    if status.message().starts_with(NO_GRPC_STATUS) {
+        // No gRPC status at all: tonic made this one up from the HTTP status of an answer that
+        // is not gRPC (a proxy's, a WAF's or a wrong URL's). Its UNAUTHENTICATED (401) or
+        // PERMISSION_DENIED (403) is no verdict on the key.
+        return ScalekitError::Upstream { status: http };
+    }
     ScalekitError::from_answer(
         http,
+        Some(code as i32),
         || retry_after(&status.metadata().clone().into_headers()),
-        || (Some(code as i32), message()),
+        message,
     )
 }
+
+/// How tonic's message starts when the answer had no `grpc-status` and it inferred the code
+/// from the HTTP status (`tonic::status::infer_grpc_status`).
+const NO_GRPC_STATUS: &str = "grpc-status header missing";
 
 /// The first `ErrorInfo.error_code` in a `google.rpc.Status` (empty codes skipped).
 pub(crate) fn error_code(details: &[u8]) -> Option<String> {
