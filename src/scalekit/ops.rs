@@ -27,8 +27,9 @@ pub(super) const VALIDATE: &str = "/api/v1/tokens:validate";
 pub(super) const UPDATE: &str = "/api/v1/tokens:update";
 pub(super) const INVALIDATE: &str = "/api/v1/tokens:invalidate";
 
-/// `list_all_tokens` gives up after this many pages (300 000 keys at 30 a page): a server
-/// that never ends its cursor chain must not keep us looping.
+/// `list_all_tokens` gives up after this many pages: a server that never ends its cursor chain
+/// must not keep us looping. The walk's other bounds ([`MAX_LISTED_KEYS`](crate::keys::MAX_LISTED_KEYS)
+/// keys, [`LIST_ALL_DEADLINE`](crate::keys::LIST_ALL_DEADLINE)) usually end it first.
 const MAX_PAGES: usize = 10_000;
 
 impl ScalekitClient {
