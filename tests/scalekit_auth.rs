@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use axum_api_key::scalekit::{ScalekitClient, ScalekitError};
 use axum_api_key::testing::{FakeScalekit, Fault, Op};
 use axum_api_key::validator::InvalidReason;
-use axum_api_key::{ApiKey, ValidateError, Validator};
+use axum_api_key::{ApiKey, TokenInfo, ValidateError, Validator};
 use common::unknown_key;
 use serde_json::{Value, json};
 
@@ -25,21 +25,30 @@ fn org_key(fake: &FakeScalekit) -> axum_api_key::keys::CreatedToken {
         .unwrap()
 }
 
+/// Validates `key` from `n` tasks at once; every one must succeed.
+async fn validate_concurrently(client: &ScalekitClient, key: &str, n: usize) -> Vec<TokenInfo> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let client = client.clone();
+            let key = key.to_owned();
+            tokio::spawn(async move { client.validate_token(&key).await })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(n);
+    for task in tasks {
+        answers.push(task.await.unwrap().unwrap());
+    }
+    answers
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_first_calls_fetch_one_access_token() {
     let fake = FakeScalekit::start().await;
     let created = org_key(&fake);
     let client = fake.client();
     let key = created.key.expose_secret().to_owned();
-    let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let client = client.clone();
-            let key = key.clone();
-            tokio::spawn(async move { client.validate_token(&key).await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap().unwrap().token_id(), created.token_id);
+    for info in validate_concurrently(&client, &key, 50).await {
+        assert_eq!(info.token_id(), created.token_id);
     }
     assert_eq!(fake.count(Op::Token), 1);
     assert_eq!(fake.count(Op::Validate), 50);
@@ -324,16 +333,7 @@ async fn a_nonsense_expires_in_does_not_cost_a_fetch_per_call() {
         let created = org_key(&fake);
         let client = fake.client();
         let key = created.key.expose_secret().to_owned();
-        let tasks: Vec<_> = (0..20)
-            .map(|_| {
-                let client = client.clone();
-                let key = key.clone();
-                tokio::spawn(async move { client.validate_token(&key).await })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap().unwrap();
-        }
+        validate_concurrently(&client, &key, 20).await;
         for _ in 0..5 {
             client.validate_token(&key).await.unwrap();
         }

@@ -319,17 +319,18 @@ fn redact_key_like(message: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The class of an answer with `status` and `body`, the client secret being `s3cret`.
+    fn class(status: u16, body: &str) -> ScalekitError {
+        ScalekitError::from_status(
+            StatusCode::from_u16(status).unwrap(),
+            &HeaderMap::new(),
+            body.as_bytes(),
+            Some("s3cret"),
+        )
+    }
+
     #[test]
     fn statuses_map_to_classes() {
-        let headers = HeaderMap::new();
-        let class = |status: u16, body: &str| {
-            ScalekitError::from_status(
-                StatusCode::from_u16(status).unwrap(),
-                &headers,
-                body.as_bytes(),
-                Some("s3cret"),
-            )
-        };
         assert_eq!(
             class(
                 404,
@@ -382,15 +383,6 @@ mod tests {
     /// instead of 503, the cache's records of those keys ended, a revocation "succeeded").
     #[test]
     fn only_scalekit_status_bodies_are_verdicts() {
-        let headers = HeaderMap::new();
-        let class = |status: u16, body: &str| {
-            ScalekitError::from_status(
-                StatusCode::from_u16(status).unwrap(),
-                &headers,
-                body.as_bytes(),
-                None,
-            )
-        };
         for status in [400, 401, 403, 404] {
             for body in [
                 "",
