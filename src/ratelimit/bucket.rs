@@ -11,6 +11,7 @@
 //!   alternating between two such keys cannot refill anything; the most an owner gets is the sum
 //!   of the distinct policies its keys carry, which whoever mints the keys decides.
 
+#[cfg(feature = "redis")]
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 
@@ -40,6 +41,7 @@ impl Owner<&str> {
 
     /// Appends the owner to a Redis key, unambiguously: a kind letter, and the organization's
     /// length before a user's pair (ids may contain `:`).
+    #[cfg(feature = "redis")]
     pub(crate) fn write_redis(self, key: &mut String) {
         // Writing to a `String` cannot fail.
         let _ = match self {
@@ -163,6 +165,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn redis_ids_cannot_collide_across_kinds_or_separators() {
         let id = |owner: Owner<&str>| {
