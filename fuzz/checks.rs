@@ -115,10 +115,35 @@ pub fn check_wire_body(input: &[u8]) {
             );
         }
     }
+    // The body's gRPC code, read independently of the client's own parser.
+    let body_code = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| value.as_object()?.get("code")?.as_i64());
     for (status, error) in &out.errors {
-        // The status decides the class, and for a verdict (400, 401, 403, 404) the body must
-        // agree: without Scalekit's Status JSON carrying the matching code, it is a proxy's
-        // answer, an outage.
+        // A verdict on the key (400, 401, 403, 404) only with Scalekit's Status JSON carrying
+        // the matching code: a proxy's page is an outage.
+        let verdict = matches!(
+            error,
+            ScalekitError::NotFound
+                | ScalekitError::Unauthorized
+                | ScalekitError::Rejected {
+                    status: 400 | 403,
+                    ..
+                }
+        );
+        if verdict {
+            let expected: &[i64] = match status {
+                404 => &[5],
+                401 => &[16],
+                403 => &[7],
+                _ => &[3, 9, 11],
+            };
+            assert!(
+                body_code.is_some_and(|code| expected.contains(&code)),
+                "HTTP {status} with code {body_code:?} read as a verdict: {error:?}"
+            );
+        }
+        // The status decides the class otherwise; the body only adds detail.
         let class_ok = match (status, error) {
             (404, ScalekitError::NotFound) | (401, ScalekitError::Unauthorized) => true,
             (429, ScalekitError::RateLimited { retry_after }) => {

@@ -416,11 +416,10 @@ async fn redis_killed_mid_run_requests_keep_answering_on_local_limits() {
     assert!(a.redis.is_connected());
 }
 
-/// A Redis that accepts connections and answers the handshake but never answers a script (a
-/// server stuck on a slow command, say): every decision times out and the local buckets decide.
-/// The limiter reconnects with a growing backoff, not once per timed-out request.
-#[tokio::test]
-async fn a_redis_that_connects_but_never_decides_is_not_reconnected_per_request() {
+/// A stand-in for a Redis in trouble, on loopback: it answers the connection handshake
+/// (`+OK` to each command) and answers the `n`-th script call on a connection (from 0) after
+/// `script_delay(n)`, or never (`None`), with "granted, plenty left".
+async fn troubled_redis(script_delay: fn(u64) -> Option<Duration>) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -429,36 +428,40 @@ async fn a_redis_that_connects_but_never_decides_is_not_reconnected_per_request(
         while let Ok((mut socket, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut buffer = vec![0u8; 64 * 1024];
+                let mut scripts = 0u64;
                 while let Ok(n) = socket.read(&mut buffer).await {
                     if n == 0 {
                         return;
                     }
                     let chunk = String::from_utf8_lossy(&buffer[..n]).to_ascii_uppercase();
-                    if chunk.contains("EVAL") {
-                        continue; // never answered
-                    }
-                    // One `+OK` per command of the handshake (commands start with `*`).
-                    let commands =
-                        chunk.matches("\r\n*").count() + usize::from(chunk.starts_with('*'));
-                    for _ in 0..commands {
-                        if socket.write_all(b"+OK\r\n").await.is_err() {
-                            return;
-                        }
+                    let reply: Vec<u8> = if chunk.contains("EVAL") {
+                        let Some(delay) = script_delay(scripts) else {
+                            scripts += 1;
+                            continue; // never answered
+                        };
+                        scripts += 1;
+                        tokio::time::sleep(delay).await;
+                        b"*4\r\n:1\r\n:999\r\n:0\r\n:0\r\n".to_vec()
+                    } else {
+                        // One `+OK` per command of the handshake (commands start with `*`).
+                        let commands =
+                            chunk.matches("\r\n*").count() + usize::from(chunk.starts_with('*'));
+                        b"+OK\r\n".repeat(commands)
+                    };
+                    if socket.write_all(&reply).await.is_err() {
+                        return;
                     }
                 }
             });
         }
     });
+    url
+}
 
-    let tokens = InMemoryTokens::new();
-    let key = tokens
-        .create(CreateToken::new("org_1"))
-        .unwrap()
-        .key
-        .expose_secret()
-        .to_owned();
-    let redis = RedisLimiter::builder(&url)
-        .prefix("test:stuck")
+/// A limited app whose limit is shared through the Redis at `url`, with a 5 ms deadline.
+async fn app_on(url: &str, tokens: &InMemoryTokens) -> (String, RedisLimiter) {
+    let redis = RedisLimiter::builder(url)
+        .prefix("test:troubled")
         .timeout(Duration::from_millis(5))
         .build()
         .unwrap();
@@ -467,7 +470,27 @@ async fn a_redis_that_connects_but_never_decides_is_not_reconnected_per_request(
         .route("/", get(|| async { "ok" }))
         .layer(limit)
         .layer(ApiKeyLayer::new(tokens.clone()));
-    let base = support::serve(app).await;
+    (support::serve(app).await, redis)
+}
+
+fn a_key(tokens: &InMemoryTokens) -> String {
+    tokens
+        .create(CreateToken::new("org_1"))
+        .unwrap()
+        .key
+        .expose_secret()
+        .to_owned()
+}
+
+/// A Redis that accepts connections and answers the handshake but never answers a script (a
+/// server stuck on a slow command, say): every decision times out and the local buckets decide.
+/// The limiter reconnects with a growing backoff, not once per timed-out request.
+#[tokio::test]
+async fn a_redis_that_connects_but_never_decides_is_not_reconnected_per_request() {
+    let url = troubled_redis(|_| None).await;
+    let tokens = InMemoryTokens::new();
+    let key = a_key(&tokens);
+    let (base, redis) = app_on(&url, &tokens).await;
     let client = reqwest::Client::new();
 
     let started = Instant::now();
@@ -487,4 +510,37 @@ async fn a_redis_that_connects_but_never_decides_is_not_reconnected_per_request(
         stats.connects <= 5 && requests > 20,
         "{requests} requests: {stats:?}"
     );
+}
+
+/// A Redis that is sometimes slower than the deadline (every other script answered after
+/// 30 ms): the late answers still arrive in order on the multiplexed connection, so the
+/// connection is kept. It was dropped and rebuilt at each timeout, and, the backoff being
+/// reset by the decision before, once per slow answer.
+#[tokio::test]
+async fn a_redis_that_is_sometimes_slow_keeps_its_connection() {
+    let url = troubled_redis(|n| {
+        Some(if n % 2 == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(30)
+        })
+    })
+    .await;
+    let tokens = InMemoryTokens::new();
+    let key = a_key(&tokens);
+    let (base, redis) = app_on(&url, &tokens).await;
+    let client = reqwest::Client::new();
+
+    for _ in 0..20 {
+        assert_eq!(status(&client, &base, &key).await, StatusCode::OK);
+        // Longer than a slow answer: each request finds the connection idle.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = redis.stats();
+    assert!(
+        stats.decisions >= 5 && stats.fallbacks >= 5,
+        "both kinds of answers: {stats:?}"
+    );
+    assert_eq!(stats.decisions + stats.fallbacks, 20, "{stats:?}");
+    assert_eq!(stats.connects, 1, "{stats:?}");
 }

@@ -19,7 +19,7 @@ pub const MAX_CLAIM_VALUE_LEN: usize = 256;
 /// Descriptions are at most this many characters.
 pub const MAX_DESCRIPTION_LEN: usize = 255;
 /// User ids are 1 to this many characters of [`is_user_id`]'s set.
-pub const MAX_USER_ID_LEN: usize = 64;
+pub const MAX_USER_ID_LEN: usize = 255;
 /// Pages hold at most this many keys.
 pub const MAX_PAGE_SIZE: u32 = 30;
 /// The page size used when none is given.
@@ -47,10 +47,10 @@ pub enum LimitError {
     /// A claim value outside 1..=[`MAX_CLAIM_VALUE_LEN`] characters.
     #[error("custom claim values must be 1 to {MAX_CLAIM_VALUE_LEN} characters (claim {0:?})")]
     BadClaimValue(String),
-    /// A `user_id` that is not 1 to [`MAX_USER_ID_LEN`] ASCII letters, digits and `_ - . : @`
-    /// (see [`is_user_id`]).
+    /// A `user_id` that is not 1 to [`MAX_USER_ID_LEN`] printable ASCII characters other than
+    /// quotes and backslashes (see [`is_user_id`]).
     #[error(
-        "user_id must be 1 to {MAX_USER_ID_LEN} ASCII letters, digits and `_`, `-`, `.`, `:`, `@`"
+        "user_id must be 1 to {MAX_USER_ID_LEN} printable ASCII characters, without spaces, quotes or backslashes"
     )]
     BadUserId,
     /// A description over [`MAX_DESCRIPTION_LEN`] characters.
@@ -329,15 +329,17 @@ fn redacted_token_ref(token: &str) -> String {
     format!("[key or id {}]", Fingerprint::of(token))
 }
 
-/// `true` for a plausible user id: 1 to [`MAX_USER_ID_LEN`] ASCII letters, digits and
-/// `_ - . : @` (Scalekit's `usr_63261492986167383`, and the ids of most identity providers).
-/// User ids become rate-limit keys, Redis keys and log fields: no spaces, quotes or control
+/// `true` for a plausible user id: 1 to [`MAX_USER_ID_LEN`] printable ASCII characters other
+/// than `"`, `'`, `` ` `` and `\` (Scalekit's `usr_63261492986167383`, and the ids identity
+/// providers give: `auth0|5f7c…`, `google-oauth2|1043…`, `ann+keys@example.com`). User ids
+/// become rate-limit keys, Redis keys and log fields: no spaces, quotes, backslashes or control
 /// characters.
 ///
 /// ```
 /// use axum_api_key::keys::is_user_id;
 ///
 /// assert!(is_user_id("usr_63261492986167383"));
+/// assert!(is_user_id("auth0|5f7c8ec7c33c6c004bbafe82"));
 /// assert!(!is_user_id("usr_1\nforged"));
 /// assert!(!is_user_id(""));
 /// ```
@@ -345,7 +347,7 @@ pub fn is_user_id(user_id: &str) -> bool {
     (1..=MAX_USER_ID_LEN).contains(&user_id.len())
         && user_id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.:@".contains(&b))
+            .all(|b| b.is_ascii_graphic() && !b"\"'`\\".contains(&b))
 }
 
 fn check_user(user_id: Option<&str>) -> Result<(), LimitError> {
@@ -389,6 +391,10 @@ mod tests {
             "usr_63261492986167383",
             "usr_1",
             "a",
+            "auth0|5f7c8ec7c33c6c004bbafe82",
+            "google-oauth2|104300000000000000001",
+            "ann+keys@example.com",
+            "samlp|acme|ann@example.com",
             &"u".repeat(MAX_USER_ID_LEN),
         ] {
             assert!(
@@ -405,6 +411,9 @@ mod tests {
             "usr_1\nINFO forged",
             "usr 1",
             "usr_\"1",
+            "usr_'1",
+            "usr_\\1",
+            "usr_\t1",
             "usr_é",
             &"u".repeat(MAX_USER_ID_LEN + 1),
             &"u".repeat(16 * 1024),

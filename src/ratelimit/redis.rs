@@ -2,7 +2,7 @@
 //! decision (feature `redis`).
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -87,6 +87,8 @@ struct Inner {
     /// a newer one another task just made.
     connection: RwLock<Option<(u64, MultiplexedConnection)>>,
     connects: AtomicU64,
+    /// Timeouts since the last answer: a connection is dropped only after a few in a row.
+    timeouts_in_a_row: AtomicU32,
     connecting: AtomicBool,
     connected: AtomicBool,
     backoff_ms: AtomicU64,
@@ -316,6 +318,9 @@ impl Inner {
                     self.backoff_ms.store(0, Ordering::Relaxed);
                     self.next_attempt_ms.store(0, Ordering::Relaxed);
                 }
+                if self.timeouts_in_a_row.load(Ordering::Relaxed) != 0 {
+                    self.timeouts_in_a_row.store(0, Ordering::Relaxed);
+                }
                 self.decisions.fetch_add(1, Ordering::Relaxed);
                 crate::telemetry::redis_limiter_decision("redis");
                 let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
@@ -343,11 +348,14 @@ impl Inner {
                 })
             }
             Ok(Err(error)) => {
-                self.fail(number, &format!("{:?}", error.kind()));
+                self.fail(number, &format!("{:?}", error.kind()), true);
                 None
             }
             Err(_) => {
-                self.fail(number, "timeout");
+                // A slow answer still arrives, in order, on a multiplexed connection: only a
+                // few timeouts in a row suggest a peer that went away without closing it.
+                let in_a_row = self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+                self.fail(number, "timeout", in_a_row >= TIMEOUTS_BEFORE_RECONNECT);
                 None
             }
         }
@@ -372,23 +380,34 @@ impl Inner {
         }
     }
 
-    /// A failed call on connection `number`: local limits decide, and that connection is
-    /// rebuilt in the background (a timeout is the only sign of a connection whose peer went
-    /// away without closing it).
-    fn fail(self: &Arc<Self>, number: u64, reason: &str) {
+    /// A failed call on connection `number`: local limits decide and, when `drop_it`, that
+    /// connection (and only that one: another task may have made a newer one meanwhile) is
+    /// rebuilt in the background.
+    fn fail(self: &Arc<Self>, number: u64, reason: &str, drop_it: bool) {
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
         crate::telemetry::redis_limiter_decision("fallback");
         self.set_connected(false, reason);
-        {
+        if !drop_it {
+            return;
+        }
+        let dropped = {
             let mut slot = self
                 .connection
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            if slot.as_ref().is_some_and(|(current, _)| *current == number) {
-                *slot = None;
+            match slot.as_ref() {
+                Some((current, _)) if *current == number => {
+                    *slot = None;
+                    true
+                }
+                Some(_) => false,
+                None => true,
             }
+        };
+        if dropped {
+            self.timeouts_in_a_row.store(0, Ordering::Relaxed);
+            self.clone().spawn_connect();
         }
-        self.clone().spawn_connect();
     }
 
     fn spawn_connect(self: Arc<Self>) {
@@ -410,7 +429,11 @@ impl Inner {
         self.backoff_ms.store(backoff, Ordering::Relaxed);
         self.next_attempt_ms
             .store(self.now_ms().saturating_add(backoff), Ordering::Relaxed);
+        // Cleared when the attempt ends, or when its task is dropped unfinished (a runtime
+        // shutting down): a flag left set would stop every later attempt.
+        let attempt_ends = AttemptEnds(self.clone());
         runtime.spawn(async move {
+            let _attempt_ends = attempt_ends;
             let deadline = Duration::from_secs(1).max(self.timeout);
             let attempt =
                 tokio::time::timeout(deadline, self.client.get_multiplexed_async_connection())
@@ -425,8 +448,19 @@ impl Inner {
                 }
                 Ok(Err(_)) | Err(_) => self.set_connected(false, "connect failed"),
             }
-            self.connecting.store(false, Ordering::Release);
         });
+    }
+}
+
+/// How many timeouts in a row drop a connection.
+const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
+
+/// Lets the next connection attempt start once this one has ended, however it ends.
+struct AttemptEnds(Arc<Inner>);
+
+impl Drop for AttemptEnds {
+    fn drop(&mut self) {
+        self.0.connecting.store(false, Ordering::Release);
     }
 }
 
@@ -486,6 +520,7 @@ impl RedisLimiterBuilder {
                 timeout: self.timeout,
                 connection: RwLock::new(None),
                 connects: AtomicU64::new(0),
+                timeouts_in_a_row: AtomicU32::new(0),
                 connecting: AtomicBool::new(false),
                 connected: AtomicBool::new(false),
                 backoff_ms: AtomicU64::new(0),
