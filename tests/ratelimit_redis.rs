@@ -458,11 +458,11 @@ async fn troubled_redis(script_delay: fn(u64) -> Option<Duration>) -> String {
     url
 }
 
-/// A limited app whose limit is shared through the Redis at `url`, with a 5 ms deadline.
-async fn app_on(url: &str, tokens: &InMemoryTokens) -> (String, RedisLimiter) {
+/// A limited app whose limit is shared through the Redis at `url`, with a deadline of `timeout`.
+async fn app_on(url: &str, tokens: &InMemoryTokens, timeout: Duration) -> (String, RedisLimiter) {
     let redis = RedisLimiter::builder(url)
         .prefix("test:troubled")
-        .timeout(Duration::from_millis(5))
+        .timeout(timeout)
         .build()
         .unwrap();
     let limit = RateLimitLayer::new("1000/s".parse().unwrap()).redis(redis.clone());
@@ -490,7 +490,7 @@ async fn a_redis_that_connects_but_never_decides_is_not_reconnected_per_request(
     let url = troubled_redis(|_| None).await;
     let tokens = InMemoryTokens::new();
     let key = a_key(&tokens);
-    let (base, redis) = app_on(&url, &tokens).await;
+    let (base, redis) = app_on(&url, &tokens, Duration::from_millis(5)).await;
     let client = reqwest::Client::new();
 
     let started = Instant::now();
@@ -513,34 +513,34 @@ async fn a_redis_that_connects_but_never_decides_is_not_reconnected_per_request(
 }
 
 /// A Redis that is sometimes slower than the deadline (every other script answered after
-/// 30 ms): the late answers still arrive in order on the multiplexed connection, so the
-/// connection is kept. It was dropped and rebuilt at each timeout, and, the backoff being
-/// reset by the decision before, once per slow answer.
+/// 200 ms, past a 50 ms deadline): the late answers still arrive in order on the multiplexed
+/// connection, so the connection is kept. It was dropped and rebuilt at each timeout, and, the
+/// backoff being reset by the decision before, once per slow answer.
 #[tokio::test]
 async fn a_redis_that_is_sometimes_slow_keeps_its_connection() {
     let url = troubled_redis(|n| {
         Some(if n % 2 == 0 {
             Duration::ZERO
         } else {
-            Duration::from_millis(30)
+            Duration::from_millis(200)
         })
     })
     .await;
     let tokens = InMemoryTokens::new();
     let key = a_key(&tokens);
-    let (base, redis) = app_on(&url, &tokens).await;
+    let (base, redis) = app_on(&url, &tokens, Duration::from_millis(50)).await;
     let client = reqwest::Client::new();
 
-    for _ in 0..20 {
+    for _ in 0..12 {
         assert_eq!(status(&client, &base, &key).await, StatusCode::OK);
         // Longer than a slow answer: each request finds the connection idle.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let stats = redis.stats();
     assert!(
-        stats.decisions >= 5 && stats.fallbacks >= 5,
+        stats.decisions >= 3 && stats.fallbacks >= 3,
         "both kinds of answers: {stats:?}"
     );
-    assert_eq!(stats.decisions + stats.fallbacks, 20, "{stats:?}");
+    assert_eq!(stats.decisions + stats.fallbacks, 12, "{stats:?}");
     assert_eq!(stats.connects, 1, "{stats:?}");
 }

@@ -215,7 +215,6 @@ fn the_whole_walk_has_a_deadline() {
             message(error),
             format!("listing every key took longer than 30ms ({read} pages read)")
         );
-        assert!(read >= 3, "{read} pages");
     });
 }
 
