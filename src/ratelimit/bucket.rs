@@ -11,12 +11,10 @@
 //!   alternating between two such keys cannot refill anything; the most an owner gets is the sum
 //!   of the distinct policies its keys carry, which whoever mints the keys decides.
 
-#[cfg(feature = "redis")]
-use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
-
 use super::RatePolicy;
 use super::cells::Lookup;
+#[cfg(feature = "redis")]
+use std::fmt::Write as _;
 
 /// Whose bucket: a key (by its `token_id`), a user within an organization, or an organization.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,8 +52,23 @@ impl Owner<&str> {
     }
 }
 
+impl Owner<Box<str>> {
+    /// The borrowed form, to compare with a request's.
+    fn borrowed(&self) -> Owner<&str> {
+        match self {
+            Self::Key(id) => Owner::Key(id),
+            Self::User { organization, user } => Owner::User { organization, user },
+            Self::Organization(id) => Owner::Organization(id),
+        }
+    }
+}
+
+// The two forms of a bucket declare the same fields in the same order, so their derived
+// hashes agree (`&str` and `Box<str>` hash as `str`), as the map's lookup of one by the other
+// requires.
+
 /// A bucket as the map stores it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub(crate) struct BucketKey {
     owner: Owner<Box<str>>,
     policy: RatePolicy,
@@ -63,43 +76,15 @@ pub(crate) struct BucketKey {
 
 /// A bucket as a request names it, borrowing the ids from its `TokenInfo`: a hit allocates
 /// nothing.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Hash)]
 pub(crate) struct Bucket<'a> {
     pub(crate) owner: Owner<&'a str>,
     pub(crate) policy: RatePolicy,
 }
 
-// Both forms hash the same fields in the same order (`&str` and `Box<str>` hash as `str`), as
-// the map's lookup of one by the other requires.
-impl Hash for BucketKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.owner.hash(state);
-        self.policy.hash(state);
-    }
-}
-
-impl Hash for Bucket<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.owner.hash(state);
-        self.policy.hash(state);
-    }
-}
-
 impl papaya::Equivalent<BucketKey> for Bucket<'_> {
     fn equivalent(&self, key: &BucketKey) -> bool {
-        self.policy == key.policy
-            && match (self.owner, &key.owner) {
-                (Owner::Key(a), Owner::Key(b)) => a == &**b,
-                (
-                    Owner::User { organization, user },
-                    Owner::User {
-                        organization: their_organization,
-                        user: their_user,
-                    },
-                ) => organization == &**their_organization && user == &**their_user,
-                (Owner::Organization(a), Owner::Organization(b)) => a == &**b,
-                _ => false,
-            }
+        self.policy == key.policy && self.owner == key.owner.borrowed()
     }
 }
 
