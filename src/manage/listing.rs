@@ -1,5 +1,7 @@
 //! Listing: a manager's keys, newest first, paged with an opaque cursor, expired keys swept.
 
+use std::ops::ControlFlow;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::OffsetDateTime;
@@ -10,8 +12,7 @@ use crate::keys::{KeyStore, ListTokens, MAX_PAGE_SIZE};
 use crate::token_info::TokenInfo;
 
 use super::ops::{
-    Core, DEFAULT_LIST_SIZE, KeyPage, MAX_LIST_SIZE, MAX_STORE_PAGES, SWEEP_PER_LIST, may_manage,
-    no_grant,
+    Core, DEFAULT_LIST_SIZE, KeyPage, MAX_LIST_SIZE, SWEEP_PER_LIST, may_manage, no_grant,
 };
 
 impl<S: KeyStore> Core<S> {
@@ -47,31 +48,24 @@ impl<S: KeyStore> Core<S> {
 
         let now = OffsetDateTime::now_utc();
         let mut keys = Vec::new();
-        let mut truncated = false;
         let mut expired = Vec::new();
-        for page in 0.. {
-            if page == MAX_STORE_PAGES {
-                truncated = true;
-                break;
-            }
-            let answer = self.store.list(&request).await?;
-            for info in answer.tokens {
-                if !self.visible(manager, &info) {
-                    continue; // a store answering outside the filter: never shown
-                }
-                if info.is_expired_at(now) {
-                    if info.revoke_after().is_some_and(|t| t <= now) {
-                        expired.push(info.token_id().to_owned());
+        let truncated = self
+            .each_store_page(request, |tokens| {
+                for info in tokens {
+                    if !self.visible(manager, &info) {
+                        continue; // a store answering outside the filter: never shown
                     }
-                } else {
-                    keys.push(info);
+                    if info.is_expired_at(now) {
+                        if info.revoke_after().is_some_and(|t| t <= now) {
+                            expired.push(info.token_id().to_owned());
+                        }
+                    } else {
+                        keys.push(info);
+                    }
                 }
-            }
-            match answer.next_page_token {
-                Some(next) if !next.is_empty() => request.page_token = Some(next),
-                _ => break,
-            }
-        }
+                ControlFlow::Continue(())
+            })
+            .await?;
         if truncated {
             tracing::warn!(
                 target: "axum_api_key::manage",

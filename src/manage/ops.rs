@@ -2,6 +2,7 @@
 //! how lists are ordered, how rotation and revocation run.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -346,31 +347,49 @@ impl<S: KeyStore> Core<S> {
         if cap == 0 {
             return Err(refused());
         }
-        let mut request = ListTokens::new(manager.organization_id())
+        let request = ListTokens::new(manager.organization_id())
             .user(user)
             .page_size(MAX_PAGE_SIZE);
         let now = OffsetDateTime::now_utc();
         let mut active = 0_u32;
+        self.each_store_page(request, |tokens| {
+            let here = tokens
+                .iter()
+                .filter(|info| self.visible(manager, info) && !info.is_expired_at(now))
+                .count();
+            active = active.saturating_add(here.try_into().unwrap_or(u32::MAX));
+            if active >= cap {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await?;
+        if active >= cap {
+            return Err(refused());
+        }
+        Ok(())
+    }
+
+    /// Reads `request`'s store pages in order, handing each page's keys to `visit`, until the
+    /// store has no more, `visit` breaks, or [`MAX_STORE_PAGES`] pages are read; `true` when
+    /// that bound left pages unread.
+    pub(super) async fn each_store_page(
+        &self,
+        mut request: ListTokens,
+        mut visit: impl FnMut(Vec<TokenInfo>) -> ControlFlow<()>,
+    ) -> Result<bool, KeyStoreError> {
         for _ in 0..MAX_STORE_PAGES {
             let answer = self.store.list(&request).await?;
-            active = active.saturating_add(
-                answer
-                    .tokens
-                    .iter()
-                    .filter(|info| self.visible(manager, info) && !info.is_expired_at(now))
-                    .count()
-                    .try_into()
-                    .unwrap_or(u32::MAX),
-            );
-            if active >= cap {
-                return Err(refused());
+            if visit(answer.tokens).is_break() {
+                return Ok(false);
             }
             match answer.next_page_token {
                 Some(next) if !next.is_empty() => request.page_token = Some(next),
-                _ => break,
+                _ => return Ok(false),
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn audit(&self, manager: &Manager, info: &TokenInfo, action: AuditAction) {
