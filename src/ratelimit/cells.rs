@@ -203,13 +203,23 @@ impl<K: Hash + Eq + Send + Sync + 'static, S: BuildHasher + Default> Cells<K, S>
     #[cold]
     #[inline(never)]
     fn check_new<Q: Lookup<K> + ?Sized>(&self, key: &Q, policy: RatePolicy) -> Outcome {
-        let now = self.now();
+        self.with_cell(key, policy, self.now(), Cell::decide)
+    }
+
+    /// Runs `f` on `key`'s cell, made under `policy` at `now` if the key has none (room made
+    /// first when the map is full).
+    fn with_cell<Q: Lookup<K> + ?Sized, R>(
+        &self,
+        key: &Q,
+        policy: RatePolicy,
+        now: u64,
+        f: impl FnOnce(&Cell) -> R,
+    ) -> R {
         let map = self.map.pin();
-        if map.len() >= self.max {
+        if map.get(key).is_none() && map.len() >= self.max {
             self.make_room(now);
         }
-        map.get_or_insert_with(key.to_key(), || self.new_cell(policy, now))
-            .decide()
+        f(map.get_or_insert_with(key.to_key(), || self.new_cell(policy, now)))
     }
 
     /// `key`'s standing, from one lookup: whether it is blocked (the throttle's check) and
@@ -251,13 +261,9 @@ impl<K: Hash + Eq + Send + Sync + 'static, S: BuildHasher + Default> Cells<K, S>
         let now = self.now();
         // Round up: a client is never let through before its bucket has a token again.
         let until = now.saturating_add(nanos(wait)).saturating_add(1);
-        let map = self.map.pin();
-        if map.get(key).is_none() && map.len() >= self.max {
-            self.make_room(now);
-        }
-        map.get_or_insert_with(key.to_key(), || self.new_cell(policy, now))
-            .blocked_until
-            .fetch_max(until, Ordering::Relaxed);
+        self.with_cell(key, policy, now, |cell| {
+            cell.blocked_until.fetch_max(until, Ordering::Relaxed);
+        });
     }
 
     /// Drops the cells idle for a whole window (lossless); if the map is still full, drops an
